@@ -1,0 +1,224 @@
+"""Structured filters: column / operator / value, validated against the dataset's columns
+and compiled to parameterised SQL for each source dialect. Never raw SQL from users."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ValidationError
+
+OPERATORS = {
+    "eq": "equals",
+    "neq": "does not equal",
+    "in": "is one of",
+    "contains": "contains",
+    "starts_with": "starts with",
+    "gt": "is greater than",
+    "gte": "is greater than or equal to",
+    "lt": "is less than",
+    "lte": "is less than or equal to",
+    "between": "is between",
+    "is_empty": "is empty",
+    "is_not_empty": "is not empty",
+}
+TEXT_ONLY = {"contains", "starts_with"}
+NO_VALUE = {"is_empty", "is_not_empty"}
+ORDERED = {"gt", "gte", "lt", "lte", "between"}
+MAX_IN_VALUES = 1000
+
+
+@dataclass(frozen=True)
+class Filter:
+    column: str
+    operator: str
+    values: tuple  # parsed values: none, one, two (between) or many (in)
+    logical_type: str
+
+
+def parse_value(raw: str, logical_type: str, column: str):
+    """Parse one filter value typed by a user into the column's type, or say why not."""
+    text = raw.strip()
+    try:
+        if logical_type == "integer":
+            return int(text)
+        if logical_type == "float":
+            return float(text)
+        if logical_type == "decimal":
+            value = Decimal(text)
+            if not value.is_finite():
+                raise ValueError
+            return value
+        if logical_type == "boolean":
+            lowered = text.lower()
+            if lowered in {"true", "yes", "1"}:
+                return True
+            if lowered in {"false", "no", "0"}:
+                return False
+            raise ValueError
+        if logical_type in {"timestamp", "datetime"}:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if logical_type == "timestamp" and value.tzinfo is None:
+                value = value.replace(tzinfo=UTC)
+            return value
+        if logical_type == "date":
+            return date.fromisoformat(text)
+    except (ValueError, InvalidOperation):
+        expected = {
+            "integer": "a whole number",
+            "float": "a number",
+            "decimal": "a decimal number such as 12.50",
+            "boolean": "true or false",
+            "timestamp": "a date or date-time such as 2026-01-31 or 2026-01-31T09:30:00Z",
+            "datetime": "a date or date-time such as 2026-01-31 or 2026-01-31T09:30:00",
+            "date": "a date such as 2026-01-31",
+        }[logical_type]
+        raise ValidationError(f"{raw!r} is not {expected}, as column {column!r} needs") from None
+    return raw
+
+
+def validate_filter(spec: dict, columns: dict[str, dict]) -> Filter:
+    """Check one stored filter ({column, operator, value, value_to}) against the columns."""
+    column = spec.get("column") or ""
+    operator = spec.get("operator") or ""
+    if column not in columns:
+        raise ValidationError(f"column {column!r} does not exist in this dataset")
+    if operator not in OPERATORS:
+        raise ValidationError(f"unknown operator {operator!r}")
+    logical_type = columns[column]["type"]
+    if operator in TEXT_ONLY and logical_type != "text":
+        raise ValidationError(f"{OPERATORS[operator]!r} only applies to text columns; {column!r} is {logical_type}")
+    if operator in ORDERED and logical_type in {"boolean", "binary"}:
+        raise ValidationError(f"{OPERATORS[operator]!r} does not apply to {logical_type} column {column!r}")
+    if operator in NO_VALUE:
+        return Filter(column, operator, (), logical_type)
+    raw = str(spec.get("value") or "")
+    if not raw.strip():
+        raise ValidationError(f"a value is needed for {column!r} {OPERATORS[operator]}")
+    if operator == "in":
+        items = [item for item in re.split(r"[,\n]", raw) if item.strip()]
+        if len(items) > MAX_IN_VALUES:
+            raise ValidationError(f"at most {MAX_IN_VALUES} values for 'is one of', got {len(items)}")
+        values = tuple(parse_value(item, logical_type, column) for item in items)
+        if logical_type == "text":
+            values = tuple(item.strip() for item in items)
+        return Filter(column, operator, values, logical_type)
+    value = parse_value(raw, logical_type, column) if logical_type != "text" else raw
+    if operator == "between":
+        raw_to = str(spec.get("value_to") or "")
+        if not raw_to.strip():
+            raise ValidationError(f"'is between' needs a second value for {column!r}")
+        value_to = parse_value(raw_to, logical_type, column) if logical_type != "text" else raw_to
+        if value_to < value:
+            raise ValidationError(f"the range for {column!r} is empty: {raw_to!r} comes before {raw!r}")
+        return Filter(column, operator, (value, value_to), logical_type)
+    return Filter(column, operator, (value,), logical_type)
+
+
+def validate_filters(specs: list[dict], columns: list[dict]) -> list[Filter]:
+    """Validate every filter; one ValidationError listing each bad filter by its position."""
+    by_name = {column["name"]: column for column in columns}
+    parsed, errors = [], []
+    for position, spec in enumerate(specs, start=1):
+        try:
+            parsed.append(validate_filter(spec, by_name))
+        except ValidationError as exc:
+            errors.append(ValidationError(f"Filter {position}: {exc.messages[0]}"))
+    if errors:
+        raise ValidationError(errors)
+    return parsed
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _like_pattern(value: str, *, prefix_only: bool) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"{escaped}%" if prefix_only else f"%{escaped}%"
+
+
+class _Params:
+    """Collects bound parameters and hands out placeholders in the dialect's style."""
+
+    def __init__(self, dialect: str):
+        self.dialect = dialect
+        self.values: list = []
+
+    def add(self, value, logical_type: str) -> str:
+        if self.dialect == "postgresql":
+            # ADBC binds text; PostgreSQL casts it to the column's type.
+            self.values.append(_as_text(value))
+            cast = {
+                "integer": "bigint",
+                "float": "double precision",
+                "decimal": "numeric",
+                "boolean": "boolean",
+                "timestamp": "timestamptz",
+                "datetime": "timestamp",
+                "date": "date",
+            }.get(logical_type, "text")
+            return f"${len(self.values)}::{cast}"
+        if logical_type in {"timestamp", "datetime"}:
+            self.values.append(value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat())
+            return "strftime('%Y-%m-%dT%H:%M:%f', ?)"
+        if logical_type == "decimal":
+            self.values.append(float(value))
+            return "CAST(? AS REAL)"
+        if logical_type == "boolean":
+            self.values.append(int(value))
+            return "?"
+        self.values.append(value.isoformat() if isinstance(value, date) else value)
+        return "?"
+
+
+def _as_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return str(value)
+
+
+def _column_expression(f: Filter, dialect: str) -> str:
+    column = quote_identifier(f.column)
+    if dialect == "sqlite" and f.logical_type in {"timestamp", "datetime"}:
+        return f"strftime('%Y-%m-%dT%H:%M:%f', {column})"
+    return column
+
+
+def compile_where(filters: list[Filter], dialect: str) -> tuple[str, list]:
+    """Return (" WHERE ...", params) for the filters, all combined with AND."""
+    if not filters:
+        return "", []
+    params = _Params(dialect)
+    like = "ILIKE" if dialect == "postgresql" else "LIKE"
+    clauses = []
+    for f in filters:
+        column = _column_expression(f, dialect)
+        raw_column = quote_identifier(f.column)
+        if f.operator == "is_empty":
+            empty_text = f" OR {raw_column} = ''" if f.logical_type == "text" else ""
+            clauses.append(f"({raw_column} IS NULL{empty_text})")
+        elif f.operator == "is_not_empty":
+            not_empty_text = f" AND {raw_column} <> ''" if f.logical_type == "text" else ""
+            clauses.append(f"({raw_column} IS NOT NULL{not_empty_text})")
+        elif f.operator in TEXT_ONLY:
+            pattern = _like_pattern(f.values[0], prefix_only=f.operator == "starts_with")
+            clauses.append(f"{raw_column} {like} {params.add(pattern, 'text')} ESCAPE '\\'")
+        elif f.operator == "in":
+            placeholders = ", ".join(params.add(value, f.logical_type) for value in f.values)
+            clauses.append(f"{column} IN ({placeholders})")
+        elif f.operator == "between":
+            low = params.add(f.values[0], f.logical_type)
+            high = params.add(f.values[1], f.logical_type)
+            clauses.append(f"{column} BETWEEN {low} AND {high}")
+        elif f.operator == "neq":
+            # A marketer asking for "not X" expects the rows with no value too.
+            clauses.append(f"({column} <> {params.add(f.values[0], f.logical_type)} OR {raw_column} IS NULL)")
+        else:
+            sql_operator = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[f.operator]
+            clauses.append(f"{column} {sql_operator} {params.add(f.values[0], f.logical_type)}")
+    return " WHERE " + " AND ".join(clauses), params.values

@@ -1,0 +1,101 @@
+"""The RQ job that executes a run: read the source, write part files, deliver, report."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import shutil
+import time
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from rq.timeouts import JobTimeoutException
+
+from exports import delivery
+from exports.engine import FileSpec, write_files
+from exports.filters import validate_filters
+from exports.layout import context_for_run, render_template
+from exports.models import Run
+from exports.sources import SourceError, open_reader
+
+logger = logging.getLogger(__name__)
+
+
+class RunCancelled(Exception):
+    pass
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class _Progress:
+    """Writes rows done to the run at most a few times a second, and notices cancellation."""
+
+    def __init__(self, run: Run, interval: float = 0.5):
+        self.run = run
+        self.interval = interval
+        self.last = 0.0
+
+    def __call__(self, rows_done: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        if not self.run.report_progress(rows_done):
+            raise RunCancelled()
+
+
+def run_export(run_id: str) -> str:
+    """RQ entry point. Safe to run twice: only the job that claims the run does the work."""
+    run = Run.claim(run_id)
+    if run is None:
+        logger.info("run %s is not queued any more; nothing to do", run_id)
+        return "skipped"
+    execute_run(run)
+    return run.status
+
+
+def execute_run(run: Run) -> None:
+    export = run.export
+    work_dir = settings.EXPORT_WORK_DIR / str(run.id)
+    delivered: list = []
+    try:
+        try:
+            filters = validate_filters(export.filters, export.dataset.columns)
+        except ValidationError as exc:
+            raise SourceError(f"the export's filters no longer fit the dataset: {'; '.join(exc.messages)}") from None
+        spec = FileSpec(
+            file_format=export.file_format,
+            compression=export.compression,
+            rows_per_file=export.rows_per_file,
+            name_stem=render_template(export.file_template, context_for_run(run)),
+            csv_delimiter=export.csv_delimiter,
+            csv_header=export.csv_header,
+        )
+        with open_reader(export.dataset, export.columns, filters, batch_rows=settings.EXPORT_BATCH_ROWS) as reader:
+            estimate = reader.estimate_rows()
+            Run.objects.filter(id=run.id).update(estimated_rows=estimate)
+            files = write_files(reader.batches(), reader.schema, spec, work_dir, on_progress=_Progress(run))
+        folder, delivered = delivery.deliver(run, files)
+        if not run.succeed(files=delivered, delivery_folder=folder, peak_rss_bytes=_peak_rss_bytes()):
+            raise RunCancelled()
+        logger.info("run %s succeeded: %s rows in %s files", run.id, run.row_count, len(delivered))
+    except RunCancelled:
+        logger.info("run %s was cancelled", run.id)
+        delivery.discard(delivered)
+    except SourceError as exc:
+        delivery.discard(delivered)
+        run.fail(exc.code, str(exc), peak_rss_bytes=_peak_rss_bytes())
+    except JobTimeoutException:
+        delivery.discard(delivered)
+        run.fail(
+            Run.ErrorCode.TIMEOUT,
+            f"the export ran longer than {settings.RQ_QUEUES[settings.EXPORTS_QUEUE]['DEFAULT_TIMEOUT']} s",
+        )
+    except Exception as exc:
+        logger.exception("run %s failed", run.id)
+        delivery.discard(delivered)
+        run.fail(Run.ErrorCode.INTERNAL_ERROR, f"unexpected error: {type(exc).__name__}: {exc}")
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)

@@ -1,0 +1,131 @@
+"""`make run`: the whole product on one machine, on the embedded defaults.
+
+1. Migrate, seed the demo source (first time only) and make sure an admin exists.
+2. Start the embedded Redis when REDIS_URL is unset.
+3. Start the web server and a worker, print where to log in, and wait.
+4. On Ctrl-C or SIGTERM stop them all, then Redis, and exit.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from exportsite import embedded
+
+
+class Command(BaseCommand):
+    help = "Start web, worker and (when REDIS_URL is unset) an embedded Redis; stop them all on Ctrl-C."
+
+    def handle(self, *args, **options):
+        port = int(os.environ.get("PORT", "8000"))
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("seed_demo", if_missing=True, stdout=self.stdout)
+        username, password = self._ensure_admin()
+
+        children: list[tuple[str, subprocess.Popen]] = []
+        redis = None
+        stopping = False
+
+        def stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            if settings.EMBEDDED_REDIS:
+                if embedded.port_in_use(settings.EMBEDDED_REDIS_PORT):
+                    raise CommandError(
+                        f"port {settings.EMBEDDED_REDIS_PORT} for the embedded Redis is taken: "
+                        "stop what uses it, or set EXPORTSITE_EMBEDDED_REDIS_PORT or REDIS_URL"
+                    )
+                redis = embedded.start_redis(settings.EMBEDDED_REDIS_PORT, settings.DATA_DIR / "redis")
+                self.stdout.write(f"embedded Redis on {settings.REDIS_URL}")
+            if embedded.port_in_use(port):
+                raise CommandError(f"port {port} is taken: set PORT to another one")
+            python = sys.executable
+            processes = {
+                "web": [
+                    python,
+                    "-m",
+                    "gunicorn",
+                    "exportsite.wsgi",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    "2",
+                    "--threads",
+                    "4",
+                    "--worker-class",
+                    "gthread",
+                    "--timeout",
+                    "120",
+                    "--access-logfile",
+                    "-",
+                ],
+                "worker": [python, "manage.py", "rqworker", settings.EXPORTS_QUEUE],
+            }
+            for name, command in processes.items():
+                children.append((name, subprocess.Popen(command, cwd=settings.BASE_DIR, start_new_session=True)))
+            embedded.wait_for_port(port, timeout=30)
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"\nExport site is up: http://127.0.0.1:{port}/\n"
+                    f"  log in as {username!r} with password {password!r}\n"
+                    "  press Ctrl-C to stop\n"
+                )
+            )
+            while not stopping:
+                for name, child in children:
+                    if child.poll() is not None:
+                        self.stderr.write(f"{name} exited with code {child.returncode}; stopping")
+                        stopping = True
+                time.sleep(0.5)
+        finally:
+            self.stdout.write("stopping...")
+            for _name, child in children:
+                if child.poll() is None:
+                    os.killpg(child.pid, signal.SIGTERM)
+            for _name, child in children:
+                try:
+                    child.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.pid, signal.SIGKILL)
+            if redis is not None:
+                embedded.stop(redis)
+            self.stdout.write("stopped")
+
+    def _ensure_admin(self) -> tuple[str, str]:
+        """The first admin account: password from EXPORTSITE_ADMIN_PASSWORD, or generated
+        once and kept (owner-only) in the data folder so it can be shown again."""
+        username = os.environ.get("EXPORTSITE_ADMIN_USER", "admin")
+        password_file = settings.DATA_DIR / "admin_password"
+        password = os.environ.get("EXPORTSITE_ADMIN_PASSWORD")
+        if not password:
+            if password_file.exists():
+                password = password_file.read_text().strip()
+            else:
+                password = secrets.token_urlsafe(12)
+                fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(password)
+        User = get_user_model()
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            User.objects.create_superuser(username, f"{username}@localhost", password)
+        elif os.environ.get("EXPORTSITE_ADMIN_PASSWORD") and not user.check_password(password):
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        elif not user.check_password(password):
+            password = "(changed since it was generated)"
+        return username, password

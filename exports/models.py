@@ -1,0 +1,409 @@
+"""Sources, export definitions and their runs.
+
+States are explicit: every status field is a `TextChoices`, every state that matters has
+its own timestamp, and transitions that race (a worker claiming a run, a double click on
+Launch) are conditional UPDATEs whose row count says who won.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from exportsite.crypto import EncryptedTextField
+
+
+class Database(models.Model):
+    """A source database the platform reads from."""
+
+    name = models.CharField(max_length=200, unique=True)
+    # sqlite:///absolute/path.sqlite3 or postgresql://user:pass@host:port/dbname
+    url = EncryptedTextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    refresh_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def engine(self) -> str:
+        return "sqlite" if self.url.startswith("sqlite:") else "postgresql"
+
+
+class Dataset(models.Model):
+    """One table or view of a Database, with its introspected column schema."""
+
+    class DataType(models.TextChoices):
+        PROFILE = "profile", "Profile"
+        INTERACTION = "interaction", "Interaction"
+        SUBSCRIPTION = "subscription", "Subscription"
+        ORDER = "order", "Order"
+        CUSTOM = "custom", "Custom"
+
+    class Kind(models.TextChoices):
+        TABLE = "table", "Table"
+        VIEW = "view", "View"
+
+    database = models.ForeignKey(Database, on_delete=models.CASCADE, related_name="datasets")
+    schema_name = models.CharField(max_length=200, blank=True)
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.TABLE)
+    data_type = models.CharField(max_length=20, choices=DataType.choices, default=DataType.CUSTOM)
+    # [{"name": ..., "type": logical type (see sources.LOGICAL_TYPES), "source_type": ..., "nullable": bool}]
+    columns = models.JSONField(default=list)
+    estimated_rows = models.BigIntegerField(null=True, blank=True)
+    cursor_column = models.CharField(max_length=200, blank=True)
+    # Set when the last refresh no longer found the table: kept for the exports that use it.
+    missing_since = models.DateTimeField(null=True, blank=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["database__name", "schema_name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["database", "schema_name", "name"], name="dataset_unique_table"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.database.name} / {self.qualified_name}"
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.schema_name}.{self.name}" if self.schema_name else self.name
+
+    @property
+    def column_names(self) -> list[str]:
+        return [column["name"] for column in self.columns]
+
+    def column(self, name: str) -> dict | None:
+        return next((column for column in self.columns if column["name"] == name), None)
+
+
+class Export(models.Model):
+    """An export definition. Its UUID is the export GUID used in delivery paths."""
+
+    class Type(models.TextChoices):
+        ONE_SHOT = "one_shot", "One shot"
+        PERIODIC_FULL = "periodic_full", "Periodic full"
+        INCREMENTAL = "incremental", "Incremental"
+
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        NDJSON = "ndjson", "NDJSON"
+        PARQUET = "parquet", "Parquet"
+
+    class Compression(models.TextChoices):
+        NONE = "none", "None"
+        GZIP = "gzip", "gzip"
+        SNAPPY = "snappy", "Snappy (Parquet only)"
+        ZSTD = "zstd", "Zstandard (Parquet only)"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SCHEDULED = "scheduled", "Scheduled"
+        FINISHED = "finished", "Finished"
+        EXPIRED = "expired", "Expired"
+
+    class TimeUnit(models.TextChoices):
+        HOUR = "hour", "Hours"
+        DAY = "day", "Days"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="exports")
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="exports")
+    columns = models.JSONField(default=list, blank=True)  # empty: all columns
+    # [{"column": ..., "operator": ..., "value": ..., "value_to": ...}], see filters.py
+    filters = models.JSONField(default=list, blank=True)
+    export_type = models.CharField(max_length=20, choices=Type.choices, default=Type.ONE_SHOT)
+    file_format = models.CharField(max_length=10, choices=Format.choices, default=Format.CSV)
+    compression = models.CharField(max_length=10, choices=Compression.choices, default=Compression.GZIP)
+    csv_delimiter = models.CharField(max_length=1, default=",")
+    csv_header = models.BooleanField(default=True)
+    rows_per_file = models.PositiveIntegerField(default=5_000_000, validators=[MinValueValidator(1)])
+    connector = models.ForeignKey(
+        "connectors.Connector", null=True, blank=True, on_delete=models.PROTECT, related_name="exports"
+    )
+    folder_template = models.CharField(max_length=500, blank=True)
+    file_template = models.CharField(max_length=200, default="%EXPORT_NAME%_%DATETIME(YYYYMMdd_HHmmss)%")
+    schedule_unit = models.CharField(max_length=10, choices=TimeUnit.choices, blank=True)
+    schedule_interval = models.PositiveSmallIntegerField(null=True, blank=True)
+    schedule_start = models.DateTimeField(null=True, blank=True)
+    schedule_end = models.DateTimeField(null=True, blank=True)
+    cursor_column = models.CharField(max_length=200, blank=True)
+    watermark = models.JSONField(null=True, blank=True)
+    report_recipients = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    copied_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="copies")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("exports-detail", args=[self.id])
+
+    @property
+    def is_desktop(self) -> bool:
+        return self.connector_id is None
+
+    @property
+    def delimiter_label(self) -> str:
+        return {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(self.csv_delimiter, self.csv_delimiter)
+
+    @property
+    def selected_columns(self) -> list[str]:
+        return self.columns or self.dataset.column_names
+
+
+class Run(models.Model):
+    """One execution of an export: one delivery. Its UUID is the delivery GUID."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Manual"
+        RELAUNCH = "relaunch", "Relaunch"
+        API = "api", "API"
+
+    class ErrorCode(models.TextChoices):
+        SOURCE_UNAVAILABLE = "SOURCE_UNAVAILABLE", "The source database can't be reached"
+        SOURCE_QUERY_FAILED = "SOURCE_QUERY_FAILED", "The source query failed"
+        DESTINATION_AUTH_FAILED = "DESTINATION_AUTH_FAILED", "The destination refused the credentials"
+        DESTINATION_UNREACHABLE = "DESTINATION_UNREACHABLE", "The destination can't be reached"
+        DESTINATION_WRITE_FAILED = "DESTINATION_WRITE_FAILED", "Writing to the destination failed"
+        WORKER_LOST = "WORKER_LOST", "The worker running the export was lost"
+        TIMEOUT = "TIMEOUT", "The export took longer than allowed"
+        CANCELLED = "CANCELLED", "The export was cancelled"
+        INTERNAL_ERROR = "INTERNAL_ERROR", "Internal error"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    export = models.ForeignKey(Export, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
+    launched_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    rows_done = models.BigIntegerField(default=0)
+    estimated_rows = models.BigIntegerField(null=True, blank=True)
+    row_count = models.BigIntegerField(null=True, blank=True)
+    bytes = models.BigIntegerField(null=True, blank=True)
+    peak_rss_bytes = models.BigIntegerField(null=True, blank=True)
+    delivery_folder = models.CharField(max_length=1024, blank=True)
+    window_from = models.JSONField(null=True, blank=True)
+    window_to = models.JSONField(null=True, blank=True)
+    error_code = models.CharField(max_length=40, choices=ErrorCode.choices, blank=True)
+    error_message = models.TextField(blank=True)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    relaunch_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-queued_at"]
+        constraints = [
+            # At most one queued or running run per export: a double click, or two
+            # scheduler ticks, can't start the same export twice.
+            models.UniqueConstraint(
+                fields=["export"], condition=Q(status__in=["queued", "running"]), name="run_one_active_per_export"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.export.name} run {self.id}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("runs-detail", args=[self.id])
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def is_succeeded(self) -> bool:
+        return self.status == self.Status.SUCCEEDED
+
+    @property
+    def is_failed(self) -> bool:
+        return self.status == self.Status.FAILED
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    @property
+    def progress_percent(self) -> int | None:
+        if not self.estimated_rows:
+            return None
+        return min(100, int(self.rows_done * 100 / self.estimated_rows))
+
+    @property
+    def is_downloadable(self) -> bool:
+        return (
+            self.is_succeeded
+            and self.export.is_desktop
+            and (self.expires_at is None or self.expires_at > timezone.now())
+        )
+
+    @classmethod
+    def claim(cls, run_id) -> Run | None:
+        """Move a queued run to running; None when someone else already did (or it was cancelled)."""
+        claimed = cls.objects.filter(id=run_id, status=cls.Status.QUEUED).update(
+            status=cls.Status.RUNNING, started_at=timezone.now()
+        )
+        if not claimed:
+            return None
+        return cls.objects.select_related("export__dataset__database", "export__connector").get(id=run_id)
+
+    def report_progress(self, rows_done: int) -> bool:
+        """Record rows done; False when the run is no longer running (cancelled meanwhile)."""
+        self.rows_done = rows_done
+        return bool(Run.objects.filter(id=self.id, status=self.Status.RUNNING).update(rows_done=rows_done))
+
+    def succeed(self, *, files: list[RunFile], delivery_folder: str, peak_rss_bytes: int | None = None) -> bool:
+        now = timezone.now()
+        self.row_count = sum(f.rows for f in files)
+        self.bytes = sum(f.size_bytes for f in files)
+        updated = Run.objects.filter(id=self.id, status=self.Status.RUNNING).update(
+            status=self.Status.SUCCEEDED,
+            finished_at=now,
+            rows_done=self.row_count,
+            row_count=self.row_count,
+            bytes=self.bytes,
+            delivery_folder=delivery_folder,
+            peak_rss_bytes=peak_rss_bytes,
+            expires_at=now + timedelta(days=settings.EXPORT_DOWNLOAD_RETENTION_DAYS),
+        )
+        if not updated:
+            return False
+        for f in files:
+            f.run = self
+        RunFile.objects.bulk_create(files)
+        self.refresh_from_db()
+        return True
+
+    def fail(self, code: str, message: str, *, peak_rss_bytes: int | None = None) -> bool:
+        updated = Run.objects.filter(id=self.id, status__in=self.ACTIVE).update(
+            status=self.Status.FAILED,
+            finished_at=timezone.now(),
+            error_code=code,
+            error_message=message[:4000],
+            peak_rss_bytes=peak_rss_bytes,
+        )
+        self.refresh_from_db()
+        return bool(updated)
+
+
+class RunFile(models.Model):
+    """One delivered file of a run."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="files")
+    part = models.PositiveIntegerField()
+    name = models.CharField(max_length=500)
+    path = models.CharField(max_length=1024)  # name in the storage it was delivered to
+    size_bytes = models.BigIntegerField()
+    rows = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["run", "part"]
+        constraints = [models.UniqueConstraint(fields=["run", "part"], name="runfile_unique_part")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+_DATA_TYPE_HINTS = {
+    "profile": Dataset.DataType.PROFILE,
+    "customer": Dataset.DataType.PROFILE,
+    "contact": Dataset.DataType.PROFILE,
+    "interaction": Dataset.DataType.INTERACTION,
+    "event": Dataset.DataType.INTERACTION,
+    "subscri": Dataset.DataType.SUBSCRIPTION,
+    "order": Dataset.DataType.ORDER,
+    "purchase": Dataset.DataType.ORDER,
+}
+_CURSOR_HINTS = ("updated_at", "modified_at", "occurred_at", "created_at", "timestamp", "id")
+
+
+def guess_data_type(table: str) -> str:
+    lowered = table.lower()
+    return next((label for hint, label in _DATA_TYPE_HINTS.items() if hint in lowered), Dataset.DataType.CUSTOM)
+
+
+def guess_cursor_column(columns: list[dict]) -> str:
+    names = {column["name"]: column["type"] for column in columns}
+    for hint in _CURSOR_HINTS:
+        if names.get(hint) in {"integer", "timestamp", "datetime"}:
+            return hint
+    return ""
+
+
+def refresh_datasets(database: Database) -> list[Dataset]:
+    """Re-read a database's tables and views into its Datasets.
+
+    New tables become datasets, known ones get their columns and row estimate updated
+    (keeping the data type label someone chose), and vanished ones are marked missing
+    rather than deleted: exports still point at them and must say what happened.
+    """
+    from exports import sources
+
+    now = timezone.now()
+    try:
+        discovered = sources.discover(database.url)
+    except sources.SourceError as exc:
+        database.refresh_error = str(exc)
+        database.save(update_fields=["refresh_error"])
+        raise
+    known = {(d.schema_name, d.name): d for d in database.datasets.all()}
+    seen = []
+    for found in discovered:
+        dataset = known.get((found.schema_name, found.name))
+        if dataset is None:
+            dataset = Dataset(
+                database=database,
+                schema_name=found.schema_name,
+                name=found.name,
+                data_type=guess_data_type(found.name),
+                cursor_column=guess_cursor_column(found.columns),
+            )
+        dataset.kind = found.kind
+        dataset.columns = found.columns
+        dataset.estimated_rows = found.estimated_rows
+        dataset.missing_since = None
+        dataset.refreshed_at = now
+        dataset.save()
+        seen.append(dataset.id)
+    database.datasets.exclude(id__in=seen).filter(missing_since__isnull=True).update(missing_since=now)
+    database.refreshed_at = now
+    database.refresh_error = ""
+    database.save(update_fields=["refreshed_at", "refresh_error"])
+    return list(database.datasets.all())

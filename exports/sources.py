@@ -1,0 +1,485 @@
+"""Source databases: discover their datasets, and read a dataset as streamed Arrow batches.
+
+Both SQLite and PostgreSQL sources are read through ADBC, which hands out Arrow record
+batches straight from the driver. Every column is mapped to a *logical type* at
+introspection time; the reader casts what the driver returns to that type, so every
+writer sees the same Arrow schema whatever the source engine.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from exports.filters import Filter, compile_where, quote_identifier
+
+LOGICAL_TYPES = ("integer", "float", "decimal", "text", "boolean", "timestamp", "datetime", "date", "binary")
+# SQLite keeps milliseconds in its date functions; every timestamp is normalised to UTC.
+_SQLITE_TS_FORMAT = "%Y-%m-%dT%H:%M:%fZ"
+
+
+class SourceError(Exception):
+    code = "SOURCE_QUERY_FAILED"
+
+
+class SourceUnavailable(SourceError):
+    code = "SOURCE_UNAVAILABLE"
+
+
+class SourceQueryFailed(SourceError):
+    code = "SOURCE_QUERY_FAILED"
+
+
+@dataclass
+class DiscoveredDataset:
+    schema_name: str
+    name: str
+    kind: str  # "table" | "view"
+    columns: list[dict]
+    estimated_rows: int | None
+
+
+def arrow_type(column: dict) -> pa.DataType:
+    return {
+        "integer": pa.int64(),
+        "float": pa.float64(),
+        "text": pa.string(),
+        "boolean": pa.bool_(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "datetime": pa.timestamp("us"),
+        "date": pa.date32(),
+        "binary": pa.binary(),
+    }.get(column["type"]) or pa.decimal128(column["precision"], column["scale"])
+
+
+def arrow_schema(columns: list[dict]) -> pa.Schema:
+    return pa.schema([pa.field(column["name"], arrow_type(column)) for column in columns])
+
+
+def type_label(column: dict) -> str:
+    if column["type"] == "decimal":
+        return f"decimal({column['precision']},{column['scale']})"
+    return column["type"]
+
+
+# --- SQLite ---------------------------------------------------------------------------
+
+
+def sqlite_path(url: str) -> Path:
+    # sqlite:///absolute/path and sqlite:////absolute/path both name /absolute/path.
+    return Path("/" + url[len("sqlite:") :].lstrip("/"))
+
+
+def _sqlite_logical_type(declared: str) -> dict:
+    upper = declared.upper()
+    match = re.search(r"(DECIMAL|NUMERIC)\s*\(\s*(\d+)\s*(?:,\s*(\d+))?\s*\)", upper)
+    if match:
+        precision = min(int(match.group(2)), 38)
+        return {"type": "decimal", "precision": precision, "scale": min(int(match.group(3) or 0), precision)}
+    if "BOOL" in upper:
+        return {"type": "boolean"}
+    if "INT" in upper:
+        return {"type": "integer"}
+    if any(word in upper for word in ("REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL")):
+        return {"type": "float"}
+    if "TIMESTAMP" in upper or "DATETIME" in upper:
+        return {"type": "timestamp"}
+    if "DATE" in upper:
+        return {"type": "date"}
+    if "BLOB" in upper:
+        return {"type": "binary"}
+    return {"type": "text"}
+
+
+def _sqlite_connect_readonly(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise SourceUnavailable(f"the SQLite database file {path} does not exist")
+    try:
+        return sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise SourceUnavailable(f"cannot open the SQLite database {path}: {exc}") from None
+
+
+def _discover_sqlite(url: str) -> list[DiscoveredDataset]:
+    connection = _sqlite_connect_readonly(sqlite_path(url))
+    try:
+        found = []
+        tables = connection.execute(
+            "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        ).fetchall()
+        for name, kind in tables:
+            columns = []
+            for _cid, column_name, declared, notnull, _default, pk in connection.execute(
+                f"PRAGMA table_info({quote_identifier(name)})"
+            ):
+                column = {"name": column_name, "source_type": declared or "", "nullable": not (notnull or pk)}
+                column.update(_sqlite_logical_type(declared or ""))
+                columns.append(column)
+            rows = connection.execute(f"SELECT count(*) FROM {quote_identifier(name)}").fetchone()[0]
+            found.append(DiscoveredDataset("", name, kind, columns, rows))
+        return found
+    except sqlite3.Error as exc:
+        raise SourceQueryFailed(f"cannot read the SQLite catalogue: {exc}") from None
+    finally:
+        connection.close()
+
+
+def _sqlite_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _sqlite_select_expression(column: dict) -> tuple[str, str]:
+    """(expression, sentinel) for one column.
+
+    ADBC's SQLite driver takes a column's Arrow type from the first batch it sees, so a
+    column that is all NULL there, or mixes INTEGER and REAL (as decimals do), breaks the
+    stream later. Every column is therefore cast to one storage class, and the query
+    starts with a sentinel row of non-NULL values of those classes that the reader drops.
+    """
+    name = quote_identifier(column["name"])
+    kind = column["type"]
+    if kind in {"integer", "boolean"}:
+        return f"CAST({name} AS INTEGER)", "0"
+    if kind == "float":
+        return f"CAST({name} AS REAL)", "0.0"
+    if kind == "decimal":
+        # printf rounds to the scale, so the text always fits decimal128(p, s).
+        return f"CASE WHEN {name} IS NULL THEN NULL ELSE printf('%.{column['scale']}f', {name}) END", "'0'"
+    if kind == "timestamp":
+        # Normalise any SQLite date-time text (offsets included) to UTC; a value SQLite
+        # can't read stays as it is so the cast fails loudly rather than turning NULL.
+        return (
+            f"CASE WHEN {name} IS NULL THEN NULL ELSE "
+            f"coalesce(strftime('{_SQLITE_TS_FORMAT}', {name}), CAST({name} AS TEXT)) END",
+            "'1970-01-01T00:00:00.000Z'",
+        )
+    if kind == "binary":
+        return f"CAST({name} AS BLOB)", "X''"
+    return f"CAST({name} AS TEXT)", "''"
+
+
+def _sqlite_query(table: str, columns: list[dict], filters: list[Filter]) -> tuple[str, list]:
+    pairs = [_sqlite_select_expression(column) for column in columns]
+    sentinel = ", ".join(
+        f"{sentinel} AS {quote_identifier(column['name'])}"
+        for column, (_, sentinel) in zip(columns, pairs, strict=True)
+    )
+    selected = ", ".join(expression for expression, _ in pairs)
+    where, params = compile_where(filters, "sqlite")
+    sql = f'SELECT 0 AS "__sentinel__", {sentinel} UNION ALL SELECT 1, {selected} FROM {quote_identifier(table)}{where}'
+    return sql, params
+
+
+# --- PostgreSQL -----------------------------------------------------------------------
+
+_PG_TYPES = {
+    "smallint": "integer",
+    "integer": "integer",
+    "bigint": "integer",
+    "real": "float",
+    "double precision": "float",
+    "boolean": "boolean",
+    "timestamp with time zone": "timestamp",
+    "timestamp without time zone": "datetime",
+    "date": "date",
+    "bytea": "binary",
+}
+
+
+def _pg_connect_for_catalogue(url: str):
+    import psycopg
+
+    try:
+        return psycopg.connect(url, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise SourceUnavailable(f"cannot connect to the PostgreSQL database: {_first_line(exc)}") from None
+
+
+def _discover_postgresql(url: str) -> list[DiscoveredDataset]:
+    import psycopg
+
+    with _pg_connect_for_catalogue(url) as connection:
+        try:
+            tables = connection.execute(
+                """
+                SELECT t.table_schema, t.table_name, t.table_type, c.reltuples::bigint
+                FROM information_schema.tables t
+                JOIN pg_namespace n ON n.nspname = t.table_schema
+                JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name
+                WHERE t.table_schema NOT IN ('pg_catalog', 'information_schema')
+                ORDER BY t.table_schema, t.table_name
+                """
+            ).fetchall()
+            columns = connection.execute(
+                """
+                SELECT table_schema, table_name, column_name, data_type, is_nullable,
+                       numeric_precision, numeric_scale
+                FROM information_schema.columns
+                WHERE table_schema NOT IN ('pg_catalog', 'information_schema')
+                ORDER BY table_schema, table_name, ordinal_position
+                """
+            ).fetchall()
+        except psycopg.Error as exc:
+            raise SourceQueryFailed(f"cannot read the PostgreSQL catalogue: {_first_line(exc)}") from None
+    by_table: dict[tuple[str, str], list[dict]] = {}
+    for schema, table, name, data_type, nullable, precision, scale in columns:
+        column = {"name": name, "source_type": data_type, "nullable": nullable == "YES"}
+        if data_type == "numeric" and precision is not None:
+            column.update(type="decimal", precision=min(precision, 38), scale=scale or 0)
+        else:
+            column["type"] = _PG_TYPES.get(data_type, "text")
+        by_table.setdefault((schema, table), []).append(column)
+    return [
+        DiscoveredDataset(
+            schema,
+            table,
+            "view" if table_type == "VIEW" else "table",
+            by_table.get((schema, table), []),
+            reltuples if table_type != "VIEW" and reltuples >= 0 else None,
+        )
+        for schema, table, table_type, reltuples in tables
+    ]
+
+
+def _pg_select_expression(column: dict) -> str:
+    name = quote_identifier(column["name"])
+    if column["type"] == "text" and column.get("source_type") not in {"text", "character varying", "character"}:
+        # uuid, json, enums, intervals, unbounded numeric...: their text form.
+        return f"{name}::text AS {name}"
+    return name
+
+
+def _pg_query(schema: str, table: str, columns: list[dict], filters: list[Filter]) -> tuple[str, list]:
+    selected = ", ".join(_pg_select_expression(column) for column in columns)
+    where, params = compile_where(filters, "postgresql")
+    relation = f"{quote_identifier(schema)}.{quote_identifier(table)}" if schema else quote_identifier(table)
+    return f"SELECT {selected} FROM {relation}{where}", params
+
+
+def _pg_adbc_uri(url: str) -> str:
+    return "postgresql://" + url.split("://", 1)[1] if url.startswith("postgres://") else url
+
+
+# --- Common entry points ----------------------------------------------------------------
+
+
+def discover(url: str) -> list[DiscoveredDataset]:
+    """List the tables and views of a source database with their columns."""
+    if url.startswith("sqlite:"):
+        return _discover_sqlite(url)
+    if url.startswith(("postgres://", "postgresql://")):
+        return _discover_postgresql(url)
+    raise SourceUnavailable("unsupported database URL: use sqlite:///path or postgresql://...")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    # ADBC prefixes messages with a status ("IO: ", "NOT_FOUND: ") and appends the query.
+    text = re.sub(r"^[A-Z_]+: ", "", text)
+    text = text.split("\nQuery was:")[0]
+    text = re.sub(r"^\[(SQLite|libpq)\] ", "", text)
+    return " ".join(text.split())
+
+
+def _query_failed(exc: Exception, dataset_label: str) -> SourceQueryFailed:
+    message = _first_line(exc)
+    if re.search(r"no such table|relation .* does not exist", message):
+        return SourceQueryFailed(
+            f"the table {dataset_label} no longer exists in the source database ({message}); "
+            "refresh the datasets and pick another one"
+        )
+    if re.search(r"no such column|column .* does not exist", message):
+        return SourceQueryFailed(
+            f"a column of {dataset_label} no longer exists ({message}); refresh the dataset and edit the export"
+        )
+    return SourceQueryFailed(f"reading {dataset_label} failed: {message}")
+
+
+class DatasetReader:
+    """Streams one dataset's selected columns, filtered, as Arrow record batches.
+
+    Use as a context manager; `estimate_rows()` gives the expected row count for progress.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        schema_name: str,
+        table: str,
+        columns: list[dict],
+        filters: list[Filter],
+        *,
+        batch_rows: int = 65_536,
+    ):
+        self.url = url
+        self.schema_name = schema_name
+        self.table = table
+        self.columns = columns
+        self.filters = filters
+        self.batch_rows = batch_rows
+        self.schema = arrow_schema(columns)
+        self.label = f"{schema_name}.{table}" if schema_name else table
+        self.dialect = "sqlite" if url.startswith("sqlite:") else "postgresql"
+        self._connection = None
+        self._cursors: list = []
+
+    def __enter__(self) -> DatasetReader:
+        try:
+            if self.dialect == "sqlite":
+                import adbc_driver_sqlite.dbapi as driver
+
+                path = sqlite_path(self.url)
+                if not path.is_file():
+                    raise SourceUnavailable(f"the SQLite database file {path} does not exist")
+                self._connection = driver.connect(f"file:{quote(str(path))}?mode=ro")
+            else:
+                import adbc_driver_postgresql.dbapi as driver
+
+                self._connection = driver.connect(_pg_adbc_uri(self.url))
+        except SourceError:
+            raise
+        except Exception as exc:
+            raise SourceUnavailable(f"cannot connect to the source database: {_first_line(exc)}") from None
+        if self.dialect == "sqlite":
+            try:
+                self._check_sqlite_columns()
+            except BaseException:
+                self.__exit__(None, None, None)
+                raise
+        return self
+
+    def _check_sqlite_columns(self) -> None:
+        """SQLite reads a double-quoted name that matches no column as a string literal,
+        so a dropped column would export its own name: check the columns first."""
+        cursor = self._cursor()
+        cursor.execute(f"SELECT name FROM pragma_table_info({_sqlite_literal(self.table)})")
+        present = {row[0] for row in cursor.fetchall()}
+        if not present:
+            raise SourceQueryFailed(
+                f"the table {self.label} no longer exists in the source database; "
+                "refresh the datasets and pick another one"
+            )
+        wanted = [column["name"] for column in self.columns] + [f.column for f in self.filters]
+        missing = sorted({name for name in wanted if name not in present})
+        if missing:
+            raise SourceQueryFailed(
+                f"column {', '.join(map(repr, missing))} no longer exists in {self.label}; "
+                "refresh the dataset and edit the export"
+            )
+
+    def __exit__(self, *exc_info) -> None:
+        for cursor in self._cursors:
+            try:
+                cursor.close()
+            except Exception:
+                pass
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except Exception:
+                pass
+
+    def _cursor(self):
+        cursor = self._connection.cursor()
+        self._cursors.append(cursor)  # the stream dies if its cursor is collected
+        return cursor
+
+    def estimate_rows(self) -> int | None:
+        where, params = compile_where(self.filters, self.dialect)
+        try:
+            cursor = self._cursor()
+            if self.dialect == "sqlite":
+                cursor.execute(f"SELECT count(*) FROM {quote_identifier(self.table)}{where}", parameters=params)
+                return int(cursor.fetchone()[0])
+            return self._pg_estimate()
+        except SourceError:
+            raise
+        except Exception as exc:
+            raise _query_failed(exc, self.label) from None
+
+    def _pg_estimate(self) -> int:
+        """The planner's row estimate: ADBC runs queries through COPY, which can't EXPLAIN,
+        so this one goes through psycopg with the same parameters."""
+        import psycopg
+
+        sql, params = _pg_query(self.schema_name, self.table, self.columns, self.filters)
+        sql = re.sub(r"\$\d+", "%s", sql.replace("%", "%%"))
+        with _pg_connect_for_catalogue(self.url) as connection:
+            try:
+                plan = connection.execute(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchone()[0]
+            except psycopg.Error as exc:
+                raise _query_failed(exc, self.label) from None
+        return int(plan[0]["Plan"]["Plan Rows"])
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        if self.dialect == "sqlite":
+            sql, params = _sqlite_query(self.table, self.columns, self.filters)
+        else:
+            sql, params = _pg_query(self.schema_name, self.table, self.columns, self.filters)
+        cursor = self._cursor()
+        try:
+            if self.dialect == "sqlite":
+                cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(self.batch_rows)})
+            cursor.execute(sql, parameters=params or None)
+            stream = cursor.fetch_record_batch()
+        except Exception as exc:
+            raise _query_failed(exc, self.label) from None
+        sentinel = self.dialect == "sqlite"
+        iterator = iter(stream)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise _query_failed(exc, self.label) from None
+            if self.dialect == "sqlite":
+                if sentinel and batch.num_rows:
+                    if batch.column(0)[0].as_py() != 0:
+                        raise SourceQueryFailed("the SQLite reader lost its sentinel row")
+                    batch = batch.slice(1)
+                    sentinel = False
+                batch = batch.drop_columns(["__sentinel__"])
+            if batch.num_rows:
+                yield self._normalise(batch)
+
+    def _normalise(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        arrays = []
+        for array, field in zip(batch.columns, self.schema, strict=True):
+            if isinstance(array, pa.ExtensionArray):
+                array = array.storage  # PostgreSQL numeric arrives as an opaque type over text
+            if array.type != field.type:
+                try:
+                    array = pc.cast(array, field.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise SourceQueryFailed(
+                        f"column {field.name!r} of {self.label} holds a value that is not {field.type}: {exc}"
+                    ) from None
+            arrays.append(array)
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+@contextmanager
+def open_reader(dataset, columns: list[str], filters: list[Filter], *, batch_rows: int = 65_536):
+    """A DatasetReader for a `Dataset` row: `columns` are names (empty: all of them)."""
+    by_name = {column["name"]: column for column in dataset.columns}
+    missing = [name for name in columns if name not in by_name]
+    if missing:
+        raise SourceQueryFailed(
+            f"column {', '.join(map(repr, missing))} no longer exists in {dataset.qualified_name}; "
+            "refresh the dataset and edit the export"
+        )
+    selected = [by_name[name] for name in columns] if columns else list(dataset.columns)
+    with DatasetReader(
+        dataset.database.url, dataset.schema_name, dataset.name, selected, filters, batch_rows=batch_rows
+    ) as reader:
+        yield reader

@@ -1,0 +1,115 @@
+"""Shared fixtures: users with different rights, the demo source, a PostgreSQL source,
+and a real RQ worker (a `manage.py rqworker --burst` subprocess on the test's Redis)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from exports.demo import build_demo_database
+from exports.models import Database, refresh_datasets
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def users(db):
+    User = get_user_model()
+    return {
+        "owner": User.objects.create_user("alice", "alice@example.com", PASSWORD),
+        "teammate": User.objects.create_user("bob", "bob@example.com", PASSWORD),
+        "staff": User.objects.create_user("carol", "carol@example.com", PASSWORD, is_staff=True),
+        "admin": User.objects.create_superuser("root", "root@example.com", PASSWORD),
+    }
+
+
+@pytest.fixture(scope="session")
+def demo_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("demo") / "demo_crm.sqlite3"
+    build_demo_database(path, profiles=400, interactions=5_000)
+    return path
+
+
+@pytest.fixture
+def demo_database(db, demo_path) -> Database:
+    database = Database.objects.create(name="Demo CRM", url=f"sqlite:///{demo_path}")
+    refresh_datasets(database)
+    return database
+
+
+def _test_database_url() -> str:
+    """The URL of the database this test runs on, for worker subprocesses."""
+    config = connection.settings_dict
+    if config["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{config['NAME']}"
+    password = f":{config['PASSWORD']}" if config.get("PASSWORD") else ""
+    host = f"{config['HOST'] or '127.0.0.1'}:{config['PORT'] or 5432}"
+    return f"postgres://{config['USER']}{password}@{host}/{config['NAME']}"
+
+
+def run_worker(timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a real RQ worker in burst mode until the queue is empty."""
+    env = dict(os.environ, DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="tests.settings")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "rqworker", "--burst", settings.EXPORTS_QUEUE],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture
+def worker():
+    return run_worker
+
+
+@pytest.fixture(autouse=True)
+def _empty_queue():
+    yield
+    import django_rq
+
+    django_rq.get_queue(settings.EXPORTS_QUEUE).empty()
+
+
+# --- a PostgreSQL source ---------------------------------------------------------------
+
+PG_URL = os.environ.get("EXPORTSITE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def pg_source_url():
+    """A PostgreSQL server to use as an export source, or a skip when there is none
+    (CI always has one: there the test fails instead)."""
+    import psycopg
+
+    try:
+        psycopg.connect(PG_URL, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no PostgreSQL at {PG_URL}: {exc}")
+    return PG_URL
+
+
+@pytest.fixture
+def pg_table(pg_source_url):
+    """A fresh table name in the PostgreSQL source, dropped afterwards."""
+    import psycopg
+
+    name = f"src_{uuid.uuid4().hex[:10]}"
+    yield name
+    with psycopg.connect(pg_source_url, autocommit=True) as conn:
+        conn.execute(f'DROP TABLE IF EXISTS "{name}"')

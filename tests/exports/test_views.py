@@ -1,0 +1,190 @@
+"""The minimal UI: create, launch, follow, download; and who may do what."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from exports.models import Export, Run
+from exports.runs import launch_export
+from tests.conftest import PASSWORD
+from tests.exports.readback import normalise_rows, read_zip_or_file
+from tests.exports.test_runs import source_rows
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def login(client, user):
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+def form_data(dataset, **overrides):
+    data = {
+        "name": "Weekly opens",
+        "dataset": str(dataset.id),
+        "file_format": "csv",
+        "compression": "gzip",
+        "csv_delimiter": ",",
+        "csv_header": "on",
+        "rows_per_file": "1000000",
+        "file_template": "%EXPORT_NAME%_%DATETIME(YYYYMMdd_HHmmss)%",
+        "filters-TOTAL_FORMS": "3",
+        "filters-INITIAL_FORMS": "0",
+        "filters-MIN_NUM_FORMS": "0",
+        "filters-MAX_NUM_FORMS": "50",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_pages_need_a_login(client):
+    response = client.get(reverse("exports-list"))
+    assert response.status_code == 302 and response.url.startswith(reverse("login"))
+
+
+def test_it_creates_and_launches_an_export_then_downloads_it(client, users, demo_database, demo_path, worker):
+    login(client, users["owner"])
+    dataset = demo_database.datasets.get(name="profiles")
+    response = client.post(
+        reverse("exports-new"),
+        form_data(
+            dataset,
+            columns=["id", "email", "country_code"],
+            rows_per_file="20",
+            launch="1",
+            **{"filters-0-column": "country_code", "filters-0-operator": "eq", "filters-0-value": "FR"},
+        ),
+    )
+    export = Export.objects.get()
+    run = export.runs.get()
+    assert response.status_code == 302 and response.url == reverse("runs-detail", args=[run.id])
+    assert export.filters == [{"column": "country_code", "operator": "eq", "value": "FR", "value_to": ""}]
+
+    page = client.get(response.url)
+    assert b'hx-trigger="every 1s"' in page.content  # polls while queued
+
+    worker()
+    fragment = client.get(response.url, HTTP_HX_REQUEST="true")
+    assert fragment.status_code == 200
+    assert b"<html" not in fragment.content and b"hx-trigger" not in fragment.content  # stops polling
+    assert b"Succeeded" in fragment.content and b"Download" in fragment.content
+
+    run.refresh_from_db()
+    assert run.files.count() > 1
+    download = client.get(reverse("runs-download", args=[run.id]))
+    assert download.status_code == 200 and download["Content-Type"] == "application/zip"
+    content = b"".join(download.streaming_content)
+    assert len(content) == int(download["Content-Length"])
+    columns = [dataset.column(n) for n in ["id", "email", "country_code"]]
+    rows = read_zip_or_file(content, "x.zip", "csv")
+    expected = source_rows(demo_path, "SELECT id, email, country_code FROM profiles WHERE country_code = 'FR'")
+    assert normalise_rows(rows, columns) == normalise_rows(expected, columns) and expected
+
+
+def test_a_single_file_downloads_as_it_is(client, users, demo_database, worker):
+    export = Export.objects.create(
+        name="orders",
+        owner=users["owner"],
+        dataset=demo_database.datasets.get(name="orders"),
+        file_format="parquet",
+        compression="snappy",
+    )
+    run, _ = launch_export(export, user=users["owner"])
+    worker()
+    login(client, users["owner"])
+    response = client.get(reverse("runs-download", args=[run.id]))
+    assert response.status_code == 200
+    [run_file] = run.files.all()
+    assert run_file.name in response["Content-Disposition"]
+    assert b"".join(response.streaming_content)[:4] == b"PAR1"
+
+
+def test_the_form_names_each_problem(client, users, demo_database):
+    login(client, users["owner"])
+    dataset = demo_database.datasets.get(name="interactions")
+    response = client.post(
+        reverse("exports-new"),
+        form_data(
+            dataset,
+            compression="snappy",
+            file_template="%NOPE%",
+            rows_per_file="0",
+            **{
+                "filters-0-column": "revenue",
+                "filters-0-operator": "gt",
+                "filters-0-value": "lots",
+                "filters-1-column": "ghost",
+                "filters-1-operator": "eq",
+                "filters-1-value": "1",
+            },
+        ),
+    )
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "snappy is not available for CSV files" in text
+    assert "unknown token %NOPE%" in text
+    assert "Filter 1: &#x27;lots&#x27; is not a decimal number" in text
+    assert "Filter 2: column &#x27;ghost&#x27; does not exist" in text
+    assert "Ensure this value is greater than or equal to 1" in text
+    assert Export.objects.count() == 0
+
+
+def test_a_double_click_on_launch_starts_one_run(client, users, demo_database):
+    export = Export.objects.create(name="x", owner=users["owner"], dataset=demo_database.datasets.get(name="orders"))
+    login(client, users["owner"])
+    first = client.post(reverse("exports-launch", args=[export.id]))
+    second = client.post(reverse("exports-launch", args=[export.id]))
+    assert first.url == second.url
+    assert Run.objects.filter(export=export).count() == 1
+
+
+def test_only_the_owner_or_an_admin_launches(client, users, demo_database):
+    export = Export.objects.create(name="x", owner=users["owner"], dataset=demo_database.datasets.get(name="orders"))
+    login(client, users["teammate"])
+    assert client.post(reverse("exports-launch", args=[export.id])).status_code == 403
+    assert client.get(reverse("exports-launch", args=[export.id])).status_code == 405
+    assert not Run.objects.exists()
+
+
+def test_it_refuses_a_download_to_a_teammate(client, users, demo_database, worker):
+    export = Export.objects.create(name="x", owner=users["owner"], dataset=demo_database.datasets.get(name="orders"))
+    run, _ = launch_export(export, user=users["owner"])
+    worker()
+    login(client, users["teammate"])
+    assert client.get(reverse("runs-download", args=[run.id])).status_code == 403
+    client.logout()
+    login(client, users["staff"])
+    assert client.get(reverse("runs-download", args=[run.id])).status_code == 200
+
+
+def test_a_failed_run_offers_no_download(client, users, demo_database, worker):
+    export = Export.objects.create(
+        name="x",
+        owner=users["owner"],
+        dataset=demo_database.datasets.get(name="orders"),
+        filters=[{"column": "items", "operator": "gt", "value": "many"}],
+    )
+    run, _ = launch_export(export, user=users["owner"])
+    worker()
+    login(client, users["owner"])
+    page = client.get(reverse("runs-detail", args=[run.id]))
+    assert b"SOURCE_QUERY_FAILED" in page.content and b'id="download"' not in page.content
+    assert client.get(reverse("runs-download", args=[run.id])).status_code == 404
+
+
+def test_the_columns_fragment_lists_the_chosen_dataset(client, users, demo_database):
+    login(client, users["owner"])
+    dataset = demo_database.datasets.get(name="orders")
+    response = client.get(reverse("exports-columns"), {"dataset": dataset.id}, HTTP_HX_REQUEST="true")
+    assert b'value="total_amount"' in response.content and b"<html" not in response.content
+
+
+def test_only_admins_refresh_sources(client, users, demo_database):
+    login(client, users["owner"])
+    url = reverse("sources-refresh", args=[demo_database.id])
+    assert client.post(url).status_code == 403
+    client.logout()
+    login(client, users["admin"])
+    assert client.post(url).status_code == 302
+    assert client.get(reverse("sources-list")).status_code == 200

@@ -1,0 +1,24 @@
+"""Settings for the test suite: the product's settings, on a private data folder, Redis
+server and queue, so a leftover worker elsewhere can never steal a test's jobs."""
+
+import atexit
+import os
+import uuid
+from pathlib import Path
+
+_base = Path(__file__).resolve().parent.parent
+os.environ.setdefault("EXPORTSITE_DATA_DIR", str(_base / "var" / "test"))
+os.environ.setdefault("EXPORTSITE_QUEUE", f"exports-test-{uuid.uuid4().hex[:8]}")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+
+if "REDIS_URL" not in os.environ:
+    from exportsite import embedded
+
+    _port = embedded.free_port()
+    _redis = embedded.start_redis(_port, Path(os.environ["EXPORTSITE_DATA_DIR"]) / f"redis-{_port}")
+    atexit.register(embedded.stop, _redis)
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{_port}/0"
+
+from exportsite.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,67 @@
+"""`make run` as a user meets it: `manage.py up` on a fresh data folder brings up the
+embedded Redis, the web server and a worker, and Ctrl-C stops every one of them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from exportsite.embedded import free_port, port_in_use
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path):
+    port, redis_port = free_port(), free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"REDIS_URL", "DATABASE_URL", "DJANGO_SETTINGS_MODULE", "EXPORTSITE_QUEUE"}
+    }
+    env.update(
+        EXPORTSITE_DATA_DIR=str(tmp_path / "var"),
+        PORT=str(port),
+        EXPORTSITE_EMBEDDED_REDIS_PORT=str(redis_port),
+        EXPORTSITE_ADMIN_PASSWORD="s3cret-for-test",
+        PYTHONUNBUFFERED="1",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "up"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines = []
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "press Ctrl-C to stop" in line:
+                break
+        output = "".join(lines)
+        assert f"http://127.0.0.1:{port}/" in output, output[-3000:]
+        assert "'admin' with password 's3cret-for-test'" in output
+        assert "Demo CRM ready" in output
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/") as response:
+            assert response.status == 200 and b"Log in" in response.read()
+        assert port_in_use(redis_port)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, rest[-3000:]
+    assert "stopped" in rest
+    assert not port_in_use(port) and not port_in_use(redis_port)
