@@ -22,3 +22,7 @@ if "REDIS_URL" not in os.environ:
 from exportsite.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Live-server threads must not keep connections open past a test: PostgreSQL refuses
+# to drop a test database that still has sessions.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

@@ -246,3 +246,19 @@ def test_a_failure_after_some_files_were_written_leaves_no_file(users, db, tmp_p
     run, _ = launch_export(export, user=users["owner"])
     worker()
     _assert_failed_cleanly(run, "SOURCE_QUERY_FAILED", "'not a time'")
+
+
+def test_progress_is_recorded_and_a_cancelled_run_stops(users, demo_database):
+    from exports.jobs import RunCancelled, _Progress
+
+    export = make_export(users["owner"], demo_database.datasets.get(name="orders"))
+    run, _ = launch_export(export, user=users["owner"])
+    run = Run.claim(run.id)
+    progress = _Progress(run, interval=0)
+    progress(1_234)
+    run.refresh_from_db()
+    assert run.rows_done == 1_234 and run.progress_percent is not None
+    Run.objects.filter(id=run.id).update(status=Run.Status.CANCELLED)
+    with pytest.raises(RunCancelled):
+        progress(2_000)
+    assert Run.claim(run.id) is None  # nothing claims a run that is not queued
