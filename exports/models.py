@@ -385,7 +385,10 @@ def refresh_datasets(database: Database) -> list[Dataset]:
         raise
     known = {(d.schema_name, d.name): d for d in database.datasets.all()}
     seen = []
+    problems = [f"{found.name}: {found.error}" for found in discovered if found.error]
     for found in discovered:
+        if found.error:
+            continue
         dataset = known.get((found.schema_name, found.name))
         if dataset is None:
             dataset = Dataset(
@@ -404,6 +407,6 @@ def refresh_datasets(database: Database) -> list[Dataset]:
         seen.append(dataset.id)
     database.datasets.exclude(id__in=seen).filter(missing_since__isnull=True).update(missing_since=now)
     database.refreshed_at = now
-    database.refresh_error = ""
+    database.refresh_error = "; ".join(f"can't read {problem}" for problem in problems)
     database.save(update_fields=["refreshed_at", "refresh_error"])
     return list(database.datasets.all())

@@ -45,6 +45,7 @@ class DiscoveredDataset:
     kind: str  # "table" | "view"
     columns: list[dict]
     estimated_rows: int | None
+    error: str = ""  # set when the table or view exists but can't be read
 
 
 def arrow_type(column: dict) -> pa.DataType:
@@ -117,14 +118,19 @@ def _discover_sqlite(url: str) -> list[DiscoveredDataset]:
             "AND name NOT LIKE 'sqlite_%' ORDER BY name"
         ).fetchall()
         for name, kind in tables:
-            columns = []
-            for _cid, column_name, declared, notnull, _default, pk in connection.execute(
-                f"PRAGMA table_info({quote_identifier(name)})"
-            ):
-                column = {"name": column_name, "source_type": declared or "", "nullable": not (notnull or pk)}
-                column.update(_sqlite_logical_type(declared or ""))
-                columns.append(column)
-            rows = connection.execute(f"SELECT count(*) FROM {quote_identifier(name)}").fetchone()[0]
+            try:
+                columns = []
+                for _cid, column_name, declared, notnull, _default, pk in connection.execute(
+                    f"PRAGMA table_info({quote_identifier(name)})"
+                ):
+                    column = {"name": column_name, "source_type": declared or "", "nullable": not (notnull or pk)}
+                    column.update(_sqlite_logical_type(declared or ""))
+                    columns.append(column)
+                rows = connection.execute(f"SELECT count(*) FROM {quote_identifier(name)}").fetchone()[0]
+            except sqlite3.Error as exc:
+                # A view over a dropped table: report it, keep discovering the rest.
+                found.append(DiscoveredDataset("", name, kind, [], None, error=str(exc)))
+                continue
             found.append(DiscoveredDataset("", name, kind, columns, rows))
         return found
     except sqlite3.Error as exc:
