@@ -2,7 +2,8 @@
 
 The worker records the peak resident memory of the process that ran the export
 (`Run.peak_rss_bytes`). Exporting 1,000,000 rows must peak no higher than exporting
-100,000 rows, give or take allocator noise, and stay far below the data's size.
+300,000 rows (a few batches in, once buffers have warmed up), give or take allocator
+noise, and stay far below the data's size.
 """
 
 from __future__ import annotations
@@ -43,15 +44,15 @@ def test_peak_memory_does_not_grow_with_row_count(users, million_rows, worker):
         worker,
         file_format="csv",
         compression="gzip",
-        filters=[{"column": "id", "operator": "lte", "value": "100000"}],
+        filters=[{"column": "id", "operator": "lte", "value": "300000"}],
     )
     large = _export(users, dataset, worker, file_format="csv", compression="gzip")
     parquet = _export(users, dataset, worker, file_format="parquet", compression="snappy")
-    assert small.row_count == 100_000 and large.row_count == parquet.row_count == 1_000_000
+    assert small.row_count == 300_000 and large.row_count == parquet.row_count == 1_000_000
     print(
-        f"\npeak RSS: 100k rows csv.gz {small.peak_rss_bytes / MB:.0f} MB, "
+        f"\npeak RSS: 300k rows csv.gz {small.peak_rss_bytes / MB:.0f} MB, "
         f"1M rows csv.gz {large.peak_rss_bytes / MB:.0f} MB, 1M rows parquet {parquet.peak_rss_bytes / MB:.0f} MB; "
         f"1M rows of csv.gz are {large.bytes / MB:.0f} MB"
     )
-    assert large.peak_rss_bytes <= small.peak_rss_bytes * 1.15 + 16 * MB
+    assert large.peak_rss_bytes <= small.peak_rss_bytes * 1.10 + 8 * MB
     assert large.peak_rss_bytes < 300 * MB and parquet.peak_rss_bytes < 300 * MB

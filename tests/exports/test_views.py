@@ -188,3 +188,22 @@ def test_only_admins_refresh_sources(client, users, demo_database):
     login(client, users["admin"])
     assert client.post(url).status_code == 302
     assert client.get(reverse("sources-list")).status_code == 200
+
+
+def test_bad_query_values_give_a_page_not_an_error(client, users, demo_database):
+    login(client, users["owner"])
+    assert client.get(reverse("exports-new"), {"dataset": "abc"}).status_code == 200
+    response = client.get(reverse("exports-columns"), {"dataset": "999999"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and b"Choose a dataset" in response.content
+    assert client.get(reverse("runs-detail", args=["8d4f8a52-7a3b-4f7e-9f3e-000000000000"])).status_code == 404
+
+
+def test_a_dataset_gone_from_its_database_is_not_launched(client, users, demo_database):
+    dataset = demo_database.datasets.get(name="orders")
+    export = Export.objects.create(name="x", owner=users["owner"], dataset=dataset)
+    dataset.missing_since = dataset.refreshed_at
+    dataset.save()
+    login(client, users["owner"])
+    response = client.post(reverse("exports-launch", args=[export.id]), follow=True)
+    assert b"no longer exists in its database" in response.content
+    assert not Run.objects.exists()
