@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 TEST_INSTALLED := $(VENV)/.test-installed
 
-.PHONY: run test lint format install install-test chromium clean
+.PHONY: run test lint format install install-test chromium clean bench bench-deps
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,20 @@ chromium:
 run: install
 	$(PY) manage.py up
 
+# dlt, the peer we measure against, lives in its own virtualenv.
+DLT_VENV := .venv-dlt
+$(DLT_VENV)/.installed: bench/requirements-dlt.txt
+	test -x $(DLT_VENV)/bin/python || $(PYTHON) -m venv $(DLT_VENV)
+	$(DLT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DLT_VENV)/bin/python -m pip install --quiet -r bench/requirements-dlt.txt
+	touch $@
+
+bench-deps: $(DLT_VENV)/.installed
+
+# Not part of `make test` (a smoke run of it is): writes bench/RESULTS.md.
+bench: install bench-deps
+	$(PY) -m bench.run
+
 lint: $(TEST_INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -39,7 +53,7 @@ format: $(TEST_INSTALLED)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: install-test lint
+test: install-test bench-deps lint
 	$(PY) -m pytest
 
 clean:

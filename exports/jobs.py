@@ -6,13 +6,14 @@ import logging
 import resource
 import shutil
 import time
+from contextlib import closing
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from rq.timeouts import JobTimeoutException
 
 from exports import delivery
-from exports.engine import FileSpec, write_files
+from exports.engine import FileSpec, read_ahead, write_files
 from exports.filters import validate_filters
 from exports.layout import context_for_run, render_template
 from exports.models import Run
@@ -76,7 +77,8 @@ def execute_run(run: Run) -> None:
         with open_reader(export.dataset, export.columns, filters, batch_rows=settings.EXPORT_BATCH_ROWS) as reader:
             estimate = reader.estimate_rows()
             Run.objects.filter(id=run.id).update(estimated_rows=estimate)
-            files = write_files(reader.batches(), reader.schema, spec, work_dir, on_progress=_Progress(run))
+            with closing(read_ahead(reader.batches(), depth=1)) as batches:
+                files = write_files(batches, reader.schema, spec, work_dir, on_progress=_Progress(run))
         folder, delivered = delivery.deliver(run, files)
         if not run.succeed(files=delivered, delivery_folder=folder, peak_rss_bytes=_peak_rss_bytes()):
             raise RunCancelled()

@@ -24,6 +24,7 @@ from exports.filters import Filter, compile_where, quote_identifier
 LOGICAL_TYPES = ("integer", "float", "decimal", "text", "boolean", "timestamp", "datetime", "date", "binary")
 # SQLite keeps milliseconds in its date functions; every timestamp is normalised to UTC.
 _SQLITE_TS_FORMAT = "%Y-%m-%dT%H:%M:%fZ"
+PG_BATCH_BYTES = 8 * 1024 * 1024
 
 
 class SourceError(Exception):
@@ -435,6 +436,9 @@ class DatasetReader:
         try:
             if self.dialect == "sqlite":
                 cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(self.batch_rows)})
+            else:
+                # Batches of about 8 MB: a few in flight keep the export well inside its memory budget.
+                cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(PG_BATCH_BYTES)})
             cursor.execute(sql, parameters=params or None)
             stream = cursor.fetch_record_batch()
         except Exception as exc:

@@ -225,3 +225,20 @@ def _points_into(link: str, folder) -> bool:
         return os.readlink(link).startswith(str(folder))
     except OSError:
         return False
+
+
+def test_timestamps_print_like_strftime_across_the_epoch_and_centuries():
+    import random
+
+    import pyarrow.compute as pc
+
+    from exports.engine import _format_timestamps
+
+    rng = random.Random(7)
+    micros = [rng.randint(-(10**17), 10**17) for _ in range(20_000)] + [None, -1, 0, 1, -86_400_000_000]
+    for zone in ("UTC", None):
+        array = pa.array(micros, pa.int64()).cast(pa.timestamp("us", tz=zone))
+        expected = pc.strftime(array, format="%Y-%m-%dT%H:%M:%SZ" if zone else "%Y-%m-%dT%H:%M:%S")
+        assert _format_timestamps(array).equals(expected)
+    seconds = pa.array([1_700_000_000], pa.int64()).cast(pa.timestamp("s", tz="UTC"))
+    assert _format_timestamps(seconds).to_pylist() == ["2023-11-14T22:13:20.000000Z"]
