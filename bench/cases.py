@@ -26,7 +26,8 @@ OURS = {
 def django_setup(app_dir: Path) -> None:
     os.environ["EXPORTSITE_DATA_DIR"] = str(app_dir)
     os.environ.pop("DATABASE_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exportsite.settings")
+    # The product's own settings, even when started from the test suite.
+    os.environ["DJANGO_SETTINGS_MODULE"] = "exportsite.settings"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django
 
