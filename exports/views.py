@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Prefetch
+from django.db.models import OuterRef, Prefetch, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -37,8 +37,11 @@ def _get_run_for_user(request, run_id) -> Run:
 
 @login_required
 def exports_list(request):
-    exports = Export.objects.select_related("dataset__database", "owner").prefetch_related(
-        Prefetch("runs", queryset=Run.objects.order_by("-queued_at"), to_attr="recent_runs")
+    latest = Run.objects.filter(export=OuterRef("pk")).order_by("-queued_at")
+    exports = Export.objects.select_related("dataset__database", "owner").annotate(
+        last_run_id=Subquery(latest.values("id")[:1]),
+        last_run_status=Subquery(latest.values("status")[:1]),
+        last_run_at=Subquery(latest.values("queued_at")[:1]),
     )[:200]
     runs = Run.objects.select_related("export__dataset").order_by("-queued_at")[:50]
     return render(request, "exports/list.html", {"exports": exports, "runs": runs})

@@ -207,3 +207,15 @@ def test_a_dataset_gone_from_its_database_is_not_launched(client, users, demo_da
     response = client.post(reverse("exports-launch", args=[export.id]), follow=True)
     assert b"no longer exists in its database" in response.content
     assert not Run.objects.exists()
+
+
+def test_the_list_takes_a_constant_number_of_queries(client, users, demo_database, django_assert_max_num_queries):
+    dataset = demo_database.datasets.get(name="orders")
+    for number in range(15):
+        export = Export.objects.create(name=f"export {number}", owner=users["owner"], dataset=dataset)
+        Run.objects.create(export=export, status=Run.Status.FAILED, error_code="INTERNAL_ERROR")
+    login(client, users["owner"])
+    with django_assert_max_num_queries(6):
+        response = client.get(reverse("exports-list"))
+    assert response.status_code == 200
+    assert response.content.count(b'class="badge failed"') >= 15
