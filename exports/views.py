@@ -11,21 +11,14 @@ from django.views.decorators.http import require_POST
 from exports import sources
 from exports.forms import ExportForm, FilterFormSet, clean_filters
 from exports.models import Database, Dataset, Export, Run, refresh_datasets
+from exports.permissions import can_change, can_create, can_download, is_admin
 from exports.runs import LaunchRefused, launch_export
-
-
-def can_change(user, export: Export) -> bool:
-    return user.is_superuser or export.owner_id == user.id
-
-
-def can_download(user, export: Export) -> bool:
-    return user.is_superuser or user.is_staff or export.owner_id == user.id
 
 
 def _get_export_for_user(request, export_id, *, write: bool = False) -> Export:
     export = get_object_or_404(Export.objects.select_related("dataset__database", "owner", "connector"), id=export_id)
     if write and not can_change(request.user, export):
-        raise PermissionDenied("only the export's owner or an admin may do this")
+        raise PermissionDenied("only the export's owner (a marketer) or an admin may do this")
     return export
 
 
@@ -49,6 +42,8 @@ def exports_list(request):
 
 @login_required
 def exports_new(request):
+    if not can_create(request.user):
+        raise PermissionDenied("viewers can't create exports")
     if request.method == "POST":
         form = ExportForm(request.POST)
         formset = FilterFormSet(request.POST, prefix="filters")
@@ -154,13 +149,13 @@ def sources_list(request):
     databases = Database.objects.prefetch_related(
         Prefetch("datasets", queryset=Dataset.objects.order_by("schema_name", "name"))
     )
-    return render(request, "exports/sources.html", {"databases": databases})
+    return render(request, "exports/sources.html", {"databases": databases, "can_refresh": is_admin(request.user)})
 
 
 @login_required
 @require_POST
 def sources_refresh(request, database_id):
-    if not request.user.is_superuser:
+    if not is_admin(request.user):
         raise PermissionDenied("only admins refresh source databases")
     database = get_object_or_404(Database, id=database_id)
     try:

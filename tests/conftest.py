@@ -23,13 +23,27 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def users(db):
+    """owner and teammate are marketers; viewer, staff and admin hold those roles; nobody
+    owns nothing and is in no group (a viewer by default)."""
+    from django.contrib.auth.models import Group
+
     User = get_user_model()
-    return {
+    created = {
         "owner": User.objects.create_user("alice", "alice@example.com", PASSWORD),
         "teammate": User.objects.create_user("bob", "bob@example.com", PASSWORD),
+        "viewer": User.objects.create_user("vera", "vera@example.com", PASSWORD),
         "staff": User.objects.create_user("carol", "carol@example.com", PASSWORD, is_staff=True),
-        "admin": User.objects.create_superuser("root", "root@example.com", PASSWORD),
+        "admin": User.objects.create_user("ada", "ada@example.com", PASSWORD),
+        "superuser": User.objects.create_superuser("root", "root@example.com", PASSWORD),
+        "nobody": User.objects.create_user("nemo", "nemo@example.com", PASSWORD),
     }
+    # get_or_create: transactional tests flush the groups the migration created.
+    groups = {name: Group.objects.get_or_create(name=name)[0] for name in ("viewers", "marketers", "admins")}
+    created["owner"].groups.add(groups["marketers"])
+    created["teammate"].groups.add(groups["marketers"])
+    created["viewer"].groups.add(groups["viewers"])
+    created["admin"].groups.add(groups["admins"])
+    return created
 
 
 @pytest.fixture(scope="session")

@@ -219,3 +219,29 @@ def test_the_list_takes_a_constant_number_of_queries(client, users, demo_databas
         response = client.get(reverse("exports-list"))
     assert response.status_code == 200
     assert response.content.count(b'class="badge failed"') >= 15
+
+
+@pytest.mark.parametrize(
+    ("who", "create", "launch", "download"),
+    [
+        ("owner", 200, 302, 200),
+        ("teammate", 200, 403, 403),
+        ("viewer", 403, 403, 403),
+        ("nobody", 403, 403, 403),
+        ("staff", 403, 403, 200),
+        ("admin", 200, 302, 200),
+        ("superuser", 200, 302, 200),
+    ],
+)
+def test_each_role_may_do_what_it_should(client, users, demo_database, worker, who, create, launch, download):
+    dataset = demo_database.datasets.get(name="orders")
+    finished = Export.objects.create(name="done", owner=users["owner"], dataset=dataset)
+    run, _ = launch_export(finished, user=users["owner"])
+    worker()
+    draft = Export.objects.create(name="draft", owner=users["owner"], dataset=dataset)
+    login(client, users[who])
+    assert client.get(reverse("exports-list")).status_code == 200  # everyone sees everything
+    assert client.get(reverse("exports-detail", args=[draft.id])).status_code == 200
+    assert client.get(reverse("exports-new")).status_code == create
+    assert client.post(reverse("exports-launch", args=[draft.id])).status_code == launch
+    assert client.get(reverse("runs-download", args=[run.id])).status_code == download
