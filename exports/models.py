@@ -163,6 +163,45 @@ class Export(models.Model):
         return self.connector_id is None
 
     @property
+    def is_draft(self) -> bool:
+        return self.status == self.Status.DRAFT
+
+    @property
+    def is_scheduled(self) -> bool:
+        return self.status == self.Status.SCHEDULED
+
+    def copy(self, *, name: str, owner) -> Export:
+        """A new draft with the same definition, remembering where it came from."""
+        return Export.objects.create(
+            name=name,
+            owner=owner,
+            copied_from=self,
+            **{
+                f.name: getattr(self, f.name)
+                for f in self._meta.concrete_fields
+                if f.name
+                not in {
+                    "id",
+                    "name",
+                    "owner",
+                    "status",
+                    "next_run_at",
+                    "watermark",
+                    "copied_from",
+                    "created_at",
+                    "updated_at",
+                }
+            },
+        )
+
+    def unschedule(self) -> bool:
+        return bool(
+            Export.objects.filter(id=self.id, status=self.Status.SCHEDULED).update(
+                status=self.Status.DRAFT, next_run_at=None, updated_at=timezone.now()
+            )
+        )
+
+    @property
     def delimiter_label(self) -> str:
         return {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(self.csv_delimiter, self.csv_delimiter)
 
@@ -309,6 +348,31 @@ class Run(models.Model):
         RunFile.objects.bulk_create(files)
         self.refresh_from_db()
         return True
+
+    RELAUNCHABLE = {
+        ErrorCode.SOURCE_UNAVAILABLE,
+        ErrorCode.DESTINATION_UNREACHABLE,
+        ErrorCode.DESTINATION_WRITE_FAILED,
+        ErrorCode.WORKER_LOST,
+        ErrorCode.TIMEOUT,
+        ErrorCode.INTERNAL_ERROR,
+    }
+
+    @property
+    def is_relaunchable(self) -> bool:
+        """Failed for a reason that may be gone next time (not a dropped table or column)."""
+        return self.is_failed and self.error_code in self.RELAUNCHABLE
+
+    def cancel(self) -> bool:
+        """Queued or running → cancelled. A running worker notices at its next batch."""
+        return bool(
+            Run.objects.filter(id=self.id, status__in=self.ACTIVE).update(
+                status=self.Status.CANCELLED,
+                finished_at=timezone.now(),
+                error_code=self.ErrorCode.CANCELLED,
+                error_message="cancelled by a user",
+            )
+        )
 
     def fail(self, code: str, message: str, *, peak_rss_bytes: int | None = None) -> bool:
         updated = Run.objects.filter(id=self.id, status__in=self.ACTIVE).update(

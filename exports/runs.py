@@ -19,7 +19,9 @@ def enqueue_run(run_id) -> None:
     queue.enqueue("exports.jobs.run_export", str(run_id), job_id=str(run_id))
 
 
-def launch_export(export: Export, *, user, trigger: str = Run.Trigger.MANUAL) -> tuple[Run, bool]:
+def launch_export(
+    export: Export, *, user, trigger: str = Run.Trigger.MANUAL, relaunch_of: Run | None = None
+) -> tuple[Run, bool]:
     """Queue a run of `export`; returns (run, created).
 
     1. A run already queued or running for this export is returned as is: a double
@@ -41,6 +43,8 @@ def launch_export(export: Export, *, user, trigger: str = Run.Trigger.MANUAL) ->
                     trigger=trigger,
                     launched_by=user,
                     estimated_rows=export.dataset.estimated_rows,
+                    relaunch_of=relaunch_of,
+                    attempt=relaunch_of.attempt + 1 if relaunch_of else 1,
                 )
         except IntegrityError:
             return export.runs.get(status__in=Run.ACTIVE), False
@@ -50,3 +54,18 @@ def launch_export(export: Export, *, user, trigger: str = Run.Trigger.MANUAL) ->
             export.save(update_fields=["status", "updated_at"])
         transaction.on_commit(lambda: enqueue_run(run.id))
     return run, True
+
+
+def cancel_run(run: Run) -> bool:
+    """Cancel a queued or running run: its job is dropped from the queue, or the worker
+    stops at its next batch and delivers nothing."""
+    if not run.cancel():
+        return False
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    try:
+        Job.fetch(str(run.id), connection=django_rq.get_connection(settings.EXPORTS_QUEUE)).cancel()
+    except NoSuchJobError:
+        pass
+    return True

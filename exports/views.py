@@ -3,16 +3,17 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, Prefetch, Subquery
+from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from exports import sources
+from exports import manage, sources
 from exports.forms import ExportForm, FilterFormSet, clean_filters
+from exports.manage import TABS, ManageQuery
 from exports.models import Database, Dataset, Export, Run, refresh_datasets
 from exports.permissions import can_change, can_create, can_download, is_admin
-from exports.runs import LaunchRefused, launch_export
+from exports.runs import LaunchRefused, cancel_run, launch_export
 
 
 def _get_export_for_user(request, export_id, *, write: bool = False) -> Export:
@@ -30,14 +31,38 @@ def _get_run_for_user(request, run_id) -> Run:
 
 @login_required
 def exports_list(request):
-    latest = Run.objects.filter(export=OuterRef("pk")).order_by("-queued_at")
-    exports = Export.objects.select_related("dataset__database", "owner").annotate(
-        last_run_id=Subquery(latest.values("id")[:1]),
-        last_run_status=Subquery(latest.values("status")[:1]),
-        last_run_at=Subquery(latest.values("queued_at")[:1]),
-    )[:200]
-    runs = Run.objects.select_related("export__dataset").order_by("-queued_at")[:50]
-    return render(request, "exports/list.html", {"exports": exports, "runs": runs})
+    """Manage Exports: the page, or for htmx just the tabs and results."""
+    query = ManageQuery.from_request(request.GET)
+    context = {
+        "query": query,
+        "tabs": TABS,
+        "counts": manage.counts(query),
+        "page": manage.page_of(query),
+        "choices": manage.sidebar_choices(),
+        "base_query": _query_string(request.GET, drop=("tab", "page")),
+        "page_query": _query_string(request.GET, drop=("page",)),
+        "sort_query": _query_string(request.GET, drop=("sort", "page")),
+        "sorts": manage.SORTS,
+    }
+    for row in context["page"]:
+        export = row if isinstance(row, Export) else row.export
+        row.user_can_change = can_change(request.user, export)
+        row.user_can_download = can_download(request.user, export)
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "exports/_manage_results.html", context)
+    return render(request, "exports/manage.html", context)
+
+
+def _query_string(params, *, drop: tuple[str, ...]) -> str:
+    kept = params.copy()
+    for key in drop:
+        kept.pop(key, None)
+    return kept.urlencode()
+
+
+def _back_to_list(request):
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    return redirect(target if target.startswith("/exports/") else "exports-list")
 
 
 @login_required
@@ -165,3 +190,110 @@ def sources_refresh(request, database_id):
     else:
         messages.success(request, f"Refreshed {database.name}: {len(datasets)} datasets.")
     return redirect("sources-list")
+
+
+def _modal_or_page(request, template: str, context: dict):
+    """Modals render alone for htmx and inside the page without JavaScript."""
+    context["as_modal"] = bool(request.htmx)
+    return render(request, template, context)
+
+
+@login_required
+def exports_definition(request, export_id):
+    export = _get_export_for_user(request, export_id)
+    return _modal_or_page(request, "exports/definition_modal.html", {"export": export})
+
+
+@login_required
+def exports_copy(request, export_id):
+    export = _get_export_for_user(request, export_id, write=True)
+    if export.status not in {Export.Status.DRAFT, Export.Status.SCHEDULED, Export.Status.FINISHED}:
+        raise PermissionDenied("an expired export can't be copied")
+    error = ""
+    name = f"Copy of {export.name}"[:200]
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()
+        if not name:
+            error = "The copy needs a name."
+        elif len(name) > 200:
+            error = "A name has at most 200 characters."
+        else:
+            copy = export.copy(name=name, owner=request.user)
+            messages.success(request, f"Copied {export.name!r} as the draft {copy.name!r}.")
+            return redirect("exports-edit", copy.id)
+    return _modal_or_page(request, "exports/copy_modal.html", {"export": export, "name": name, "error": error})
+
+
+@login_required
+def exports_delete(request, export_id):
+    export = _get_export_for_user(request, export_id, write=True)
+    if not export.is_draft:
+        raise PermissionDenied("only drafts can be deleted")
+    if request.method == "POST":
+        name = export.name
+        export.delete()
+        messages.success(request, f"Deleted the draft {name!r}.")
+        return _back_to_list(request)
+    return _modal_or_page(request, "exports/delete_modal.html", {"export": export})
+
+
+@login_required
+@require_POST
+def exports_unschedule(request, export_id):
+    export = _get_export_for_user(request, export_id, write=True)
+    if not export.unschedule():
+        raise PermissionDenied("only scheduled exports can be unscheduled")
+    messages.success(request, f"{export.name!r} is a draft again.")
+    return _back_to_list(request)
+
+
+@login_required
+def exports_edit(request, export_id):
+    export = _get_export_for_user(request, export_id, write=True)
+    if not export.is_draft:
+        raise PermissionDenied("only drafts can be edited: unschedule a scheduled export first")
+    if request.method == "POST":
+        form = ExportForm(request.POST, instance=export)
+        formset = FilterFormSet(request.POST, prefix="filters")
+        form_ok = form.is_valid()
+        specs = clean_filters(formset, form.cleaned_data.get("dataset"))
+        if form_ok and specs is not None:
+            export = form.save(commit=False)
+            export.filters = specs
+            export.save()
+            if "launch" in request.POST:
+                return _launch_and_redirect(request, export)
+            messages.success(request, f"Saved the draft {export.name!r}.")
+            return redirect(export)
+    else:
+        form = ExportForm(instance=export, initial={"columns": export.columns})
+        formset = FilterFormSet(prefix="filters", initial=export.filters)
+    return render(request, "exports/new.html", {"form": form, "formset": formset, "export": export})
+
+
+@login_required
+@require_POST
+def runs_cancel(request, run_id):
+    run = _get_run_for_user(request, run_id)
+    if not can_change(request.user, run.export):
+        raise PermissionDenied("only the export's owner (a marketer) or an admin may cancel it")
+    if not cancel_run(run):
+        raise PermissionDenied("only queued or running runs can be cancelled")
+    messages.success(request, f"Cancelled the run of {run.export.name!r}.")
+    return _back_to_list(request)
+
+
+@login_required
+@require_POST
+def runs_relaunch(request, run_id):
+    run = _get_run_for_user(request, run_id)
+    if not can_change(request.user, run.export):
+        raise PermissionDenied("only the export's owner (a marketer) or an admin may relaunch it")
+    if not run.is_relaunchable:
+        raise PermissionDenied("only runs that failed for a reason a relaunch can fix are relaunched")
+    try:
+        new_run, _ = launch_export(run.export, user=request.user, trigger=Run.Trigger.RELAUNCH, relaunch_of=run)
+    except LaunchRefused as exc:
+        messages.error(request, f"Can't relaunch: {exc}.")
+        return redirect(run)
+    return redirect(new_run)

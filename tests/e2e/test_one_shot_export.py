@@ -23,7 +23,7 @@ def test_a_new_user_exports_interactions_and_downloads_them(
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url("**/exports/")
-    assert "No exports yet" in page.content()
+    assert "No draft exports" in page.content()
 
     page.click("text=Create export")
     page.fill("#id_name", "Interactions for the BI team")
@@ -35,6 +35,7 @@ def test_a_new_user_exports_interactions_and_downloads_them(
     page.screenshot(path=str(tmp_path / "form.png"), full_page=True)
     page.click("button[name=launch]")
     page.wait_for_url("**/runs/**")
+    run_url = page.url.removeprefix(live_server.url)
     assert page.locator("#run-status").inner_text() in {"Queued", "Running"}
 
     # The worker runs while the page is open; the page updates by itself.
@@ -43,6 +44,15 @@ def test_a_new_user_exports_interactions_and_downloads_them(
     page.wait_for_selector("#run-status:has-text('Succeeded')", timeout=60_000)
     worker.join()
     assert page.locator("#run-rows").inner_text() == "5,000"
+
+    # The Manage Exports page lists the run under Finished; tabs switch through htmx.
+    page.goto(f"{live_server.url}/exports/")
+    page.click("#tab-finished")
+    page.wait_for_selector("#results >> text=Interactions for the BI team")
+    assert "tab=finished" in page.url
+    page.screenshot(path=str(tmp_path / "finished-tab.png"), full_page=True)
+    page.go_back()
+    page.goto(live_server.url + run_url)
     assert "-1.csv.gz" in page.locator("#run-files").inner_text()
     page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
 

@@ -1,0 +1,121 @@
+"""The Manage Exports page: four tabs, search, combinable filters and sorting, all in
+the query string so a view can be bookmarked and shared."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.core.paginator import Paginator
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+
+from exports.models import Database, Dataset, Export, Run
+
+TABS = {
+    "draft": "Draft",
+    "scheduled": "Scheduled",
+    "in_progress": "In progress",
+    "finished": "Finished",
+}
+FINISHED = [Run.Status.SUCCEEDED, Run.Status.FAILED, Run.Status.CANCELLED, Run.Status.EXPIRED]
+SORTS = {"name": "name", "last_run": "last run", "next_run": "next run"}
+PAGE_SIZE = 25
+
+
+@dataclass
+class ManageQuery:
+    tab: str = "draft"
+    q: str = ""
+    databases: list[int] = field(default_factory=list)
+    data_types: list[str] = field(default_factory=list)
+    export_types: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    sort: str = "-last_run"
+    page: str = "1"
+
+    @classmethod
+    def from_request(cls, params) -> ManageQuery:
+        """Read the query string; anything unknown is dropped, never an error."""
+        tab = params.get("tab", "draft")
+        sort = params.get("sort", "-last_run")
+        return cls(
+            tab=tab if tab in TABS else "draft",
+            q=params.get("q", "").strip()[:200],
+            databases=[int(v) for v in params.getlist("database") if v.isdigit()],
+            data_types=[v for v in params.getlist("data_type") if v in Dataset.DataType.values],
+            export_types=[v for v in params.getlist("export_type") if v in Export.Type.values],
+            statuses=[v for v in params.getlist("status") if v in Run.Status.values],
+            sort=sort if sort.lstrip("-") in SORTS else "-last_run",
+            page=params.get("page", "1"),
+        )
+
+    def export_filter(self, prefix: str = "") -> Q:
+        condition = Q()
+        if self.q:
+            condition &= Q(**{f"{prefix}name__icontains": self.q})
+        if self.databases:
+            condition &= Q(**{f"{prefix}dataset__database__in": self.databases})
+        if self.data_types:
+            condition &= Q(**{f"{prefix}dataset__data_type__in": self.data_types})
+        if self.export_types:
+            condition &= Q(**{f"{prefix}export_type__in": self.export_types})
+        return condition
+
+
+def _order(queryset: QuerySet, sort: str, **columns: str) -> QuerySet:
+    column = columns[sort.lstrip("-")]
+    expression = F(column).desc(nulls_last=True) if sort.startswith("-") else F(column).asc(nulls_last=True)
+    return queryset.order_by(expression, "pk")
+
+
+def exports_for(query: ManageQuery, status: str) -> QuerySet:
+    latest = Run.objects.filter(export=OuterRef("pk")).order_by("-queued_at")
+    queryset = (
+        Export.objects.filter(query.export_filter(), status=status)
+        .select_related("dataset__database", "owner")
+        .annotate(
+            last_run_at=Subquery(latest.values("queued_at")[:1]),
+            last_run_status=Subquery(latest.values("status")[:1]),
+        )
+    )
+    return _order(queryset, query.sort, name="name", last_run="last_run_at", next_run="next_run_at")
+
+
+def runs_for(query: ManageQuery, statuses: list[str]) -> QuerySet:
+    wanted = [s for s in query.statuses if s in statuses] or statuses
+    queryset = Run.objects.filter(query.export_filter("export__"), status__in=wanted).select_related(
+        "export__dataset__database", "export__owner"
+    )
+    return _order(queryset, query.sort, name="export__name", last_run="queued_at", next_run="export__next_run_at")
+
+
+def counts(query: ManageQuery) -> dict[str, int]:
+    return {
+        "draft": exports_for(query, Export.Status.DRAFT).count(),
+        "scheduled": exports_for(query, Export.Status.SCHEDULED).count(),
+        "in_progress": runs_for(query, list(Run.ACTIVE)).count(),
+        "finished": runs_for(query, FINISHED).count(),
+    }
+
+
+def page_of(query: ManageQuery):
+    if query.tab == "draft":
+        rows = exports_for(query, Export.Status.DRAFT)
+    elif query.tab == "scheduled":
+        rows = exports_for(query, Export.Status.SCHEDULED)
+    elif query.tab == "in_progress":
+        rows = runs_for(query, list(Run.ACTIVE))
+    else:
+        rows = runs_for(query, FINISHED)
+    return Paginator(rows, PAGE_SIZE).get_page(query.page)
+
+
+def sidebar_choices() -> dict:
+    return {
+        "databases": Database.objects.order_by("name").values_list("id", "name"),
+        "data_types": Dataset.DataType.choices,
+        "export_types": Export.Type.choices,
+        "statuses": {
+            "in_progress": [(s, Run.Status(s).label) for s in Run.ACTIVE],
+            "finished": [(s, Run.Status(s).label) for s in FINISHED],
+        },
+    }
