@@ -151,6 +151,7 @@ class Export(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "name"], name="export_status_name")]
 
     def __str__(self) -> str:
         return self.name
@@ -266,6 +267,7 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-queued_at"]
+        indexes = [models.Index(fields=["status", "-queued_at"], name="run_status_queued")]
         constraints = [
             # At most one queued or running run per export: a double click, or two
             # scheduler ticks, can't start the same export twice.

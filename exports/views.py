@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from exports import manage, sources
+from exports.charts import run_history
 from exports.forms import ExportForm, FilterFormSet, clean_filters
 from exports.manage import TABS, ManageQuery
 from exports.models import Database, Dataset, Export, Run, refresh_datasets
@@ -33,11 +34,12 @@ def _get_run_for_user(request, run_id) -> Run:
 def exports_list(request):
     """Manage Exports: the page, or for htmx just the tabs and results."""
     query = ManageQuery.from_request(request.GET)
+    counts = manage.counts(query)
     context = {
         "query": query,
         "tabs": TABS,
-        "counts": manage.counts(query),
-        "page": manage.page_of(query),
+        "counts": counts,
+        "page": manage.page_of(query, counts),
         "choices": manage.sidebar_choices(),
         "base_query": _query_string(request.GET, drop=("tab", "page")),
         "page_query": _query_string(request.GET, drop=("page",)),
@@ -110,13 +112,14 @@ def exports_columns(request):
 @login_required
 def exports_detail(request, export_id):
     export = _get_export_for_user(request, export_id)
-    runs = export.runs.order_by("-queued_at")[:100]
+    runs = list(export.runs.order_by("-queued_at")[:100])
     return render(
         request,
         "exports/detail.html",
         {
             "export": export,
             "runs": runs,
+            "chart": run_history(list(reversed(runs[:40]))),
             "can_change": can_change(request.user, export),
             "active_run": next((run for run in runs if run.is_active), None),
         },

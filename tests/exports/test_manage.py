@@ -200,3 +200,19 @@ def test_htmx_results_carry_the_tab_and_sort_back_to_the_filters(client, users, 
     text = response.content.decode()
     assert 'id="manage-state" hx-swap-oob="true"' in text
     assert 'name="tab" value="finished"' in text and 'name="sort" value="name"' in text
+
+
+def test_the_detail_page_draws_the_run_history(client, users, world):
+    for rows in (100, 400, 250):
+        Run.objects.create(
+            export=world["finished"],
+            status=Run.Status.SUCCEEDED,
+            row_count=rows,
+            started_at=timezone.now(),
+            finished_at=timezone.now(),
+        )
+    login(client, users["viewer"])
+    text = client.get(world["finished"].get_absolute_url()).content.decode()
+    assert "<svg" in text and text.count('class="bar succeeded"') == 3 and 'class="bar failed"' in text
+    assert "up to 400" in text
+    assert "<svg" not in client.get(world["draft"].get_absolute_url()).content.decode()  # no runs, no chart

@@ -1,0 +1,106 @@
+"""How fast the Manage Exports page renders with 10,000 exports and 100,000 runs.
+
+    python -m bench.list_page [--exports 10000] [--runs 100000]
+
+Uses its own app database under bench/var/list_page (created once, reused while the
+counts match) and prints the median time of each tab over 7 requests, and the number of
+SQL queries each takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--exports", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--work", type=Path, default=Path(__file__).resolve().parent / "var" / "list_page")
+    args = parser.parse_args()
+    os.environ["EXPORTSITE_DATA_DIR"] = str(args.work)
+    os.environ.pop("DATABASE_URL", None)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "exportsite.settings"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from exports.models import Database, Dataset, Export, Run
+
+    settings.ALLOWED_HOSTS = ["*"]
+    call_command("migrate", verbosity=0)
+    User = get_user_model()
+    user = User.objects.filter(username="bench").first() or User.objects.create_superuser("bench", "", "bench")
+    if Export.objects.count() != args.exports or Run.objects.count() != args.runs:
+        print(f"creating {args.exports:,} exports and {args.runs:,} runs...", flush=True)
+        Run.objects.all().delete()
+        Export.objects.all().delete()
+        database, _ = Database.objects.get_or_create(name="Bench", defaults={"url": "sqlite:////nowhere"})
+        datasets = [
+            Dataset.objects.get_or_create(database=database, name=f"table_{n}", defaults={"data_type": data_type})[0]
+            for n, data_type in enumerate(Dataset.DataType.values)
+        ]
+        rng = random.Random(1)
+        now = timezone.now()
+        statuses = [Export.Status.DRAFT, Export.Status.SCHEDULED, Export.Status.FINISHED]
+        exports = [
+            Export(
+                id=uuid.uuid4(),
+                name=f"Export {n:05d} {rng.choice(['weekly', 'daily', 'crm', 'bi'])}",
+                owner=user,
+                dataset=rng.choice(datasets),
+                status=rng.choice(statuses),
+                export_type=rng.choice(Export.Type.values),
+            )
+            for n in range(args.exports)
+        ]
+        Export.objects.bulk_create(exports, batch_size=2000)
+        run_statuses = [Run.Status.SUCCEEDED] * 8 + [Run.Status.FAILED, Run.Status.CANCELLED]
+        runs = []
+        for n in range(args.runs):
+            moment = now - timedelta(minutes=n)
+            runs.append(
+                Run(
+                    export=exports[n % len(exports)],
+                    status=rng.choice(run_statuses),
+                    queued_at=moment,
+                    started_at=moment,
+                    finished_at=moment + timedelta(seconds=30),
+                    row_count=n,
+                )
+            )
+            if len(runs) == 5000:
+                Run.objects.bulk_create(runs)
+                runs = []
+        Run.objects.bulk_create(runs)
+    client = Client()
+    client.force_login(user)
+    for tab in ("draft", "scheduled", "in_progress", "finished"):
+        for params in ({"tab": tab}, {"tab": tab, "q": "crm", "sort": "name"}):
+            timings = []
+            for _ in range(7):
+                with CaptureQueriesContext(connection) as queries:
+                    started = time.perf_counter()
+                    response = client.get("/exports/", params)
+                    timings.append(time.perf_counter() - started)
+                assert response.status_code == 200
+            print(f"{params}: median {statistics.median(timings) * 1000:.0f} ms, {len(queries)} queries")
+
+
+if __name__ == "__main__":
+    main()
