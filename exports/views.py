@@ -71,34 +71,47 @@ def _back_to_list(request):
 def exports_new(request):
     if not can_create(request.user):
         raise PermissionDenied("viewers can't create exports")
-    if request.method == "POST":
-        form = ExportForm(request.POST)
-        formset = FilterFormSet(request.POST, prefix="filters")
-        if "add_filter" in request.POST:
-            # Without JavaScript: re-render with one more empty filter row.
-            data = request.POST.copy()
-            data["filters-TOTAL_FORMS"] = str(int(data.get("filters-TOTAL_FORMS", 3)) + 1)
-            return render(
-                request,
-                "exports/new.html",
-                {"form": ExportForm(data), "formset": FilterFormSet(data, prefix="filters")},
-            )
-        form_ok = form.is_valid()
-        specs = clean_filters(formset, form.cleaned_data.get("dataset"))
-        if form_ok and specs is not None:
-            export = form.save(commit=False)
-            export.owner = request.user
-            export.filters = specs
-            export.export_type = Export.Type.ONE_SHOT
-            export.save()
-            if "launch" in request.POST:
-                return _launch_and_redirect(request, export)
-            messages.success(request, f"Saved the draft {export.name!r}.")
-            return redirect(export)
-    else:
-        form = ExportForm(initial={"dataset": request.GET.get("dataset")} if request.GET.get("dataset") else None)
-        formset = FilterFormSet(prefix="filters")
-    return render(request, "exports/new.html", {"form": form, "formset": formset})
+    return _export_form_page(request, None)
+
+
+def _export_form_page(request, export: Export | None):
+    """Create an export (export is None) or edit a draft: one form and its filter rows."""
+    if request.method != "POST":
+        if export is None:
+            dataset = request.GET.get("dataset")
+            form = ExportForm(initial={"dataset": dataset} if dataset else None)
+            formset = FilterFormSet(prefix="filters")
+        else:
+            form = ExportForm(instance=export)
+            formset = FilterFormSet(prefix="filters", initial=export.filters)
+        return render(request, "exports/new.html", {"form": form, "formset": formset, "export": export})
+    data = request.POST
+    if "add_filter" in data:
+        # Without JavaScript: the same form again, with one more empty filter row.
+        data = data.copy()
+        try:
+            rows = int(data.get("filters-TOTAL_FORMS", 3))
+        except ValueError:
+            rows = 3
+        data["filters-TOTAL_FORMS"] = str(min(max(rows, 0) + 1, 50))
+        context = {"form": ExportForm(data, instance=export), "formset": FilterFormSet(data, prefix="filters")}
+        return render(request, "exports/new.html", {**context, "export": export})
+    form = ExportForm(data, instance=export)
+    formset = FilterFormSet(data, prefix="filters")
+    form_ok = form.is_valid()
+    specs = clean_filters(formset, form.cleaned_data.get("dataset"))
+    if not (form_ok and specs is not None):
+        return render(request, "exports/new.html", {"form": form, "formset": formset, "export": export})
+    saved = form.save(commit=False)
+    if export is None:
+        saved.owner = request.user
+        saved.export_type = Export.Type.ONE_SHOT
+    saved.filters = specs
+    saved.save()
+    if "launch" in data:
+        return _launch_and_redirect(request, saved)
+    messages.success(request, f"Saved the draft {saved.name!r}.")
+    return redirect(saved)
 
 
 @login_required
@@ -255,23 +268,7 @@ def exports_edit(request, export_id):
     export = _get_export_for_user(request, export_id, write=True)
     if not export.is_draft:
         raise PermissionDenied("only drafts can be edited: unschedule a scheduled export first")
-    if request.method == "POST":
-        form = ExportForm(request.POST, instance=export)
-        formset = FilterFormSet(request.POST, prefix="filters")
-        form_ok = form.is_valid()
-        specs = clean_filters(formset, form.cleaned_data.get("dataset"))
-        if form_ok and specs is not None:
-            export = form.save(commit=False)
-            export.filters = specs
-            export.save()
-            if "launch" in request.POST:
-                return _launch_and_redirect(request, export)
-            messages.success(request, f"Saved the draft {export.name!r}.")
-            return redirect(export)
-    else:
-        form = ExportForm(instance=export, initial={"columns": export.columns})
-        formset = FilterFormSet(prefix="filters", initial=export.filters)
-    return render(request, "exports/new.html", {"form": form, "formset": formset, "export": export})
+    return _export_form_page(request, export)
 
 
 @login_required

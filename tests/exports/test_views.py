@@ -259,3 +259,30 @@ def test_each_role_may_do_what_it_should(client, users, demo_database, worker, w
     assert client.get(reverse("exports-new")).status_code == create
     assert client.post(reverse("exports-launch", args=[draft.id])).status_code == launch
     assert client.get(reverse("runs-download", args=[run.id])).status_code == download
+
+
+def test_adding_a_filter_row_without_javascript_keeps_what_was_typed(client, users, demo_database):
+    login(client, users["owner"])
+    dataset = demo_database.datasets.get(name="orders")
+    response = client.post(reverse("exports-new"), form_data(dataset, name="Kept", add_filter="1"))
+    text = response.content.decode()
+    assert response.status_code == 200 and 'value="Kept"' in text and 'name="filters-3-column"' in text
+    broken = client.post(reverse("exports-new"), form_data(dataset, add_filter="1", **{"filters-TOTAL_FORMS": "x"}))
+    assert broken.status_code == 200
+
+
+def test_editing_a_draft_saves_its_changes(client, users, demo_database):
+    dataset = demo_database.datasets.get(name="orders")
+    export = Export.objects.create(
+        name="Old name",
+        owner=users["owner"],
+        dataset=dataset,
+        filters=[{"column": "items", "operator": "gt", "value": "2", "value_to": ""}],
+    )
+    login(client, users["owner"])
+    page = client.get(reverse("exports-edit", args=[export.id])).content.decode()
+    assert 'value="Old name"' in page and 'value="items"' in page
+    response = client.post(reverse("exports-edit", args=[export.id]), form_data(dataset, name="New name"))
+    export.refresh_from_db()
+    assert response.status_code == 302 and export.name == "New name" and export.filters == []
+    assert export.owner == users["owner"] and Export.objects.count() == 1
