@@ -61,11 +61,11 @@ def cancel_run(run: Run) -> bool:
     stops at its next batch and delivers nothing."""
     if not run.cancel():
         return False
-    from rq.exceptions import NoSuchJobError
+    from rq.exceptions import InvalidJobOperation, NoSuchJobError
     from rq.job import Job
 
     try:
         Job.fetch(str(run.id), connection=django_rq.get_connection(settings.EXPORTS_QUEUE)).cancel()
-    except NoSuchJobError:
-        pass
+    except (NoSuchJobError, InvalidJobOperation):
+        pass  # already gone, or already finishing: the run's status is what counts
     return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -262,3 +263,55 @@ def test_progress_is_recorded_and_a_cancelled_run_stops(users, demo_database):
     with pytest.raises(RunCancelled):
         progress(2_000)
     assert Run.claim(run.id) is None  # nothing claims a run that is not queued
+
+
+def test_cancelling_a_running_export_stops_it_with_nothing_delivered(users, db, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from exports.demo import build_demo_database
+    from exports.runs import cancel_run
+    from tests.conftest import BASE_DIR, _test_database_url
+
+    path = tmp_path / "big.sqlite3"
+    build_demo_database(path, profiles=1_000, interactions=600_000)
+    database = Database.objects.create(name="Big", url=f"sqlite:///{path}")
+    refresh_datasets(database)
+    export = make_export(
+        users["owner"],
+        database.datasets.get(name="interactions"),
+        file_format="ndjson",
+        compression="gzip",
+        rows_per_file=50_000,
+    )
+    run, _ = launch_export(export, user=users["owner"])
+    env = dict(os.environ, DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="tests.settings")
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", "--burst", settings.EXPORTS_QUEUE],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            run.refresh_from_db()
+            if run.status == Run.Status.RUNNING and run.rows_done > 0:
+                break
+            time.sleep(0.05)
+        assert run.status == Run.Status.RUNNING and 0 < run.rows_done < 600_000, run.status
+        assert cancel_run(run)
+        _, stderr = worker.communicate(timeout=120)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, stderr[-2000:]
+    run.refresh_from_db()
+    assert run.status == Run.Status.CANCELLED and run.error_code == "CANCELLED"
+    assert run.files.count() == 0 and run.row_count is None
+    folder = Path(storages["exports"].path(f"{export.id}/{run.id}"))
+    assert not folder.exists() or not any(folder.iterdir())
+    assert not (settings.EXPORT_WORK_DIR / str(run.id)).exists()
