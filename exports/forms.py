@@ -17,7 +17,9 @@ COMPRESSIONS_BY_FORMAT = {
 }
 
 
-class ExportForm(forms.ModelForm):
+class SourceStepForm(forms.ModelForm):
+    """Wizard step 1: what to export."""
+
     dataset = forms.ModelChoiceField(
         queryset=Dataset.objects.filter(missing_since__isnull=True).select_related("database"),
         empty_label="Choose a dataset",
@@ -25,32 +27,10 @@ class ExportForm(forms.ModelForm):
     columns = forms.MultipleChoiceField(
         required=False, widget=forms.CheckboxSelectMultiple, help_text="None ticked: every column."
     )
-    csv_delimiter = forms.ChoiceField(choices=DELIMITERS, initial=",", label="CSV delimiter")
-    rows_per_file = forms.IntegerField(
-        min_value=1,
-        initial=settings.EXPORT_DEFAULT_ROWS_PER_FILE,
-        help_text="A new part file starts after this many rows.",
-    )
 
     class Meta:
         model = Export
-        fields = [
-            "name",
-            "dataset",
-            "columns",
-            "file_format",
-            "compression",
-            "csv_delimiter",
-            "csv_header",
-            "rows_per_file",
-            "file_template",
-        ]
-        labels = {"csv_header": "CSV header row", "file_template": "File name template"}
-        help_texts = {
-            "compression": "CSV and NDJSON: none or gzip. Parquet: snappy (fastest), zstd, gzip or none.",
-            "file_template": "Tokens: %EXPORT_NAME%, %DATASET_NAME%, %DATETIME(YYYYMMdd_HHmmss)%, "
-            "%EXPORT_ID%, %DELIVERY_ID%. Files are named <template>-<part>.<extension>.",
-        }
+        fields = ["name", "dataset", "columns"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -69,6 +49,27 @@ class ExportForm(forms.ModelForm):
         except (Dataset.DoesNotExist, ValueError, TypeError):
             return None
 
+
+class FileStepForm(forms.ModelForm):
+    """Wizard step 2: the files."""
+
+    csv_delimiter = forms.ChoiceField(choices=DELIMITERS, initial=",", label="CSV delimiter")
+    rows_per_file = forms.IntegerField(
+        min_value=1,
+        initial=settings.EXPORT_DEFAULT_ROWS_PER_FILE,
+        help_text="A new part file starts after this many rows.",
+    )
+
+    class Meta:
+        model = Export
+        fields = ["file_format", "compression", "csv_delimiter", "csv_header", "rows_per_file", "file_template"]
+        labels = {"csv_header": "CSV header row", "file_template": "File name template"}
+        help_texts = {
+            "compression": "CSV and NDJSON: none or gzip. Parquet: snappy (fastest), zstd, gzip or none.",
+            "file_template": "Tokens: %EXPORT_NAME%, %DATASET_NAME%, %DATETIME(YYYYMMdd_HHmmss)%, "
+            "%EXPORT_ID%, %DELIVERY_ID%. Files are named <template>-<part>.<extension>.",
+        }
+
     def clean_file_template(self):
         template = self.cleaned_data["file_template"].strip()
         validate_template(template, allow_slashes=False)
@@ -83,6 +84,48 @@ class ExportForm(forms.ModelForm):
             else:
                 file_extension(file_format, compression)
         return cleaned
+
+
+class DestinationStepForm(forms.ModelForm):
+    """Wizard step 3: where the files go. Desktop (a download) until connectors exist."""
+
+    class Meta:
+        model = Export
+        fields = ["folder_template"]
+        labels = {"folder_template": "Folder template"}
+        help_texts = {
+            "folder_template": "Empty: the delivery GUID. Tokens: %DELIVERY_ID%, %EXPORT_NAME%, %DATASET_NAME%, "
+            "%DATETIME(YYYYMMdd)%, %EXPORT_TIME%..."
+        }
+
+    def clean_folder_template(self):
+        template = self.cleaned_data["folder_template"].strip()
+        if template:
+            validate_template(template, allow_slashes=True)
+        return template
+
+
+class ScheduleStepForm(forms.ModelForm):
+    """Wizard step 4: when. Repeating exports come with the schedules issue."""
+
+    class Meta:
+        model = Export
+        fields = ["export_type"]
+        widgets = {"export_type": forms.RadioSelect}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["export_type"].choices = [(Export.Type.ONE_SHOT, Export.Type.ONE_SHOT.label)]
+        self.fields["export_type"].help_text = "Periodic full and incremental exports are not available yet."
+
+
+WIZARD_STEPS = {
+    "source": ("Source", SourceStepForm),
+    "file": ("File", FileStepForm),
+    "destination": ("Destination", DestinationStepForm),
+    "schedule": ("Schedule", ScheduleStepForm),
+    "summary": ("Summary", None),
+}
 
 
 class FilterForm(forms.Form):

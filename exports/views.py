@@ -2,15 +2,18 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from exports import manage, sources
 from exports.charts import run_history
-from exports.forms import ExportForm, FilterFormSet, clean_filters
+from exports.forms import WIZARD_STEPS, FilterFormSet, SourceStepForm, clean_filters
+from exports.layout import LayoutContext, render_template, validate_template
 from exports.manage import TABS, ManageQuery
 from exports.models import Database, Dataset, Export, Run, refresh_datasets
 from exports.permissions import can_change, can_create, can_download, is_admin
@@ -69,55 +72,111 @@ def _back_to_list(request):
 
 @login_required
 def exports_new(request):
+    """The wizard's first step, before the draft exists."""
     if not can_create(request.user):
         raise PermissionDenied("viewers can't create exports")
-    return _export_form_page(request, None)
+    return _wizard_step(request, None, "source")
 
 
-def _export_form_page(request, export: Export | None):
-    """Create an export (export is None) or edit a draft: one form and its filter rows."""
-    if request.method != "POST":
-        if export is None:
-            dataset = request.GET.get("dataset")
-            form = ExportForm(initial={"dataset": dataset} if dataset else None)
-            formset = FilterFormSet(prefix="filters")
-        else:
-            form = ExportForm(instance=export)
-            formset = FilterFormSet(prefix="filters", initial=export.filters)
-        return render(request, "exports/new.html", {"form": form, "formset": formset, "export": export})
-    data = request.POST
-    if "add_filter" in data:
-        # Without JavaScript: the same form again, with one more empty filter row.
-        data = data.copy()
-        try:
-            rows = int(data.get("filters-TOTAL_FORMS", 3))
-        except ValueError:
-            rows = 3
-        data["filters-TOTAL_FORMS"] = str(min(max(rows, 0) + 1, 50))
-        context = {"form": ExportForm(data, instance=export), "formset": FilterFormSet(data, prefix="filters")}
-        return render(request, "exports/new.html", {**context, "export": export})
-    form = ExportForm(data, instance=export)
-    formset = FilterFormSet(data, prefix="filters")
-    form_ok = form.is_valid()
-    specs = clean_filters(formset, form.cleaned_data.get("dataset"))
-    if not (form_ok and specs is not None):
-        return render(request, "exports/new.html", {"form": form, "formset": formset, "export": export})
-    saved = form.save(commit=False)
-    if export is None:
-        saved.owner = request.user
-        saved.export_type = Export.Type.ONE_SHOT
-    saved.filters = specs
-    saved.save()
-    if "launch" in data:
-        return _launch_and_redirect(request, saved)
-    messages.success(request, f"Saved the draft {saved.name!r}.")
-    return redirect(saved)
+@login_required
+def exports_wizard(request, export_id, step):
+    export = _get_export_for_user(request, export_id, write=True)
+    if not export.is_draft:
+        raise PermissionDenied("only drafts can be edited: unschedule a scheduled export first")
+    if step not in WIZARD_STEPS:
+        raise Http404(f"no wizard step {step!r}")
+    return _wizard_step(request, export, step)
+
+
+def _wizard_step(request, export: Export | None, step: str):
+    """One screen of the wizard. Every valid step is saved at once, so leaving the
+    wizard keeps a draft; "Back" and the step links move without saving."""
+    steps = list(WIZARD_STEPS)
+    index = steps.index(step)
+    label, form_class = WIZARD_STEPS[step]
+    context = {
+        "export": export,
+        "step": step,
+        "step_label": label,
+        "steps": [(key, WIZARD_STEPS[key][0], position) for position, key in enumerate(steps, start=1)],
+        "step_number": index + 1,
+        "previous": steps[index - 1] if index else None,
+    }
+    if step == "summary":
+        if request.method == "POST":
+            if "launch" in request.POST:
+                return _launch_and_redirect(request, export)
+            messages.success(request, f"Saved the draft {export.name!r}.")
+            return redirect(f"{reverse('exports-list')}?tab=draft")
+        return render(request, "exports/wizard.html", context)
+    formset = None
+    if request.method == "POST":
+        data = request.POST
+        if step == "source" and "add_filter" in data:
+            # Without JavaScript: the same step again, with one more empty filter row.
+            data = data.copy()
+            try:
+                rows = int(data.get("filters-TOTAL_FORMS", 3))
+            except ValueError:
+                rows = 3
+            data["filters-TOTAL_FORMS"] = str(min(max(rows, 0) + 1, 50))
+            context.update(form=form_class(data, instance=export), formset=FilterFormSet(data, prefix="filters"))
+            return render(request, "exports/wizard.html", context)
+        form = form_class(data, instance=export)
+        form_ok = form.is_valid()
+        specs = []
+        if step == "source":
+            formset = FilterFormSet(data, prefix="filters")
+            specs = clean_filters(formset, form.cleaned_data.get("dataset"))
+        if form_ok and specs is not None:
+            saved = form.save(commit=False)
+            if export is None:
+                saved.owner = request.user
+                saved.export_type = Export.Type.ONE_SHOT
+            if step == "source":
+                saved.filters = specs
+            saved.save()
+            return redirect("exports-wizard", saved.id, steps[index + 1])
+    else:
+        initial = {}
+        if export is None and request.GET.get("dataset"):
+            initial["dataset"] = request.GET["dataset"]
+        form = form_class(instance=export, initial=initial)
+        if step == "source":
+            formset = FilterFormSet(prefix="filters", initial=export.filters if export else None)
+    context.update(form=form, formset=formset)
+    return render(request, "exports/wizard.html", context)
+
+
+@login_required
+def exports_folder_preview(request, export_id):
+    """htmx: the folder a delivery would land in, for the template being typed."""
+    export = _get_export_for_user(request, export_id)
+    template = request.GET.get("folder_template", "").strip()
+    try:
+        if template:
+            validate_template(template, allow_slashes=True)
+    except ValidationError as exc:
+        return render(request, "exports/_folder_preview.html", {"error": exc.messages[0]})
+    context = LayoutContext(
+        delivery_id="<delivery GUID>",
+        export_id=str(export.id),
+        export_name=export.name,
+        dataset_id=str(export.dataset_id),
+        dataset_name=export.dataset.name,
+        destination="Desktop",
+        destination_instance_name="Desktop",
+        destination_instance_id="desktop",
+        moment=timezone.now(),
+    )
+    folder = render_template(template, context) if template else "<delivery GUID>"
+    return render(request, "exports/_folder_preview.html", {"path": f"{export.id}/{folder}/"})
 
 
 @login_required
 def exports_columns(request):
     """htmx: the column picker of the dataset chosen in the form."""
-    form = ExportForm(data={"dataset": request.GET.get("dataset", "")})
+    form = SourceStepForm(data={"dataset": request.GET.get("dataset", "")})
     dataset = form.chosen_dataset()
     return render(request, "exports/_columns.html", {"form": form, "dataset": dataset})
 
@@ -268,7 +327,7 @@ def exports_edit(request, export_id):
     export = _get_export_for_user(request, export_id, write=True)
     if not export.is_draft:
         raise PermissionDenied("only drafts can be edited: unschedule a scheduled export first")
-    return _export_form_page(request, export)
+    return redirect("exports-wizard", export.id, "source")
 
 
 @login_required

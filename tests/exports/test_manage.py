@@ -151,7 +151,9 @@ def test_unschedule_sends_the_export_back_to_draft(client, users, world):
 
 def test_edit_is_for_drafts_only(client, users, world):
     login(client, users["owner"])
-    assert client.get(reverse("exports-edit", args=[world["draft"].id])).status_code == 200
+    assert client.get(reverse("exports-edit", args=[world["draft"].id])).status_code == 302
+    assert client.get(reverse("exports-wizard", args=[world["draft"].id, "file"])).status_code == 200
+    assert client.get(reverse("exports-wizard", args=[world["scheduled"].id, "file"])).status_code == 403
     assert client.get(reverse("exports-edit", args=[world["scheduled"].id])).status_code == 403
     client.logout()
     login(client, users["teammate"])

@@ -19,23 +19,44 @@ def login(client, user):
     return client
 
 
-def form_data(dataset, **overrides):
+MANAGEMENT = {
+    "filters-TOTAL_FORMS": "3",
+    "filters-INITIAL_FORMS": "0",
+    "filters-MIN_NUM_FORMS": "0",
+    "filters-MAX_NUM_FORMS": "50",
+}
+
+
+def source_data(dataset, **overrides):
+    return {"name": "Weekly opens", "dataset": str(dataset.id), **MANAGEMENT, **overrides}
+
+
+def file_data(**overrides):
     data = {
-        "name": "Weekly opens",
-        "dataset": str(dataset.id),
         "file_format": "csv",
         "compression": "gzip",
         "csv_delimiter": ",",
         "csv_header": "on",
         "rows_per_file": "1000000",
         "file_template": "%EXPORT_NAME%_%DATETIME(YYYYMMdd_HHmmss)%",
-        "filters-TOTAL_FORMS": "3",
-        "filters-INITIAL_FORMS": "0",
-        "filters-MIN_NUM_FORMS": "0",
-        "filters-MAX_NUM_FORMS": "50",
     }
     data.update(overrides)
     return data
+
+
+def wizard(export, step):
+    return reverse("exports-wizard", args=[export.id, step])
+
+
+def run_wizard(client, dataset, *, source=None, file=None, finish="launch"):
+    """Create an export through every step of the wizard; returns (export, last response)."""
+    response = client.post(reverse("exports-new"), source_data(dataset, **(source or {})))
+    export = Export.objects.latest("created_at")
+    assert response.status_code == 302 and response.url == wizard(export, "file"), response.content[-2000:]
+    assert client.post(wizard(export, "file"), file_data(**(file or {}))).url == wizard(export, "destination")
+    assert client.post(wizard(export, "destination"), {"folder_template": ""}).url == wizard(export, "schedule")
+    assert client.post(wizard(export, "schedule"), {"export_type": "one_shot"}).url == wizard(export, "summary")
+    return export, client.post(wizard(export, "summary"), {finish: "1"})
 
 
 def test_pages_need_a_login(client):
@@ -46,17 +67,18 @@ def test_pages_need_a_login(client):
 def test_it_creates_and_launches_an_export_then_downloads_it(client, users, demo_database, demo_path, worker):
     login(client, users["owner"])
     dataset = demo_database.datasets.get(name="profiles")
-    response = client.post(
-        reverse("exports-new"),
-        form_data(
-            dataset,
-            columns=["id", "email", "country_code"],
-            rows_per_file="20",
-            launch="1",
-            **{"filters-0-column": "country_code", "filters-0-operator": "eq", "filters-0-value": "FR"},
-        ),
+    export, response = run_wizard(
+        client,
+        dataset,
+        source={
+            "columns": ["id", "email", "country_code"],
+            "filters-0-column": "country_code",
+            "filters-0-operator": "eq",
+            "filters-0-value": "FR",
+        },
+        file={"rows_per_file": "20"},
     )
-    export = Export.objects.get()
+    export.refresh_from_db()
     run = export.runs.get()
     assert response.status_code == 302 and response.url == reverse("runs-detail", args=[run.id])
     assert export.filters == [{"column": "country_code", "operator": "eq", "value": "FR", "value_to": ""}]
@@ -100,16 +122,13 @@ def test_a_single_file_downloads_as_it_is(client, users, demo_database, worker):
     assert b"".join(response.streaming_content)[:4] == b"PAR1"
 
 
-def test_the_form_names_each_problem(client, users, demo_database):
+def test_each_step_names_each_problem(client, users, demo_database):
     login(client, users["owner"])
     dataset = demo_database.datasets.get(name="interactions")
     response = client.post(
         reverse("exports-new"),
-        form_data(
+        source_data(
             dataset,
-            compression="snappy",
-            file_template="%NOPE%",
-            rows_per_file="0",
             **{
                 "filters-0-column": "revenue",
                 "filters-0-operator": "gt",
@@ -120,14 +139,56 @@ def test_the_form_names_each_problem(client, users, demo_database):
             },
         ),
     )
+    text = response.content.decode()
     assert response.status_code == 200
+    assert "Filter 1: &#x27;lots&#x27; is not a decimal number" in text
+    assert "Filter 2: column &#x27;ghost&#x27; does not exist" in text
+    assert Export.objects.count() == 0  # nothing saved until the step is valid
+
+    client.post(reverse("exports-new"), source_data(dataset))
+    export = Export.objects.get()
+    response = client.post(
+        wizard(export, "file"), file_data(compression="snappy", file_template="%NOPE%", rows_per_file="0")
+    )
     text = response.content.decode()
     assert "snappy is not available for CSV files" in text
     assert "unknown token %NOPE%" in text
-    assert "Filter 1: &#x27;lots&#x27; is not a decimal number" in text
-    assert "Filter 2: column &#x27;ghost&#x27; does not exist" in text
     assert "Ensure this value is greater than or equal to 1" in text
-    assert Export.objects.count() == 0
+    response = client.post(wizard(export, "destination"), {"folder_template": "../up"})
+    assert "&#x27;..&#x27; and &#x27;.&#x27; are not allowed" in response.content.decode()
+    assert client.post(wizard(export, "schedule"), {"export_type": "incremental"}).status_code == 200
+    export.refresh_from_db()
+    assert export.export_type == "one_shot" and export.compression == "gzip"
+
+
+def test_leaving_the_wizard_keeps_a_draft(client, users, demo_database):
+    login(client, users["owner"])
+    dataset = demo_database.datasets.get(name="orders")
+    client.post(reverse("exports-new"), source_data(dataset, name="Half done"))
+    export = Export.objects.get()
+    assert export.status == Export.Status.DRAFT and export.owner == users["owner"]
+    assert "Half done" in client.get(reverse("exports-list")).content.decode()
+    # Coming back opens the wizard on the saved values.
+    assert client.get(reverse("exports-edit", args=[export.id])).url == wizard(export, "source")
+    assert 'value="Half done"' in client.get(wizard(export, "source")).content.decode()
+
+
+def test_the_summary_saves_a_draft_or_launches(client, users, demo_database):
+    login(client, users["owner"])
+    export, response = run_wizard(client, demo_database.datasets.get(name="orders"), finish="save")
+    assert response.url == reverse("exports-list") + "?tab=draft"
+    export.refresh_from_db()
+    assert export.status == Export.Status.DRAFT and not export.runs.exists()
+
+
+def test_the_folder_preview_resolves_the_template(client, users, demo_database):
+    login(client, users["owner"])
+    client.post(reverse("exports-new"), source_data(demo_database.datasets.get(name="orders"), name="Q4 orders"))
+    export = Export.objects.get()
+    url = reverse("exports-folder-preview", args=[export.id])
+    text = client.get(url, {"folder_template": "%EXPORT_NAME%/%DATETIME(YYYY)%"}, HTTP_HX_REQUEST="true").content
+    assert f"{export.id}/Q4_orders/20".encode() in text
+    assert b"unknown token" in client.get(url, {"folder_template": "%WHAT%"}).content
 
 
 def test_a_double_click_on_launch_starts_one_run(client, users, demo_database):
@@ -264,11 +325,12 @@ def test_each_role_may_do_what_it_should(client, users, demo_database, worker, w
 def test_adding_a_filter_row_without_javascript_keeps_what_was_typed(client, users, demo_database):
     login(client, users["owner"])
     dataset = demo_database.datasets.get(name="orders")
-    response = client.post(reverse("exports-new"), form_data(dataset, name="Kept", add_filter="1"))
+    response = client.post(reverse("exports-new"), source_data(dataset, name="Kept", add_filter="1"))
     text = response.content.decode()
     assert response.status_code == 200 and 'value="Kept"' in text and 'name="filters-3-column"' in text
-    broken = client.post(reverse("exports-new"), form_data(dataset, add_filter="1", **{"filters-TOTAL_FORMS": "x"}))
+    broken = client.post(reverse("exports-new"), source_data(dataset, add_filter="1", **{"filters-TOTAL_FORMS": "x"}))
     assert broken.status_code == 200
+    assert Export.objects.count() == 0
 
 
 def test_editing_a_draft_saves_its_changes(client, users, demo_database):
@@ -280,9 +342,9 @@ def test_editing_a_draft_saves_its_changes(client, users, demo_database):
         filters=[{"column": "items", "operator": "gt", "value": "2", "value_to": ""}],
     )
     login(client, users["owner"])
-    page = client.get(reverse("exports-edit", args=[export.id])).content.decode()
+    page = client.get(wizard(export, "source")).content.decode()
     assert 'value="Old name"' in page and 'value="items"' in page
-    response = client.post(reverse("exports-edit", args=[export.id]), form_data(dataset, name="New name"))
+    response = client.post(wizard(export, "source"), source_data(dataset, name="New name"))
     export.refresh_from_db()
-    assert response.status_code == 302 and export.name == "New name" and export.filters == []
+    assert response.url == wizard(export, "file") and export.name == "New name" and export.filters == []
     assert export.owner == users["owner"] and Export.objects.count() == 1
