@@ -218,3 +218,30 @@ def test_the_detail_page_draws_the_run_history(client, users, world):
     assert "<svg" in text and text.count('class="bar succeeded"') == 3 and 'class="bar failed"' in text
     assert "up to 400" in text
     assert "<svg" not in client.get(world["draft"].get_absolute_url()).content.decode()  # no runs, no chart
+
+
+ROLES = ["owner", "teammate", "viewer", "nobody", "staff", "admin", "superuser"]
+MAY_CHANGE = {"owner", "admin", "superuser"}
+
+
+@pytest.mark.parametrize("who", ROLES)
+def test_every_action_follows_the_role_rules(client, users, world, who):
+    """Edit, copy, delete, unschedule, cancel and relaunch: the owner (a marketer) and
+    admins may; a teammate, a viewer, staff and a user in no group get 403."""
+    login(client, users[who])
+    allowed = who in MAY_CHANGE
+    draft, scheduled, failed, active = world["draft"], world["scheduled"], world["failed_run"], world["active_run"]
+    checks = [
+        client.get(reverse("exports-edit", args=[draft.id])).status_code == (302 if allowed else 403),
+        client.get(reverse("exports-wizard", args=[draft.id, "file"])).status_code == (200 if allowed else 403),
+        client.post(reverse("exports-copy", args=[draft.id]), {"name": f"copy by {who}"}).status_code
+        == (302 if allowed else 403),
+        client.post(reverse("exports-unschedule", args=[scheduled.id])).status_code == (302 if allowed else 403),
+        client.post(reverse("runs-cancel", args=[active.id])).status_code == (302 if allowed else 403),
+        client.post(reverse("runs-relaunch", args=[failed.id])).status_code == (302 if allowed else 403),
+        client.post(reverse("exports-delete", args=[draft.id])).status_code == (302 if allowed else 403),
+    ]
+    assert all(checks), checks
+    assert client.get(reverse("exports-definition", args=[scheduled.id])).status_code == 200  # everyone may look
+    assert Export.objects.filter(id=draft.id).exists() != allowed
+    assert Export.objects.filter(name=f"copy by {who}").exists() == allowed
