@@ -74,7 +74,25 @@ def test_a_marketer_manages_exports_from_draft_to_finished(page, live_server, us
     page.wait_for_selector("text=Deleted the draft")
     assert not Export.objects.filter(name="Weekly orders copy").exists()
 
+    # The In progress tab follows a running export by itself.
+    nightly = Export.objects.create(
+        name="Nightly profiles",
+        owner=users["owner"],
+        dataset=demo_database.datasets.get(name="profiles"),
+        status=Export.Status.FINISHED,
+    )
+    running = Run.objects.create(
+        export=nightly, status=Run.Status.RUNNING, started_at=timezone.now(), rows_done=500, estimated_rows=5_000
+    )
+    page.goto(f"{base}/exports/?tab=in_progress")
+    assert page.get_attribute("#results progress", "value") == "10"
+    running.report_progress(3_000)
+    page.wait_for_selector("#results progress[value='60']")
+    Run.objects.filter(id=running.id).update(status=Run.Status.SUCCEEDED, finished_at=timezone.now(), row_count=5_000)
+    page.wait_for_selector("#results >> text=No runs in progress")
+
     # Launch the original, see it in progress, then finished.
+    page.goto(f"{base}/exports/?tab=draft")
     page.locator("tr", has_text="Weekly orders").locator("button:has-text('Launch')").click()
     page.wait_for_url("**/runs/**")
     page.goto(f"{base}/exports/?tab=in_progress")
