@@ -121,7 +121,10 @@ def test_a_marketer_manages_exports_from_draft_to_finished(page, live_server, us
         started_at=timezone.now(),
         finished_at=timezone.now(),
     )
-    page.goto(f"{base}/exports/?tab=finished&status=failed")
+    page.goto(f"{base}/exports/?tab=finished")
+    page.check("input[name=status][value=failed]")
+    page.wait_for_function("() => location.search.includes('status=failed')")
+    assert "Succeeded" not in page.inner_text("#results")
     page.locator("tr", has_text="SOURCE_UNAVAILABLE").locator("button:has-text('Relaunch')").click()
     page.wait_for_url("**/runs/**")
     assert Run.objects.get(relaunch_of=failed).status == Run.Status.QUEUED
