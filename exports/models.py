@@ -206,10 +206,6 @@ class Export(models.Model):
     def delimiter_label(self) -> str:
         return {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(self.csv_delimiter, self.csv_delimiter)
 
-    @property
-    def selected_columns(self) -> list[str]:
-        return self.columns or self.dataset.column_names
-
 
 class Run(models.Model):
     """One execution of an export: one delivery. Its UUID is the delivery GUID."""

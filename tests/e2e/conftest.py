@@ -54,3 +54,13 @@ def browser_no_js(chromium):
     context = chromium.new_context(java_script_enabled=False)
     yield context.new_page()
     context.close()
+
+
+def log_in(page, base_url: str, username: str) -> None:
+    from tests.conftest import PASSWORD
+
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/exports/")

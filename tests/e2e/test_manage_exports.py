@@ -11,18 +11,15 @@ import pytest
 from django.utils import timezone
 
 from exports.models import Export, Run
-from tests.conftest import PASSWORD, run_worker
+from tests.conftest import run_worker
+from tests.e2e.conftest import log_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_marketer_manages_exports_from_draft_to_finished(page, live_server, users, demo_database, tmp_path):
     base = live_server.url
-    page.goto(f"{base}/accounts/login/")
-    page.fill("#id_username", users["owner"].username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/exports/")
+    log_in(page, base, users["owner"].username)
 
     # The wizard, saved as a draft from its summary.
     page.click("text=Create export")

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from exports.models import Export, Run
-from tests.conftest import PASSWORD
+from tests.e2e.conftest import log_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,11 +27,7 @@ def test_tabs_filters_and_actions_work_without_javascript(browser_no_js, live_se
         finished_at=timezone.now(),
     )
     page = browser_no_js
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", users["owner"].username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/exports/")
+    log_in(page, live_server.url, users["owner"].username)
 
     # Filters: tick a box and submit the form with its (noscript) button.
     page.check("input[name=data_type][value=profile]")
