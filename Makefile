@@ -19,7 +19,12 @@ $(TEST_INSTALLED): $(INSTALLED) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-install-test: $(TEST_INSTALLED) chromium
+# Azurite, the Azure Blob emulator the connector tests talk to, from npm.
+AZURITE := .node/node_modules/.bin/azurite-blob
+$(AZURITE):
+	npm install --prefix .node --no-audit --no-fund --loglevel=error azurite@3.35.0
+
+install-test: $(TEST_INSTALLED) chromium $(AZURITE)
 
 # Browser tests drive Debian's Chromium (Playwright can't download its own here).
 chromium:

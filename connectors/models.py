@@ -1,14 +1,25 @@
-"""Destinations an export delivers to. Only the model exists yet; delivery to each kind
-comes with the connectors issue. No connector means a Desktop (browser) download."""
+"""Destinations an export delivers to. No connector on an export means a Desktop
+(browser) download.
+
+Settings that aren't secret live in `options` (JSON); secrets (keys, passwords) live in
+`secrets`, a JSON object encrypted at rest, and are never rendered back to anyone.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
+from pathlib import Path
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
+from django.urls import reverse
+from django.utils import timezone
 
 from exportsite.crypto import EncryptedTextField
+
+_SAFE_LOGIN = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
 
 
 class Connector(models.Model):
@@ -24,9 +35,13 @@ class Connector(models.Model):
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=20, choices=Kind.choices)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="connectors")
+    # The prefix inside the bucket or container, or the folder on the SFTP server.
     base_path = models.CharField(max_length=1024, blank=True)
     options = models.JSONField(default=dict, blank=True)
     secrets = EncryptedTextField(blank=True, default="")
+    last_tested_at = models.DateTimeField(null=True, blank=True)
+    last_test_ok = models.BooleanField(null=True, blank=True)
+    last_test_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -35,3 +50,163 @@ class Connector(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("connectors-detail", args=[self.id])
+
+    # Secrets ---------------------------------------------------------------
+
+    def secret_values(self) -> dict[str, str]:
+        return json.loads(self.secrets) if self.secrets else {}
+
+    def secret(self, name: str) -> str:
+        return self.secret_values().get(name, "")
+
+    def set_secrets(self, values: dict[str, str]) -> None:
+        """Replace the secrets named in `values`; a blank value keeps the stored one."""
+        merged = self.secret_values()
+        merged.update({key: value for key, value in values.items() if value})
+        self.secrets = json.dumps(merged)
+
+    def clear_secrets(self, names: list[str]) -> None:
+        kept = {key: value for key, value in self.secret_values().items() if key not in names}
+        self.secrets = json.dumps(kept)
+
+    def redact(self, text: str) -> str:
+        """Remove any secret of this connector from a message (SDKs sometimes echo input)."""
+        for value in self.secret_values().values():
+            for fragment in {value, value.strip()}:
+                if len(fragment) >= 4:
+                    text = text.replace(fragment, "[secret]")
+        return text
+
+    # Descriptions ----------------------------------------------------------
+
+    @property
+    def is_hosted_sftp(self) -> bool:
+        return self.kind == self.Kind.HOSTED_SFTP
+
+    @property
+    def is_sftp(self) -> bool:
+        return self.kind == self.Kind.SFTP
+
+    @property
+    def location(self) -> str:
+        """Where deliveries land, as a URL-like string users recognise."""
+        path = self.base_path.strip("/")
+        suffix = f"/{path}" if path else ""
+        if self.kind == self.Kind.S3:
+            return f"s3://{self.options.get('bucket', '')}{suffix}/"
+        if self.kind == self.Kind.GCS:
+            return f"gs://{self.options.get('bucket', '')}{suffix}/"
+        if self.kind == self.Kind.AZURE_BLOB:
+            return f"azure://{self.options.get('container', '')}{suffix}/"
+        if self.kind == self.Kind.SFTP:
+            port = self.options.get("port", 22)
+            return f"sftp://{self.options.get('username', '')}@{self.options.get('host', '')}:{port}/{path}"
+        if self.kind == self.Kind.HOSTED_SFTP:
+            return f"sftp://{self.sftp_login}@{settings.SFTPD_PUBLIC_HOST}:{settings.SFTPD_PORT}/{path}"
+        return "Desktop"
+
+    OPTION_LABELS = {
+        "bucket": "Bucket",
+        "container": "Container",
+        "region": "Region",
+        "project": "Project ID",
+        "access_key_id": "Access key ID",
+        "account_name": "Account name",
+        "endpoint_url": "Endpoint URL",
+        "host": "Host",
+        "port": "Port",
+        "username": "User name",
+        "auth": "Signs in with",
+        "host_key_fingerprint": "Pinned host key",
+    }
+
+    def settings_for_display(self) -> list[tuple[str, str]]:
+        """The non-secret settings, labelled, for the connector page."""
+        return [(label, self.options[key]) for key, label in self.OPTION_LABELS.items() if self.options.get(key)]
+
+    # Hosted SFTP -----------------------------------------------------------
+
+    @property
+    def sftp_login(self) -> str:
+        return self.options.get("login", "")
+
+    @property
+    def public_key(self) -> str:
+        return self.options.get("public_key", "")
+
+    @property
+    def key_fingerprint(self) -> str:
+        return self.options.get("key_fingerprint", "")
+
+    def zone(self) -> Path:
+        """The hosted SFTP user's private folder, the root of what they see over SFTP."""
+        return zone_path(self.sftp_login)
+
+    def new_key_pair(self, *, by) -> None:
+        """Give a hosted SFTP connector a fresh key pair; the old key stops working at once."""
+        from connectors.sshkeys import generate_key_pair
+
+        pair = generate_key_pair(comment=f"{self.sftp_login}@exportsite")
+        self.options = {
+            **self.options,
+            "public_key": pair.public_openssh,
+            "key_fingerprint": pair.fingerprint,
+            "key_created_at": timezone.now().isoformat(),
+        }
+        self.set_secrets({"private_key": pair.private_openssh})
+
+    @transaction.atomic
+    def rotate_key(self, *, by) -> None:
+        self.new_key_pair(by=by)
+        self.save(update_fields=["options", "secrets", "updated_at"])
+        KeyEvent.objects.create(
+            connector=self, user=by, action=KeyEvent.Action.ROTATED, fingerprint=self.key_fingerprint
+        )
+
+    def in_use_by(self):
+        return self.exports.order_by("name")
+
+
+def zone_path(login: str) -> Path:
+    if not _SAFE_LOGIN.match(login):
+        raise ValueError(f"not a hosted SFTP login: {login!r}")
+    return Path(settings.SFTP_ROOT) / login
+
+
+def login_for(user) -> str:
+    """The SSH user name of someone's hosted SFTP zone: their user name when it is a
+    plain one, else a stable name made from their id. One zone per person."""
+    hosted = Connector.objects.filter(owner=user, kind=Connector.Kind.HOSTED_SFTP)
+    existing = next((connector.sftp_login for connector in hosted if connector.sftp_login), None)
+    if existing:
+        return existing
+    candidate = user.username.lower()
+    taken = Connector.objects.filter(kind=Connector.Kind.HOSTED_SFTP, options__login=candidate).exclude(owner=user)
+    if not _SAFE_LOGIN.match(candidate) or taken.exists():
+        candidate = f"user{user.pk}"
+    return candidate
+
+
+class KeyEvent(models.Model):
+    """Every creation, download and rotation of a hosted SFTP private key: who and when."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+        DOWNLOADED = "downloaded", "Downloaded"
+        ROTATED = "rotated", "Rotated"
+
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="key_events")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=20, choices=Action.choices)
+    fingerprint = models.CharField(max_length=100, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} by {self.user} at {self.at:%Y-%m-%d %H:%M}"

@@ -1,4 +1,10 @@
-"""Delivering a run's files, and handing Desktop deliveries back to the browser.
+"""Delivering a run's files: to a connector, or kept for a Desktop download.
+
+Connector deliveries follow DESIGN.md, "Delivery layout" (docs/delivery-layout.md):
+the part files go under the delivery folder, then one Transfer Notification File (TNF)
+under `<export GUID>/tnfs/` is written last, so a consumer that sees a TNF knows every
+file it lists is complete. Connection-type failures are retried with backoff; anything
+else fails the run at once with an error code from the closed list.
 
 Desktop deliveries go to the "exports" storage (local disk by default) under
 `<export GUID>/<delivery GUID>/`. Files are recorded on the run only once every one of
@@ -7,18 +13,44 @@ them is in place, so a failed run never offers a partial file.
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
+from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
 from django.http import FileResponse, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from zipstream import ZIP_STORED, ZipStream
 
+from connectors.errors import DestinationError, Problem
+from connectors.storage import Destination, open_destination
 from exports.engine import WrittenFile
+from exports.layout import context_for_run, delivery_folder, tnf_name
 from exports.models import Run, RunFile
 
+logger = logging.getLogger(__name__)
+
 CHUNK = 1024 * 1024
+
+ERROR_CODES = {
+    Problem.UNREACHABLE: Run.ErrorCode.DESTINATION_UNREACHABLE,
+    Problem.AUTH: Run.ErrorCode.DESTINATION_AUTH_FAILED,
+    Problem.NOT_FOUND: Run.ErrorCode.DESTINATION_NOT_FOUND,
+    Problem.PERMISSION: Run.ErrorCode.DESTINATION_PERMISSION_DENIED,
+    Problem.HOST_KEY: Run.ErrorCode.DESTINATION_HOST_KEY_MISMATCH,
+    Problem.WRITE: Run.ErrorCode.DESTINATION_WRITE_FAILED,
+    Problem.CONFIG: Run.ErrorCode.DESTINATION_WRITE_FAILED,
+}
+
+
+class DeliveryFailed(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
 
 
 class _LocalFile(File):
@@ -32,7 +64,15 @@ def desktop_storage():
     return storages["exports"]
 
 
-def deliver(run: Run, files: list[WrittenFile]) -> tuple[str, list[RunFile]]:
+def deliver(run: Run, files: list[WrittenFile]) -> tuple[str, list[RunFile], str]:
+    """Put a run's files where its export says; returns (folder, files, TNF path)."""
+    if run.export.connector_id is None:
+        folder, delivered = _deliver_desktop(run, files)
+        return folder, delivered, ""
+    return _deliver_to_connector(run, files)
+
+
+def _deliver_desktop(run: Run, files: list[WrittenFile]) -> tuple[str, list[RunFile]]:
     storage = desktop_storage()
     folder = f"{run.export_id}/{run.id}"
     delivered: list[RunFile] = []
@@ -40,29 +80,119 @@ def deliver(run: Run, files: list[WrittenFile]) -> tuple[str, list[RunFile]]:
         for written in files:
             with open(written.path, "rb") as fh:
                 name = storage.save(f"{folder}/{written.name}", _LocalFile(fh, name=str(written.path)))
-            delivered.append(
-                RunFile(
-                    part=written.part,
-                    name=written.name,
-                    path=name,
-                    size_bytes=written.size_bytes,
-                    rows=written.rows,
-                    sha256=written.sha256,
-                )
-            )
+            delivered.append(_run_file(written, name))
     except Exception:
-        discard(delivered)
+        discard(run, delivered)
         raise
     return folder, delivered
 
 
-def discard(files: list[RunFile]) -> None:
-    storage = desktop_storage()
-    for run_file in files:
+def _run_file(written: WrittenFile, path: str) -> RunFile:
+    return RunFile(
+        part=written.part,
+        name=written.name,
+        path=path,
+        size_bytes=written.size_bytes,
+        rows=written.rows,
+        sha256=written.sha256,
+    )
+
+
+def _with_retries(destination: Destination, what: str, action, *args):
+    """One destination call; connection-type failures are tried again after 1×, 2×, 4×...
+    EXPORT_DELIVERY_BACKOFF seconds, EXPORT_DELIVERY_ATTEMPTS times in all."""
+    attempts = settings.EXPORT_DELIVERY_ATTEMPTS
+    for attempt in range(1, attempts + 1):
         try:
-            storage.delete(run_file.path)
-        except OSError:
-            pass
+            return destination.call(what, action, *args)
+        except DestinationError as exc:
+            if not exc.retryable or attempt == attempts:
+                raise
+            delay = settings.EXPORT_DELIVERY_BACKOFF * 2 ** (attempt - 1)
+            logger.warning("%s failed (attempt %s of %s), retrying in %s s: %s", what, attempt, attempts, delay, exc)
+            time.sleep(delay)
+
+
+def tnf_document(run: Run, data_folder: str, files: list[RunFile], moment: datetime) -> dict:
+    """The Transfer Notification File's content (docs/delivery-layout.md)."""
+    export = run.export
+    connector = export.connector
+    return {
+        "TnfVersion": 1,
+        "ExportId": str(export.id),
+        "ExportName": export.name,
+        "DeliveryId": str(run.id),
+        "DatasetId": str(export.dataset_id),
+        "DatasetName": export.dataset.qualified_name,
+        "Destination": connector.kind,
+        "DestinationInstanceId": str(connector.id),
+        "DestinationInstanceName": connector.name,
+        "DataFolder": data_folder,
+        "CreatedAt": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "Format": export.file_format,
+        "Compression": export.compression,
+        "FileCount": len(files),
+        "RowCount": sum(f.rows for f in files),
+        "TotalBytes": sum(f.size_bytes for f in files),
+        "Files": [
+            {"Name": f.name, "Path": f.path, "Size": f.size_bytes, "Rows": f.rows, "Sha256": f.sha256} for f in files
+        ],
+    }
+
+
+def _deliver_to_connector(run: Run, files: list[WrittenFile]) -> tuple[str, list[RunFile], str]:
+    export = run.export
+    connector = export.connector
+    folder = delivery_folder(export, context_for_run(run))
+    delivered: list[RunFile] = []
+    try:
+        with open_destination(connector) as destination:
+            _with_retries(destination, "connecting", destination.check)
+            existing = set(_with_retries(destination, "listing the delivery folder", destination.listdir, folder))
+            clashes = sorted(existing & {written.name for written in files})
+            if clashes:
+                raise DestinationError(
+                    Problem.WRITE,
+                    f"{destination.full_path(folder)} already holds {', '.join(clashes)}; deliveries never overwrite "
+                    "files: put %DATETIME(YYYYMMdd_HHmmss)% or %DELIVERY_ID% in the file or folder template",
+                )
+            for written in files:
+                name = f"{folder}/{written.name}"
+                _with_retries(destination, f"uploading {written.name}", destination.upload, str(written.path), name)
+                delivered.append(_run_file(written, destination.full_path(name)))
+            moment = datetime.now(UTC)
+            tnf = tnf_name(export, moment)
+            document = tnf_document(run, destination.full_path(folder), delivered, moment)
+            payload = json.dumps(document, indent=2).encode()
+            _with_retries(destination, "writing the TNF", destination.write_bytes, tnf, payload)
+            return destination.full_path(folder), delivered, destination.full_path(tnf)
+    except DestinationError as exc:
+        discard(run, delivered)
+        raise DeliveryFailed(ERROR_CODES[exc.problem], f"{connector.name}: {exc.message}") from None
+
+
+def discard(run: Run, files: list[RunFile], tnf_path: str = "") -> None:
+    """Remove what a failed or cancelled run delivered (its TNF first), as far as the
+    store lets us."""
+    if not files:
+        return
+    connector = run.export.connector
+    if connector is None:
+        storage = desktop_storage()
+        for run_file in files:
+            try:
+                storage.delete(run_file.path)
+            except OSError:
+                pass
+        return
+    try:
+        with open_destination(connector) as destination:
+            prefix = destination.full_path("")
+            for path in [tnf_path, *(run_file.path for run_file in files)]:
+                if path:
+                    destination.call("removing a partial delivery", destination.delete, path[len(prefix) :])
+    except DestinationError as exc:
+        logger.warning("run %s: could not remove its partial files: %s", run.id, exc)
 
 
 def _chunks(path: str) -> Iterator[bytes]:

@@ -4,6 +4,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from connectors.models import Connector
 from exports import filters as export_filters
 from exports.engine import file_extension
 from exports.layout import validate_template
@@ -87,15 +88,23 @@ class FileStepForm(forms.ModelForm):
 
 
 class DestinationStepForm(forms.ModelForm):
-    """Wizard step 3: where the files go. Desktop (a download) until connectors exist."""
+    """Wizard step 3: where the files go: a connector, or Desktop (a download)."""
+
+    connector = forms.ModelChoiceField(
+        queryset=Connector.objects.exclude(kind=Connector.Kind.DESKTOP).order_by("name"),
+        required=False,
+        empty_label="Desktop: download from the run report",
+        label="Destination",
+    )
 
     class Meta:
         model = Export
-        fields = ["folder_template"]
-        labels = {"folder_template": "Folder template"}
+        fields = ["connector", "folder_template"]
+        labels = {"folder_template": "Delivery folder template"}
         help_texts = {
-            "folder_template": "Empty: the delivery GUID. Tokens: %DELIVERY_ID%, %EXPORT_NAME%, %DATASET_NAME%, "
-            "%DATETIME(YYYYMMdd)%, %EXPORT_TIME%..."
+            "folder_template": "For each run of a repeating export. Empty: the delivery GUID. Tokens: "
+            "%DELIVERY_ID%, %EXPORT_NAME%, %DATASET_NAME%, %DATETIME(YYYYMMdd)%, %EXPORT_TIME%, "
+            "%DESTINATION_INSTANCE_NAME%..."
         }
 
     def clean_folder_template(self):

@@ -61,6 +61,9 @@ def execute_run(run: Run) -> None:
     export = run.export
     work_dir = settings.EXPORT_WORK_DIR / str(run.id)
     delivered: list = []
+    tnf = ""
+    run.destination = export.connector.location if export.connector else "Desktop"
+    Run.objects.filter(id=run.id).update(destination=run.destination)
     try:
         try:
             filters = validate_filters(export.filters, export.dataset.columns)
@@ -79,25 +82,28 @@ def execute_run(run: Run) -> None:
             Run.objects.filter(id=run.id).update(estimated_rows=estimate)
             with closing(read_ahead(reader.batches(), depth=1)) as batches:
                 files = write_files(batches, reader.schema, spec, work_dir, on_progress=_Progress(run))
-        folder, delivered = delivery.deliver(run, files)
-        if not run.succeed(files=delivered, delivery_folder=folder, peak_rss_bytes=_peak_rss_bytes()):
+        folder, delivered, tnf = delivery.deliver(run, files)
+        if not run.succeed(files=delivered, delivery_folder=folder, tnf_path=tnf, peak_rss_bytes=_peak_rss_bytes()):
             raise RunCancelled()
         logger.info("run %s succeeded: %s rows in %s files", run.id, run.row_count, len(delivered))
     except RunCancelled:
         logger.info("run %s was cancelled", run.id)
-        delivery.discard(delivered)
+        delivery.discard(run, delivered, tnf)
     except SourceError as exc:
-        delivery.discard(delivered)
+        delivery.discard(run, delivered)
+        run.fail(exc.code, str(exc), peak_rss_bytes=_peak_rss_bytes())
+    except delivery.DeliveryFailed as exc:
+        logger.info("run %s: delivery failed: %s", run.id, exc)
         run.fail(exc.code, str(exc), peak_rss_bytes=_peak_rss_bytes())
     except JobTimeoutException:
-        delivery.discard(delivered)
+        delivery.discard(run, delivered)
         run.fail(
             Run.ErrorCode.TIMEOUT,
             f"the export ran longer than {settings.RQ_QUEUES[settings.EXPORTS_QUEUE]['DEFAULT_TIMEOUT']} s",
         )
     except Exception as exc:
         logger.exception("run %s failed", run.id)
-        delivery.discard(delivered)
+        delivery.discard(run, delivered)
         run.fail(Run.ErrorCode.INTERNAL_ERROR, f"unexpected error: {type(exc).__name__}: {exc}")
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -130,3 +130,22 @@ def context_for_run(run) -> LayoutContext:
         destination_instance_id=str(connector.id) if connector else "desktop",
         moment=run.started_at or run.queued_at,
     )
+
+
+UNSCHEDULED = "unscheduled"
+TNF_FOLDER = "tnfs"
+
+
+def delivery_folder(export, context: LayoutContext) -> str:
+    """Where a run's files go, relative to the connector's path:
+    `<export GUID>/unscheduled` for a one-shot, `<export GUID>/<delivery folder>` for each
+    run of a repeating export (the folder template, or the delivery GUID)."""
+    if export.export_type == export.Type.ONE_SHOT:
+        return f"{export.id}/{UNSCHEDULED}"
+    folder = render_template(export.folder_template, context) if export.folder_template else context.delivery_id
+    return f"{export.id}/{folder}"
+
+
+def tnf_name(export, moment: datetime) -> str:
+    """`<export GUID>/tnfs/<UTC timestamp>.tnf`; milliseconds keep two deliveries apart."""
+    return f"{export.id}/{TNF_FOLDER}/{moment:%Y%m%dT%H%M%S}{moment.microsecond // 1000:03d}Z.tnf"

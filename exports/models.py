@@ -229,6 +229,9 @@ class Run(models.Model):
         SOURCE_QUERY_FAILED = "SOURCE_QUERY_FAILED", "The source query failed"
         DESTINATION_AUTH_FAILED = "DESTINATION_AUTH_FAILED", "The destination refused the credentials"
         DESTINATION_UNREACHABLE = "DESTINATION_UNREACHABLE", "The destination can't be reached"
+        DESTINATION_NOT_FOUND = "DESTINATION_NOT_FOUND", "The bucket, container or folder doesn't exist"
+        DESTINATION_PERMISSION_DENIED = "DESTINATION_PERMISSION_DENIED", "The destination refused the write"
+        DESTINATION_HOST_KEY_MISMATCH = "DESTINATION_HOST_KEY_MISMATCH", "The SFTP server's host key doesn't match"
         DESTINATION_WRITE_FAILED = "DESTINATION_WRITE_FAILED", "Writing to the destination failed"
         WORKER_LOST = "WORKER_LOST", "The worker running the export was lost"
         TIMEOUT = "TIMEOUT", "The export took longer than allowed"
@@ -252,7 +255,11 @@ class Run(models.Model):
     row_count = models.BigIntegerField(null=True, blank=True)
     bytes = models.BigIntegerField(null=True, blank=True)
     peak_rss_bytes = models.BigIntegerField(null=True, blank=True)
+    # Where the files went: the connector's location when the run started, the folder
+    # and the Transfer Notification File inside it (empty for Desktop downloads).
+    destination = models.CharField(max_length=1024, blank=True)
     delivery_folder = models.CharField(max_length=1024, blank=True)
+    tnf_path = models.CharField(max_length=1024, blank=True)
     window_from = models.JSONField(null=True, blank=True)
     window_to = models.JSONField(null=True, blank=True)
     error_code = models.CharField(max_length=40, choices=ErrorCode.choices, blank=True)
@@ -303,6 +310,10 @@ class Run(models.Model):
         return min(100, int(self.rows_done * 100 / self.estimated_rows))
 
     @property
+    def is_relaunch(self) -> bool:
+        return self.relaunch_of_id is not None
+
+    @property
     def is_downloadable(self) -> bool:
         return (
             self.is_succeeded
@@ -325,7 +336,9 @@ class Run(models.Model):
         self.rows_done = rows_done
         return bool(Run.objects.filter(id=self.id, status=self.Status.RUNNING).update(rows_done=rows_done))
 
-    def succeed(self, *, files: list[RunFile], delivery_folder: str, peak_rss_bytes: int | None = None) -> bool:
+    def succeed(
+        self, *, files: list[RunFile], delivery_folder: str, tnf_path: str = "", peak_rss_bytes: int | None = None
+    ) -> bool:
         now = timezone.now()
         self.row_count = sum(f.rows for f in files)
         self.bytes = sum(f.size_bytes for f in files)
@@ -336,6 +349,7 @@ class Run(models.Model):
             row_count=self.row_count,
             bytes=self.bytes,
             delivery_folder=delivery_folder,
+            tnf_path=tnf_path,
             peak_rss_bytes=peak_rss_bytes,
             expires_at=now + timedelta(days=settings.EXPORT_DOWNLOAD_RETENTION_DAYS),
         )
@@ -347,8 +361,13 @@ class Run(models.Model):
         self.refresh_from_db()
         return True
 
+    # After a fix (credentials, a bucket, a confirmed host key) a relaunch delivers.
     RELAUNCHABLE = {
         ErrorCode.SOURCE_UNAVAILABLE,
+        ErrorCode.DESTINATION_AUTH_FAILED,
+        ErrorCode.DESTINATION_NOT_FOUND,
+        ErrorCode.DESTINATION_PERMISSION_DENIED,
+        ErrorCode.DESTINATION_HOST_KEY_MISMATCH,
         ErrorCode.DESTINATION_UNREACHABLE,
         ErrorCode.DESTINATION_WRITE_FAILED,
         ErrorCode.WORKER_LOST,

@@ -42,3 +42,13 @@ def can_change(user, export) -> bool:
 
 def can_download(user, export) -> bool:
     return can_change(user, export) or (user.is_authenticated and user.is_staff)
+
+
+def can_change_connector(user, connector) -> bool:
+    """Edit, delete, test and (for its owner) rotate keys of a connector."""
+    return is_admin(user) or (is_marketer(user) and connector.owner_id == user.id)
+
+
+def can_download_key(user, connector) -> bool:
+    """A hosted SFTP private key goes to the connector's owner and nobody else, admins included."""
+    return user.is_authenticated and connector.owner_id == user.id

@@ -124,6 +124,15 @@ def _wizard_step(request, export: Export | None, step: str):
             return render(request, "exports/wizard.html", context)
         form = form_class(data, instance=export)
         form_ok = form.is_valid()
+        if step == "destination" and "preview" in data:
+            # Without JavaScript: show where files would land, without saving.
+            context.update(
+                form=form,
+                preview=destination_preview(
+                    export, form.cleaned_data.get("connector"), data.get("folder_template", "")
+                ),
+            )
+            return render(request, "exports/wizard.html", context)
         specs = []
         if step == "source":
             formset = FilterFormSet(data, prefix="filters")
@@ -144,33 +153,76 @@ def _wizard_step(request, export: Export | None, step: str):
         form = form_class(instance=export, initial=initial)
         if step == "source":
             formset = FilterFormSet(prefix="filters", initial=export.filters if export else None)
+    if step == "destination" and "preview" not in context:
+        context["preview"] = destination_preview(export, export.connector, export.folder_template)
     context.update(form=form, formset=formset)
     return render(request, "exports/wizard.html", context)
 
 
-@login_required
-def exports_folder_preview(request, export_id):
-    """htmx: the folder a delivery would land in, for the template being typed."""
-    export = _get_export_for_user(request, export_id)
-    template = request.GET.get("folder_template", "").strip()
+def destination_preview(export: Export, connector, template: str) -> dict:
+    """Where a delivery of `export` would land, for the destination step and its htmx preview."""
+    from connectors.models import Connector
+    from exports.engine import file_extension
+    from exports.layout import UNSCHEDULED, tnf_name
+
+    template = template.strip()
     try:
         if template:
             validate_template(template, allow_slashes=True)
     except ValidationError as exc:
-        return render(request, "exports/_folder_preview.html", {"error": exc.messages[0]})
+        return {"error": exc.messages[0]}
+    now = timezone.now()
     context = LayoutContext(
         delivery_id="<delivery GUID>",
         export_id=str(export.id),
         export_name=export.name,
         dataset_id=str(export.dataset_id),
         dataset_name=export.dataset.name,
-        destination="Desktop",
-        destination_instance_name="Desktop",
-        destination_instance_id="desktop",
-        moment=timezone.now(),
+        destination=connector.get_kind_display() if connector else "Desktop",
+        destination_instance_name=connector.name if connector else "Desktop",
+        destination_instance_id=str(connector.id) if connector else "desktop",
+        moment=now,
     )
+    try:
+        extension = file_extension(export.file_format, export.compression)
+    except ValueError:
+        extension = export.file_format
+    file_name = f"{render_template(export.file_template, context)}-1.{extension}"
+    if connector is None or connector.kind == Connector.Kind.DESKTOP:
+        return {"desktop": True, "one_shot": file_name}
+    root = connector.location
     folder = render_template(template, context) if template else "<delivery GUID>"
-    return render(request, "exports/_folder_preview.html", {"path": f"{export.id}/{folder}/"})
+    return {
+        "desktop": False,
+        "one_shot": f"{root}{export.id}/{UNSCHEDULED}/{file_name}",
+        "repeating": f"{root}{export.id}/{folder}/{file_name}",
+        "tnf": f"{root}{tnf_name(export, now)}",
+    }
+
+
+@login_required
+def exports_folder_preview(request, export_id):
+    """htmx: where a delivery would land, for the destination and template being typed."""
+    from connectors.models import Connector
+
+    export = _get_export_for_user(request, export_id)
+    connector = (
+        Connector.objects.filter(id=request.GET.get("connector") or None).first()
+        if _is_uuid(request.GET.get("connector"))
+        else None
+    )
+    preview = destination_preview(export, connector, request.GET.get("folder_template", ""))
+    return render(request, "exports/_folder_preview.html", {"preview": preview})
+
+
+def _is_uuid(value) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 @login_required
@@ -226,6 +278,7 @@ def runs_detail(request, run_id):
         "export": run.export,
         "files": run.files.all(),
         "can_download": can_download(request.user, run.export),
+        "can_change": can_change(request.user, run.export),
     }
     if request.htmx:
         return render(request, "exports/_run_report.html", context)

@@ -119,6 +119,21 @@ EXPORT_DEFAULT_ROWS_PER_FILE = env_int("EXPORT_DEFAULT_ROWS_PER_FILE", 5_000_000
 EXPORT_DOWNLOAD_RETENTION_DAYS = env_int("EXPORT_DOWNLOAD_RETENTION_DAYS", 7, minimum=1)
 EXPORT_WORK_DIR = DATA_DIR / "work"
 
+# Delivery to connectors: connection-type failures are retried this many times in all,
+# waiting EXPORT_DELIVERY_BACKOFF seconds, then twice as long, and so on.
+EXPORT_DELIVERY_ATTEMPTS = env_int("EXPORT_DELIVERY_ATTEMPTS", 3, minimum=1)
+EXPORT_DELIVERY_BACKOFF = env_int("EXPORT_DELIVERY_BACKOFF", 2, minimum=0)
+# Seconds to wait for a destination to answer a connection.
+DESTINATION_CONNECT_TIMEOUT = env_int("DESTINATION_CONNECT_TIMEOUT", 10, minimum=1)
+
+# The hosted SFTP server (`manage.py sftpd`): every user's zone is a folder under
+# SFTP_ROOT; SFTPD_PUBLIC_HOST and SFTPD_PORT are what connector pages tell users.
+SFTP_ROOT = Path(env_str("EXPORTSITE_SFTP_ROOT", str(DATA_DIR / "sftp"))).resolve()
+SFTPD_BIND = env_str("EXPORTSITE_SFTPD_BIND", "127.0.0.1")
+SFTPD_PORT = env_int("EXPORTSITE_SFTPD_PORT", 2222, minimum=1)
+SFTPD_PUBLIC_HOST = env_str("EXPORTSITE_SFTPD_PUBLIC_HOST", "127.0.0.1")
+SFTPD_HOST_KEY_FILE = Path(env_str("EXPORTSITE_SFTPD_HOST_KEY_FILE", str(DATA_DIR / "sftpd_host_key")))
+
 # Desktop downloads live in the "exports" storage: local disk by default.
 STORAGES = {
     "default": {
@@ -156,5 +171,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # The Azure SDK logs every request and response at INFO.
+        "azure": {"level": "WARNING"},
+        "asyncssh": {"level": "WARNING"},
+        "paramiko": {"level": "WARNING"},
+    },
 }

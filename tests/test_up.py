@@ -1,5 +1,5 @@
 """`make run` as a user meets it: `manage.py up` on a fresh data folder brings up the
-embedded Redis, the web server and a worker, and Ctrl-C stops every one of them."""
+embedded Redis, the web server, a worker and the hosted SFTP server, and Ctrl-C stops every one of them."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 @pytest.mark.slow
 def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path):
-    port, redis_port = free_port(), free_port()
+    port, redis_port, sftp_port = free_port(), free_port(), free_port()
     env = {
         key: value
         for key, value in os.environ.items()
@@ -30,6 +30,7 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path):
         EXPORTSITE_DATA_DIR=str(tmp_path / "var"),
         PORT=str(port),
         EXPORTSITE_EMBEDDED_REDIS_PORT=str(redis_port),
+        EXPORTSITE_SFTPD_PORT=str(sftp_port),
         EXPORTSITE_ADMIN_PASSWORD="s3cret-for-test",
         PYTHONUNBUFFERED="1",
     )
@@ -59,9 +60,14 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/") as response:
             assert response.status == 200 and b"Log in" in response.read()
         assert port_in_use(redis_port)
+        assert f"hosted SFTP on 127.0.0.1:{sftp_port}" in output
+        deadline = time.monotonic() + 30
+        while not port_in_use(sftp_port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert port_in_use(sftp_port), "sftpd is not listening"
     finally:
         os.killpg(process.pid, signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
     assert process.returncode == 0, rest[-3000:]
     assert "stopped" in rest
-    assert not port_in_use(port) and not port_in_use(redis_port)
+    assert not port_in_use(port) and not port_in_use(redis_port) and not port_in_use(sftp_port)

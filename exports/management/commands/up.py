@@ -2,7 +2,8 @@
 
 1. Migrate, seed the demo source (first time only) and make sure an admin exists.
 2. Start the embedded Redis when REDIS_URL is unset.
-3. Start the web server and a worker, print where to log in, and wait.
+3. Start the web server, a worker and the hosted SFTP server, print where to log in,
+   and wait.
 4. On Ctrl-C or SIGTERM stop them all, then Redis, and exit.
 """
 
@@ -53,6 +54,10 @@ class Command(BaseCommand):
                 self.stdout.write(f"embedded Redis on {settings.REDIS_URL}")
             if embedded.port_in_use(port):
                 raise CommandError(f"port {port} is taken: set PORT to another one")
+            if embedded.port_in_use(settings.SFTPD_PORT):
+                raise CommandError(
+                    f"port {settings.SFTPD_PORT} for the hosted SFTP server is taken: set EXPORTSITE_SFTPD_PORT"
+                )
             python = sys.executable
             processes = {
                 "web": [
@@ -74,6 +79,7 @@ class Command(BaseCommand):
                     "-",
                 ],
                 "worker": [python, "manage.py", "rqworker", settings.EXPORTS_QUEUE],
+                "sftpd": [python, "manage.py", "sftpd"],
             }
             for name, command in processes.items():
                 children.append((name, subprocess.Popen(command, cwd=settings.BASE_DIR, start_new_session=True)))
@@ -82,6 +88,7 @@ class Command(BaseCommand):
                 self.style.SUCCESS(
                     f"\nExport site is up: http://127.0.0.1:{port}/\n"
                     f"  log in as {username!r} with password {password!r}\n"
+                    f"  hosted SFTP on {settings.SFTPD_PUBLIC_HOST}:{settings.SFTPD_PORT}\n"
                     "  press Ctrl-C to stop\n"
                 )
             )

@@ -1,0 +1,597 @@
+"""Every call to a store goes through this module: nothing else imports boto3, the GCS
+or Azure clients or paramiko.
+
+One small interface, `Destination`, with one class per connector kind and a registry
+(`DESTINATIONS`) from kind to class. Names given to a destination are relative to the
+connector's path (prefix or remote folder). Every failure comes out as a
+`DestinationError` saying what went wrong and whether a retry may help.
+
+Uploads stream from local files: S3 in multipart chunks, GCS in resumable chunks, Azure
+in blocks, SFTP in 32 KB writes; none reads a file whole into memory.
+
+- S3 and Azure use django-storages' backends, with their clients' own retries turned
+  down (we retry with backoff ourselves) and content types set per file, so a `.csv.gz`
+  is stored as gzip bytes, never as `Content-Encoding: gzip` that clients undo.
+- GCS uses the SDK: the django-storages backend retries connection errors for two
+  minutes with no way to shorten it.
+- SFTP uses django-storages' backend with our own host key policy (the backend accepts
+  any key) and `save()` only (its chunked `open("wb")` loses data).
+- Hosted SFTP writes into the owner's zone on local disk, which `sftpd` serves.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import posixpath
+import re
+import socket
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage
+
+from connectors.errors import DestinationError, HostKeyNotTrusted, Problem
+from connectors.models import Connector
+from connectors.sshkeys import fingerprint_of_blob
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 8 * 1024 * 1024
+
+_CONTENT_TYPES = [
+    (".csv.gz", "application/gzip"),
+    (".json.gz", "application/gzip"),
+    (".gz.parquet", "application/vnd.apache.parquet"),
+    (".parquet", "application/vnd.apache.parquet"),
+    (".csv", "text/csv"),
+    (".json", "application/x-ndjson"),
+    (".tnf", "application/json"),
+]
+
+
+def content_type_for(name: str) -> str:
+    return next((ctype for suffix, ctype in _CONTENT_TYPES if name.endswith(suffix)), "application/octet-stream")
+
+
+class Destination:
+    """A connector opened for work. Subclasses implement the five primitives."""
+
+    kind: str = ""
+
+    def __init__(self, connector: Connector):
+        self.connector = connector
+        self.options = connector.options
+        self.root = connector.base_path.strip("/")
+
+    # The primitives --------------------------------------------------------
+
+    def check(self) -> None:
+        """Connect and make sure the bucket, container or folder is there."""
+        raise NotImplementedError
+
+    def upload(self, local_path: str, name: str) -> None:
+        raise NotImplementedError
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def listdir(self, folder: str) -> list[str]:
+        """File names (not paths) directly in `folder`."""
+        raise NotImplementedError
+
+    def delete(self, name: str) -> None:
+        raise NotImplementedError
+
+    def classify(self, exc: Exception) -> DestinationError:
+        return DestinationError(Problem.WRITE, f"{type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        pass
+
+    # Shared behaviour ------------------------------------------------------
+
+    def full_path(self, name: str) -> str:
+        """The path inside the bucket, container or server, as the TNF names it."""
+        return posixpath.join(self.connector.base_path, name) if self.connector.base_path else name
+
+    def call(self, what: str, action: Callable, *args):
+        """Run one primitive and turn any failure into a DestinationError with no secret in it."""
+        try:
+            return action(*args)
+        except DestinationError as exc:
+            exc.message = self.connector.redact(exc.message)
+            raise
+        except Exception as exc:  # noqa: BLE001 - every SDK has its own hierarchy
+            error = self.classify(exc)
+            error.message = self.connector.redact(f"{what}: {error.message}")
+            logger.info("destination %s: %s failed: %s", self.connector.id, what, error.message)
+            raise error from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection may fail too
+            pass
+
+
+def _http_problem(status: int | None, code: str = "") -> Problem:
+    if code in {"NoSuchBucket", "ContainerNotFound", "NoSuchKey", "BucketNotFound"}:
+        return Problem.NOT_FOUND
+    if code in {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AuthenticationFailed",
+        "InvalidToken",
+        "ExpiredToken",
+        "AuthorizationHeaderMalformed",
+        "InvalidAuthenticationInfo",
+    }:
+        return Problem.AUTH
+    if code == "AuthorizationFailure":
+        # Azure's answer to a key or SAS signature it can't verify (Azurite's too).
+        return Problem.AUTH
+    if code in {"AccessDenied", "AuthorizationPermissionMismatch", "AllAccessDisabled"}:
+        return Problem.PERMISSION
+    if status == 401:
+        return Problem.AUTH
+    if status == 403:
+        return Problem.PERMISSION
+    if status == 404:
+        return Problem.NOT_FOUND
+    return Problem.WRITE
+
+
+# Amazon S3 and S3-compatible stores ----------------------------------------
+
+
+class S3Destination(Destination):
+    kind = Connector.Kind.S3
+
+    def __init__(self, connector: Connector):
+        super().__init__(connector)
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
+        from storages.backends.s3 import S3Storage
+
+        class _Storage(S3Storage):
+            def get_object_parameters(self, name):
+                return {"ContentType": content_type_for(name)}
+
+        endpoint = self.options.get("endpoint_url") or None
+        self.storage = _Storage(
+            bucket_name=self.options["bucket"],
+            access_key=self.options.get("access_key_id", ""),
+            secret_key=connector.secret("secret_access_key"),
+            region_name=self.options.get("region") or "us-east-1",
+            endpoint_url=endpoint,
+            addressing_style="path" if endpoint else None,
+            location=self.root,
+            file_overwrite=True,
+            querystring_auth=False,
+            client_config=Config(
+                connect_timeout=settings.DESTINATION_CONNECT_TIMEOUT,
+                read_timeout=120,
+                retries={"max_attempts": 2, "mode": "standard"},
+            ),
+            # At most 4 chunks of 8 MB in flight: memory stays bounded whatever the file size.
+            transfer_config=TransferConfig(
+                multipart_threshold=CHUNK, multipart_chunksize=CHUNK, max_concurrency=4, max_io_queue=16
+            ),
+        )
+
+    def check(self) -> None:
+        self.storage.connection.meta.client.head_bucket(Bucket=self.storage.bucket_name)
+
+    def upload(self, local_path: str, name: str) -> None:
+        with open(local_path, "rb") as fh:
+            self.storage.save(name, File(fh))
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self.storage.save(name, File(io.BytesIO(data)))
+
+    def listdir(self, folder: str) -> list[str]:
+        return self.storage.listdir(folder)[1]
+
+    def delete(self, name: str) -> None:
+        self.storage.delete(name)
+
+    def classify(self, exc: Exception) -> DestinationError:
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import (
+            ClientError,
+            ConnectionError,
+            HTTPClientError,
+            NoCredentialsError,
+            PartialCredentialsError,
+        )
+
+        bucket = self.options.get("bucket")
+        if isinstance(exc, ConnectionError | HTTPClientError):
+            return DestinationError(Problem.UNREACHABLE, f"can't reach the S3 endpoint: {exc}")
+        if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+            return DestinationError(Problem.AUTH, "the access key id or secret access key is missing")
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        elif isinstance(exc, S3UploadFailedError):
+            found = re.search(r"\((\w+)\)", str(exc))
+            code, status = (found.group(1) if found else ""), None
+        else:
+            return super().classify(exc)
+        problem = _http_problem(status, code)
+        messages = {
+            Problem.AUTH: "S3 refused the credentials (access key id or secret access key)",
+            Problem.NOT_FOUND: f"the bucket {bucket!r} does not exist",
+            Problem.PERMISSION: f"the credentials may not write to {bucket!r} ({code or status})",
+        }
+        retryable = status is not None and status >= 500 or code in {"SlowDown", "InternalError", "RequestTimeout"}
+        return DestinationError(
+            problem, messages.get(problem, f"S3 error {code or status}: {exc}"), retryable=retryable
+        )
+
+
+# Google Cloud Storage --------------------------------------------------------
+
+
+class GCSDestination(Destination):
+    kind = Connector.Kind.GCS
+
+    def __init__(self, connector: Connector):
+        super().__init__(connector)
+        from google.cloud import storage as gcs
+
+        key_json = connector.secret("service_account_json")
+        endpoint = self.options.get("endpoint_url") or None
+        if key_json:
+            from google.oauth2 import service_account
+
+            try:
+                credentials = service_account.Credentials.from_service_account_info(json.loads(key_json))
+            except (ValueError, KeyError) as exc:
+                raise DestinationError(Problem.AUTH, f"the service-account key is not valid: {exc}") from None
+        elif endpoint:
+            from google.auth.credentials import AnonymousCredentials
+
+            credentials = AnonymousCredentials()  # emulators and public test servers
+        else:
+            raise DestinationError(Problem.AUTH, "a service-account JSON key is required")
+        client_options = {"api_endpoint": endpoint} if endpoint else None
+        self.client = gcs.Client(
+            project=self.options.get("project") or None, credentials=credentials, client_options=client_options
+        )
+        self.bucket = self.client.bucket(self.options["bucket"])
+        self.timeout = (settings.DESTINATION_CONNECT_TIMEOUT, 120)
+
+    def _key(self, name: str) -> str:
+        return posixpath.join(self.root, name) if self.root else name
+
+    def check(self) -> None:
+        self.bucket.reload(retry=None, timeout=self.timeout)
+
+    def upload(self, local_path: str, name: str) -> None:
+        blob = self.bucket.blob(self._key(name), chunk_size=CHUNK)  # resumable upload in 8 MB chunks
+        with open(local_path, "rb") as fh:
+            blob.upload_from_file(fh, content_type=content_type_for(name), retry=None, timeout=self.timeout)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        blob = self.bucket.blob(self._key(name))
+        blob.upload_from_string(data, content_type=content_type_for(name), retry=None, timeout=self.timeout)
+
+    def listdir(self, folder: str) -> list[str]:
+        prefix = self._key(folder).rstrip("/") + "/" if self._key(folder) else ""
+        blobs = self.client.list_blobs(self.bucket, prefix=prefix, delimiter="/", retry=None, timeout=self.timeout)
+        return [blob.name[len(prefix) :] for blob in blobs]
+
+    def delete(self, name: str) -> None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self.bucket.blob(self._key(name)).delete(retry=None, timeout=self.timeout)
+        except NotFound:
+            pass
+
+    def close(self) -> None:
+        self.client.close()
+
+    def classify(self, exc: Exception) -> DestinationError:
+        import requests
+        from google.api_core import exceptions as gexc
+        from google.auth import exceptions as auth_exc
+        from google.cloud.storage.exceptions import DataCorruption
+        from google.resumable_media import InvalidResponse
+
+        bucket = self.options.get("bucket")
+        if isinstance(exc, requests.ConnectionError | requests.Timeout | auth_exc.TransportError):
+            return DestinationError(Problem.UNREACHABLE, f"can't reach Google Cloud Storage: {exc}")
+        if isinstance(exc, auth_exc.RefreshError | auth_exc.DefaultCredentialsError):
+            return DestinationError(Problem.AUTH, f"Google refused the service-account key: {exc}")
+        if isinstance(exc, gexc.NotFound):
+            return DestinationError(Problem.NOT_FOUND, f"the bucket {bucket!r} does not exist")
+        if isinstance(exc, gexc.Unauthorized):
+            return DestinationError(Problem.AUTH, "Google Cloud Storage refused the service-account key")
+        if isinstance(exc, gexc.Forbidden):
+            return DestinationError(Problem.PERMISSION, f"the service account may not write to {bucket!r}")
+        if isinstance(exc, gexc.ServerError | DataCorruption):
+            return DestinationError(Problem.WRITE, f"Google Cloud Storage failed: {exc}", retryable=True)
+        if isinstance(exc, InvalidResponse):
+            status = getattr(exc.response, "status_code", None)
+            problem = _http_problem(status)
+            return DestinationError(problem, f"Google Cloud Storage answered {status}", retryable=(status or 0) >= 500)
+        return super().classify(exc)
+
+
+# Azure Blob Storage ------------------------------------------------------------
+
+
+class AzureDestination(Destination):
+    kind = Connector.Kind.AZURE_BLOB
+
+    def __init__(self, connector: Connector):
+        super().__init__(connector)
+        from azure.storage.blob import BlobServiceClient
+        from storages.backends.azure_storage import AzureStorage
+
+        client_options = {
+            # Uploads go in 4 MB blocks: bounded memory, whatever the file size.
+            "max_single_put_size": 4 * 1024 * 1024,
+            "max_block_size": 4 * 1024 * 1024,
+            "retry_total": 0,  # its first retry waits 15 s; delivery retries with its own backoff
+            "connection_timeout": settings.DESTINATION_CONNECT_TIMEOUT,
+        }
+        connection_string = connector.secret("connection_string")
+        account_name = self.options.get("account_name", "")
+        account_key = connector.secret("account_key")
+        sas_token = connector.secret("sas_token")
+        endpoint = self.options.get("endpoint_url") or f"https://{account_name}.blob.core.windows.net"
+
+        class _Storage(AzureStorage):
+            def _get_service_client(self):
+                # The backend drops client options with a connection string; keep them.
+                if connection_string:
+                    return BlobServiceClient.from_connection_string(connection_string, **client_options)
+                credential = {"account_name": account_name, "account_key": account_key} if account_key else sas_token
+                return BlobServiceClient(endpoint, credential=credential, **client_options)
+
+            def get_object_parameters(self, name):
+                return {"content_type": content_type_for(name), "content_encoding": None}
+
+        self.storage = _Storage(
+            azure_container=self.options["container"],
+            location=self.root,
+            overwrite_files=True,
+            upload_max_conn=2,
+            timeout=120,
+        )
+
+    def check(self) -> None:
+        self.storage.client.get_container_properties()
+
+    def upload(self, local_path: str, name: str) -> None:
+        with open(local_path, "rb") as fh:
+            self.storage.save(name, File(fh))
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self.storage.save(name, File(io.BytesIO(data)))
+
+    def listdir(self, folder: str) -> list[str]:
+        # This backend lists recursively with full names (see STACK.md): keep the direct children.
+        full = posixpath.join(self.root, folder.strip("/")) if self.root else folder.strip("/")
+        prefix = full.rstrip("/") + "/" if full else ""
+        names = self.storage.listdir(folder)[1]
+        direct = [name[len(prefix) :] if name.startswith(prefix) else name for name in names]
+        return [name for name in direct if "/" not in name]
+
+    def delete(self, name: str) -> None:
+        self.storage.delete(name)
+
+    def close(self) -> None:
+        if self.storage._service_client is not None:
+            self.storage._service_client.close()
+
+    def classify(self, exc: Exception) -> DestinationError:
+        from azure.core import exceptions as aexc
+
+        container = self.options.get("container")
+        if isinstance(exc, aexc.ServiceRequestError | aexc.ServiceResponseError):
+            return DestinationError(Problem.UNREACHABLE, f"can't reach Azure Blob Storage: {exc}")
+        if isinstance(exc, ValueError) and "connection string" in str(exc).lower():
+            return DestinationError(Problem.AUTH, "the connection string is not valid")
+        if isinstance(exc, aexc.HttpResponseError):
+            code = getattr(exc, "error_code", None) or ""
+            code = str(getattr(code, "value", code))  # a StorageErrorCode enum, or a plain string
+            status = getattr(exc, "status_code", None)
+            problem = _http_problem(status, code)
+            messages = {
+                Problem.AUTH: "Azure refused the credentials (account key, SAS token or connection string)",
+                Problem.NOT_FOUND: f"the container {container!r} does not exist",
+                Problem.PERMISSION: f"the credentials may not write to {container!r} ({code or status})",
+            }
+            return DestinationError(
+                problem, messages.get(problem, f"Azure error {code or status}"), retryable=(status or 0) >= 500
+            )
+        return super().classify(exc)
+
+
+# SFTP servers --------------------------------------------------------------------
+
+
+def _load_private_key(text: str, passphrase: str):
+    import paramiko
+
+    problems = []
+    for key_class in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return key_class.from_private_key(io.StringIO(text), password=passphrase or None)
+        except paramiko.PasswordRequiredException:
+            raise DestinationError(Problem.CONFIG, "the private key is encrypted: give its passphrase") from None
+        except (paramiko.SSHException, ValueError) as exc:
+            problems.append(str(exc))
+    raise DestinationError(Problem.CONFIG, "the private key can't be read (wrong passphrase, or not an SSH key)")
+
+
+class SFTPDestination(Destination):
+    kind = Connector.Kind.SFTP
+
+    def __init__(self, connector: Connector):
+        super().__init__(connector)
+        import paramiko
+        from storages.backends.sftpstorage import SFTPStorage
+
+        self.pinned = self.options.get("host_key_fingerprint", "")
+        self.seen_fingerprint = ""
+        destination = self
+
+        class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
+            # No known_hosts is loaded, so paramiko asks this policy about every key.
+            def missing_host_key(self, client, hostname, key):
+                seen = fingerprint_of_blob(key.asbytes())
+                destination.seen_fingerprint = seen
+                if not destination.pinned:
+                    raise HostKeyNotTrusted(seen)
+                if seen != destination.pinned:
+                    raise DestinationError(
+                        Problem.HOST_KEY,
+                        f"the server presented host key {seen}, but {destination.pinned} is pinned: "
+                        "someone may be intercepting the connection, or the server's key changed",
+                    )
+
+        params = {
+            "port": int(self.options.get("port") or 22),
+            "username": self.options.get("username", ""),
+            "timeout": settings.DESTINATION_CONNECT_TIMEOUT,
+            "banner_timeout": settings.DESTINATION_CONNECT_TIMEOUT,
+            "auth_timeout": settings.DESTINATION_CONNECT_TIMEOUT,
+            "look_for_keys": False,
+            "allow_agent": False,
+        }
+        if connector.secret("private_key"):
+            params["pkey"] = _load_private_key(connector.secret("private_key"), connector.secret("passphrase"))
+        else:
+            params["password"] = connector.secret("password")
+
+        class _Storage(SFTPStorage):
+            def _connect(self):
+                self._ssh = paramiko.SSHClient()
+                self._ssh.set_missing_host_key_policy(_PinnedHostKey())
+                try:
+                    self._ssh.connect(self.host, **self.params)
+                except BaseException:
+                    self._ssh.close()
+                    self._ssh = self._sftp = None
+                    raise
+                self._sftp = self._ssh.open_sftp()
+
+        self.storage = _Storage(host=self.options.get("host", ""), params=params, root_path=connector.base_path)
+
+    def check(self) -> None:
+        import stat
+
+        folder = self.connector.base_path or "."
+        try:
+            attributes = self.storage.sftp.stat(folder)
+        except FileNotFoundError:
+            raise DestinationError(Problem.NOT_FOUND, f"the folder {folder!r} does not exist on the server") from None
+        if not stat.S_ISDIR(attributes.st_mode or 0):
+            raise DestinationError(Problem.NOT_FOUND, f"{folder!r} on the server is not a folder")
+
+    def upload(self, local_path: str, name: str) -> None:
+        with open(local_path, "rb") as fh:
+            self.storage.save(name, File(fh))
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self.storage.save(name, File(io.BytesIO(data)))
+
+    def listdir(self, folder: str) -> list[str]:
+        try:
+            return self.storage.listdir(folder)[1]
+        except FileNotFoundError:
+            return []
+
+    def delete(self, name: str) -> None:
+        try:
+            self.storage.delete(name)
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        self.storage.close()
+
+    def classify(self, exc: Exception) -> DestinationError:
+        import paramiko
+
+        host = self.options.get("host")
+        if isinstance(exc, paramiko.AuthenticationException):
+            return DestinationError(Problem.AUTH, f"{host} refused the user name, password or key")
+        if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError | socket.timeout | socket.gaierror):
+            return DestinationError(Problem.UNREACHABLE, f"can't reach {host}:{self.options.get('port', 22)}: {exc}")
+        if isinstance(exc, PermissionError):
+            return DestinationError(Problem.PERMISSION, f"the server refused the write: {exc}")
+        if isinstance(exc, FileNotFoundError):
+            return DestinationError(Problem.NOT_FOUND, f"a folder is missing on the server: {exc}")
+        if isinstance(exc, paramiko.SSHException | EOFError | ConnectionError):
+            return DestinationError(Problem.UNREACHABLE, f"the SSH connection to {host} failed: {exc}")
+        if isinstance(exc, OSError):
+            return DestinationError(Problem.WRITE, f"the server failed: {exc}", retryable=True)
+        return super().classify(exc)
+
+
+class HostedSFTPDestination(Destination):
+    """Our own SFTP server: files go straight into the owner's zone on local disk."""
+
+    kind = Connector.Kind.HOSTED_SFTP
+
+    def __init__(self, connector: Connector):
+        super().__init__(connector)
+        self.location = connector.zone() / self.root if self.root else connector.zone()
+        self.storage = FileSystemStorage(location=self.location, file_permissions_mode=0o640)
+
+    def check(self) -> None:
+        self.location.mkdir(parents=True, exist_ok=True)
+
+    def upload(self, local_path: str, name: str) -> None:
+        with open(local_path, "rb") as fh:
+            self.storage.save(name, File(fh))
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self.storage.save(name, File(io.BytesIO(data)))
+
+    def listdir(self, folder: str) -> list[str]:
+        try:
+            return self.storage.listdir(folder)[1]
+        except FileNotFoundError:
+            return []
+
+    def delete(self, name: str) -> None:
+        self.storage.delete(name)
+
+    def classify(self, exc: Exception) -> DestinationError:
+        if isinstance(exc, PermissionError):
+            return DestinationError(Problem.PERMISSION, f"the SFTP zone is not writable: {exc}")
+        if isinstance(exc, OSError):
+            return DestinationError(Problem.WRITE, f"writing to the SFTP zone failed: {exc}")
+        return super().classify(exc)
+
+
+DESTINATIONS: dict[str, type[Destination]] = {
+    cls.kind: cls for cls in (S3Destination, GCSDestination, AzureDestination, SFTPDestination, HostedSFTPDestination)
+}
+
+
+def open_destination(connector: Connector) -> Destination:
+    try:
+        destination_class = DESTINATIONS[connector.kind]
+    except KeyError:
+        raise DestinationError(Problem.CONFIG, f"{connector.get_kind_display()} is not a store") from None
+    try:
+        return destination_class(connector)
+    except DestinationError as exc:
+        exc.message = connector.redact(exc.message)
+        raise
+    except (KeyError, ValueError, TypeError) as exc:
+        raise DestinationError(Problem.CONFIG, connector.redact(f"the connector's settings are incomplete: {exc}"))

@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from connectors.forms import ConnectorForm
+from connectors.models import Connector, KeyEvent
+from connectors.probe import probe
+from connectors.sshkeys import FINGERPRINT, host_key_fingerprint, normalize_fingerprint
+from exports.permissions import can_change_connector, can_create, can_download_key
+
+KINDS = [kind for kind in Connector.Kind if kind != Connector.Kind.DESKTOP]
+
+
+def _get_connector_for_user(request, connector_id, *, write: bool = False) -> Connector:
+    connector = get_object_or_404(Connector.objects.select_related("owner"), id=connector_id)
+    if write and not can_change_connector(request.user, connector):
+        raise PermissionDenied("only the connector's owner (a marketer) or an admin may do this")
+    return connector
+
+
+@login_required
+def connectors_list(request):
+    connectors = Connector.objects.select_related("owner").annotate(export_count=Count("exports"))
+    return render(
+        request,
+        "connectors/list.html",
+        {"connectors": connectors, "kinds": KINDS, "can_create": can_create(request.user)},
+    )
+
+
+@login_required
+def connectors_new(request):
+    if not can_create(request.user):
+        raise PermissionDenied("viewers can't create connectors")
+    kind = request.GET.get("kind") or request.POST.get("kind")
+    if kind not in KINDS:
+        return render(request, "connectors/choose_kind.html", {"kinds": KINDS})
+    form = ConnectorForm(request.POST or None, kind=kind, owner=request.user)
+    if request.method == "POST" and form.is_valid():
+        connector = form.save()
+        messages.success(request, f"Created the connector {connector.name!r}. Test its connection below.")
+        return redirect(connector)
+    return render(
+        request, "connectors/form.html", {"form": form, "kind": kind, "kind_label": Connector.Kind(kind).label}
+    )
+
+
+@login_required
+def connectors_edit(request, connector_id):
+    connector = _get_connector_for_user(request, connector_id, write=True)
+    form = ConnectorForm(request.POST or None, kind=connector.kind, instance=connector, owner=connector.owner)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Saved {connector.name!r}.")
+        return redirect(connector)
+    return render(
+        request,
+        "connectors/form.html",
+        {"form": form, "connector": connector, "kind": connector.kind, "kind_label": connector.get_kind_display()},
+    )
+
+
+@login_required
+def connectors_detail(request, connector_id):
+    connector = _get_connector_for_user(request, connector_id)
+    context = {
+        "connector": connector,
+        "exports": connector.in_use_by().select_related("dataset"),
+        "can_change": can_change_connector(request.user, connector),
+        "can_download_key": can_download_key(request.user, connector),
+    }
+    if connector.is_hosted_sftp:
+        from django.conf import settings
+
+        context.update(
+            sftpd_host=settings.SFTPD_PUBLIC_HOST,
+            sftpd_port=settings.SFTPD_PORT,
+            server_fingerprint=host_key_fingerprint(),
+            key_events=connector.key_events.select_related("user")[:20],
+        )
+    return render(request, "connectors/detail.html", context)
+
+
+@login_required
+@require_POST
+def connectors_test(request, connector_id):
+    """Write, list and delete a probe object; htmx gets just the result."""
+    connector = _get_connector_for_user(request, connector_id, write=True)
+    report = probe(connector)
+    context = {"connector": connector, "report": report, "can_change": True}
+    if request.htmx:
+        return render(request, "connectors/_test_result.html", context)
+    return render(request, "connectors/test.html", context)
+
+
+@login_required
+@require_POST
+def connectors_trust_host_key(request, connector_id):
+    """Pin the SFTP server key the user has just seen and confirmed."""
+    connector = _get_connector_for_user(request, connector_id, write=True)
+    if not connector.is_sftp:
+        raise Http404("only SFTP connectors have a server host key to pin")
+    fingerprint = normalize_fingerprint(request.POST.get("fingerprint", ""))
+    if not FINGERPRINT.match(fingerprint):
+        messages.error(request, "That is not a SHA256 host key fingerprint.")
+        return redirect(connector)
+    connector.options = {**connector.options, "host_key_fingerprint": fingerprint}
+    connector.save(update_fields=["options", "updated_at"])
+    messages.success(request, f"Pinned the server's host key {fingerprint}. Any other key will be refused.")
+    return redirect(connector)
+
+
+@login_required
+def connectors_delete(request, connector_id):
+    connector = _get_connector_for_user(request, connector_id, write=True)
+    exports = list(connector.in_use_by()[:20])
+    if request.method == "POST":
+        if exports:
+            messages.error(request, f"{connector.name!r} is used by {len(exports)} export(s): change them first.")
+            return redirect(connector)
+        name = connector.name
+        connector.delete()
+        messages.success(request, f"Deleted the connector {name!r}.")
+        return redirect("connectors-list")
+    return render(
+        request,
+        "connectors/delete_modal.html",
+        {"connector": connector, "exports": exports, "as_modal": bool(request.htmx)},
+    )
+
+
+def _client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+@login_required
+def connectors_key_download(request, connector_id):
+    """The hosted SFTP private key, for the connector's owner only; every download is logged."""
+    connector = _get_connector_for_user(request, connector_id)
+    if not connector.is_hosted_sftp:
+        raise Http404("only hosted SFTP connectors have a key to download")
+    if not can_download_key(request.user, connector):
+        raise PermissionDenied("only the connector's owner may download its private key")
+    KeyEvent.objects.create(
+        connector=connector,
+        user=request.user,
+        action=KeyEvent.Action.DOWNLOADED,
+        fingerprint=connector.key_fingerprint,
+        ip_address=_client_ip(request),
+    )
+    response = HttpResponse(connector.secret("private_key"), content_type="application/x-pem-file")
+    response["Content-Disposition"] = f'attachment; filename="{connector.sftp_login}-{str(connector.id)[:8]}.key"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+def connectors_key_rotate(request, connector_id):
+    """Asks first (GET), then replaces the key pair (POST)."""
+    connector = _get_connector_for_user(request, connector_id)
+    if not connector.is_hosted_sftp:
+        raise Http404("only hosted SFTP connectors have a key to rotate")
+    if not can_download_key(request.user, connector):
+        raise PermissionDenied("only the connector's owner may rotate its key")
+    if request.method != "POST":
+        return render(request, "connectors/rotate_modal.html", {"connector": connector, "as_modal": bool(request.htmx)})
+    connector.rotate_key(by=request.user)
+    messages.success(request, "A new key pair is ready; the old key no longer logs in. Download the new key.")
+    return redirect(connector)
