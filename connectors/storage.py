@@ -186,7 +186,9 @@ class S3Destination(Destination):
         )
 
     def check(self) -> None:
-        self.storage.connection.meta.client.head_bucket(Bucket=self.storage.bucket_name)
+        # Not HeadBucket: its answers have no body, so a bad key and a refusal both read "403".
+        client = self.storage.connection.meta.client
+        client.list_objects_v2(Bucket=self.storage.bucket_name, Prefix=self.root, MaxKeys=1)
 
     def upload(self, local_path: str, name: str) -> None:
         with open(local_path, "rb") as fh:

@@ -10,6 +10,10 @@ _base = Path(__file__).resolve().parent.parent
 os.environ.setdefault("EXPORTSITE_DATA_DIR", str(_base / "var" / "test"))
 os.environ.setdefault("EXPORTSITE_QUEUE", f"exports-test-{uuid.uuid4().hex[:8]}")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+# Deliveries retry once, at once: tests of a stopped server stay fast.
+os.environ.setdefault("EXPORT_DELIVERY_ATTEMPTS", "2")
+os.environ.setdefault("EXPORT_DELIVERY_BACKOFF", "0")
+os.environ.setdefault("DESTINATION_CONNECT_TIMEOUT", "3")
 
 if "REDIS_URL" not in os.environ:
     from exportsite import embedded
