@@ -45,6 +45,7 @@ def _option_fields(kind: str) -> dict[str, forms.Field]:
             "region": forms.CharField(label="Region", initial="us-east-1", required=False),
             "access_key_id": forms.CharField(label="Access key ID"),
             "endpoint_url": forms.URLField(
+                assume_scheme="https",
                 label="Endpoint URL",
                 required=False,
                 help_text="Only for S3-compatible stores (MinIO, Ceph, Wasabi...). Empty: Amazon S3.",
@@ -55,6 +56,7 @@ def _option_fields(kind: str) -> dict[str, forms.Field]:
             "bucket": forms.CharField(label="Bucket"),
             "project": forms.CharField(label="Project ID", required=False),
             "endpoint_url": forms.URLField(
+                assume_scheme="https",
                 label="Endpoint URL",
                 required=False,
                 help_text="Only for GCS emulators or compatible stores; without a key, requests are anonymous there.",
@@ -66,6 +68,7 @@ def _option_fields(kind: str) -> dict[str, forms.Field]:
             "auth": forms.ChoiceField(label="Sign in with", choices=AZURE_AUTH, widget=forms.RadioSelect),
             "account_name": forms.CharField(label="Account name", required=False),
             "endpoint_url": forms.URLField(
+                assume_scheme="https",
                 label="Blob endpoint URL",
                 required=False,
                 help_text="Empty: https://<account>.blob.core.windows.net. Not used with a connection string.",

@@ -46,7 +46,7 @@ class ProbeReport:
 
 def probe(connector: Connector) -> ProbeReport:
     report = ProbeReport()
-    name = f".exportsite-probe-{uuid.uuid4().hex}.txt"
+    name = f"exportsite-probe-{uuid.uuid4().hex}.txt"  # no leading dot: Azure drops it
     current = "connect"
     try:
         with open_destination(connector) as destination:

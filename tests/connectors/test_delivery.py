@@ -32,7 +32,8 @@ def export_to(connector, owner, dataset, **fields) -> Export:
     fields.setdefault("file_format", Export.Format.CSV)
     fields.setdefault("compression", Export.Compression.GZIP)
     fields.setdefault("rows_per_file", 2_000)
-    return Export.objects.create(name="Interactions feed", owner=owner, dataset=dataset, connector=connector, **fields)
+    fields.setdefault("name", "Interactions feed")
+    return Export.objects.create(owner=owner, dataset=dataset, connector=connector, **fields)
 
 
 def run_once(export, owner, worker, **kwargs) -> Run:
