@@ -150,12 +150,21 @@ def _http_problem(status: int | None, code: str = "") -> Problem:
 # Amazon S3 and S3-compatible stores ----------------------------------------
 
 
+def _bounded_transfer_config():
+    """At most 4 parts of 8 MB read into memory at once: memory stays bounded whatever
+    the file's size (s3transfer's default holds 10 parts in memory)."""
+    from boto3.s3.transfer import TransferConfig
+
+    config = TransferConfig(multipart_threshold=CHUNK, multipart_chunksize=CHUNK, max_concurrency=4)
+    config.max_in_memory_upload_chunks = 4
+    return config
+
+
 class S3Destination(Destination):
     kind = Connector.Kind.S3
 
     def __init__(self, connector: Connector):
         super().__init__(connector)
-        from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
         from storages.backends.s3 import S3Storage
 
@@ -179,10 +188,7 @@ class S3Destination(Destination):
                 read_timeout=120,
                 retries={"max_attempts": 2, "mode": "standard"},
             ),
-            # At most 4 chunks of 8 MB in flight: memory stays bounded whatever the file size.
-            transfer_config=TransferConfig(
-                multipart_threshold=CHUNK, multipart_chunksize=CHUNK, max_concurrency=4, max_io_queue=16
-            ),
+            transfer_config=_bounded_transfer_config(),
         )
 
     def check(self) -> None:
