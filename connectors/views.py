@@ -95,7 +95,7 @@ def connectors_test(request, connector_id):
     report = probe(connector)
     context = {"connector": connector, "report": report, "can_change": True}
     if request.htmx:
-        return render(request, "connectors/_test_result.html", context)
+        return render(request, "connectors/_test_result.html", {**context, "oob": True})
     return render(request, "connectors/test.html", context)
 
 

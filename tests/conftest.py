@@ -17,6 +17,9 @@ from django.db import connection
 from exports.demo import build_demo_database
 from exports.models import Database, refresh_datasets
 
+# One real server per store (S3, GCS, Azure Blob, SFTP), shared by the whole session.
+pytest_plugins = ["tests.stores"]
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 

@@ -13,8 +13,8 @@ from connectors.probe import probe
 from exports.models import Export, Run
 from tests import services
 from tests.conftest import PASSWORD
-from tests.connectors.conftest import S3_BUCKET, S3Side
 from tests.connectors.test_delivery import check_delivery, export_to, run_once
+from tests.stores import S3_BUCKET, S3Side
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

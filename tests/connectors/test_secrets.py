@@ -16,8 +16,8 @@ from connectors.models import Connector
 from exports.models import Run
 from exports.runs import launch_export
 from tests.conftest import PASSWORD
-from tests.connectors.conftest import AZURE_CONTAINER, GCS_BUCKET, S3_BUCKET, SFTP_PASSWORD, SFTP_USER
 from tests.connectors.test_delivery import export_to
+from tests.stores import AZURE_CONTAINER, GCS_BUCKET, S3_BUCKET, SFTP_PASSWORD, SFTP_USER
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
