@@ -114,18 +114,140 @@ class DestinationStepForm(forms.ModelForm):
         return template
 
 
+CADENCES = [
+    ("day", "Every day"),
+    ("3h", "Every 3 hours"),
+    ("6h", "Every 6 hours"),
+    ("9h", "Every 9 hours"),
+    ("12h", "Every 12 hours"),
+]
+_LOCAL_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+
+
 class ScheduleStepForm(forms.ModelForm):
-    """Wizard step 4: when. Repeating exports come with the schedules issue."""
+    """Wizard step 4: when. Times are entered in the user's time zone (the active one)
+    and stored in UTC, with the zone kept so daily runs keep their wall-clock time."""
+
+    schedule_start = forms.DateTimeField(
+        required=False,
+        widget=_LOCAL_INPUT,
+        label="Start",
+        help_text="One shot: empty to launch by hand. Daily runs happen at this time of day.",
+    )
+    schedule_end = forms.DateTimeField(
+        required=False,
+        widget=_LOCAL_INPUT,
+        label="End",
+        help_text="Repeating exports stop after this. Empty: six months after the start.",
+    )
+    cadence = forms.ChoiceField(choices=CADENCES, initial="day", label="Runs", required=False)
+    cursor_column = forms.ChoiceField(required=False, label="Cursor column")
+    safety_lag_minutes = forms.IntegerField(
+        min_value=0,
+        max_value=7 * 24 * 60,
+        required=False,
+        initial=0,
+        label="Safety lag (minutes)",
+        help_text="Timestamp cursors only: rows newer than this are left for the next run.",
+    )
 
     class Meta:
         model = Export
-        fields = ["export_type"]
-        widgets = {"export_type": forms.RadioSelect}
+        fields = ["export_type", "schedule_start", "schedule_end", "report_recipients", "notify_on_success"]
+        widgets = {
+            "export_type": forms.RadioSelect,
+            "report_recipients": forms.TextInput(attrs={"placeholder": "ops@example.com, bi@example.com"}),
+        }
+        labels = {"report_recipients": "Report recipients", "notify_on_success": "E-mail them on success too"}
+        help_texts = {"report_recipients": "They get the report of every failed run. Comma-separated."}
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, time_zone: str = "UTC", now=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["export_type"].choices = [(Export.Type.ONE_SHOT, Export.Type.ONE_SHOT.label)]
-        self.fields["export_type"].help_text = "Periodic full and incremental exports are not available yet."
+        from django.utils import timezone
+
+        from exports.incremental import CURSOR_TYPES
+
+        self.time_zone = time_zone
+        self.now = now or timezone.now()
+        export = self.instance
+        columns = export.dataset.columns if export.dataset_id else []
+        usable = [c for c in columns if c["type"] in CURSOR_TYPES]
+        self.fields["cursor_column"].choices = [("", "Choose a column")] + [
+            (c["name"], f"{c['name']} ({c['type']})") for c in usable
+        ]
+        self.fields["cursor_column"].help_text = "Incremental: an ever-growing id or timestamp."
+        if not self.is_bound:
+            if export.schedule_unit == "hour":
+                self.initial["cadence"] = f"{export.schedule_interval}h"
+            default_cursor = export.dataset.cursor_column if export.dataset_id else ""
+            self.initial["cursor_column"] = export.cursor_column or default_cursor
+            self.initial["safety_lag_minutes"] = export.safety_lag_seconds // 60
+
+    def clean_report_recipients(self):
+        from django.core.validators import validate_email
+
+        from exports.notify import recipients_of
+
+        addresses = recipients_of(Export(report_recipients=self.cleaned_data["report_recipients"]))
+        for address in addresses:
+            try:
+                validate_email(address)
+            except ValidationError:
+                raise ValidationError(f"{address!r} is not an e-mail address") from None
+        return ", ".join(addresses)
+
+    def clean(self):
+        from exports.incremental import CURSOR_TYPES
+        from exports.schedule import add_months
+
+        cleaned = super().clean()
+        kind = cleaned.get("export_type")
+        start, end = cleaned.get("schedule_start"), cleaned.get("schedule_end")
+        cadence = cleaned.get("cadence") or "day"
+        if kind == Export.Type.ONE_SHOT:
+            if start is not None and start <= self.now and start != self.instance.schedule_start:
+                self.add_error("schedule_start", "The start is in the past: choose a later time, or leave it empty.")
+            cleaned["schedule_end"] = None
+            return cleaned
+        if kind not in {Export.Type.PERIODIC_FULL, Export.Type.INCREMENTAL}:
+            return cleaned
+        if start is None:
+            self.add_error("schedule_start", "A repeating export needs a start: its date and time of day.")
+            return cleaned
+        if kind == Export.Type.PERIODIC_FULL and cadence != "day":
+            self.add_error("cadence", "A periodic full export runs once a day.")
+        if cadence not in dict(CADENCES):
+            self.add_error("cadence", "Choose every day, or every 3, 6, 9 or 12 hours.")
+        if end is None:
+            end = add_months(start, 6)
+            cleaned["schedule_end"] = end
+        if end <= start:
+            self.add_error("schedule_end", "The end must come after the start.")
+        if kind == Export.Type.INCREMENTAL:
+            column = self.instance.dataset.column(cleaned.get("cursor_column") or "")
+            if column is None:
+                self.add_error("cursor_column", "An incremental export needs a cursor column: an id or a timestamp.")
+            elif column["type"] not in CURSOR_TYPES:
+                self.add_error("cursor_column", f"{column['name']!r} is {column['type']}: not usable as a cursor.")
+        return cleaned
+
+    def save(self, commit=True):
+        export = super().save(commit=False)
+        cleaned = self.cleaned_data
+        cadence = cleaned.get("cadence") or "day"
+        export.schedule_timezone = self.time_zone
+        if export.export_type == Export.Type.ONE_SHOT:
+            export.schedule_unit, export.schedule_interval = "", None
+        elif cadence == "day":
+            export.schedule_unit, export.schedule_interval = "day", 1
+        else:
+            export.schedule_unit, export.schedule_interval = "hour", int(cadence.rstrip("h"))
+        if export.export_type == Export.Type.INCREMENTAL:
+            export.cursor_column = cleaned.get("cursor_column") or ""
+            export.safety_lag_seconds = (cleaned.get("safety_lag_minutes") or 0) * 60
+        if commit:
+            export.save()
+        return export
 
 
 WIZARD_STEPS = {

@@ -5,18 +5,23 @@ from __future__ import annotations
 import logging
 import resource
 import shutil
+import threading
 import time
 from contextlib import closing
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
 from exports import delivery
 from exports.engine import FileSpec, read_ahead, write_files
 from exports.filters import validate_filters
+from exports.incremental import window_for
 from exports.layout import context_for_run, render_template
-from exports.models import Run
+from exports.models import Export, Run
+from exports.notify import notify_run
 from exports.sources import SourceError, open_reader
 
 logger = logging.getLogger(__name__)
@@ -47,13 +52,41 @@ class _Progress:
             raise RunCancelled()
 
 
+class _Heartbeat(threading.Thread):
+    """Writes `heartbeat_at` every EXPORT_HEARTBEAT_SECONDS while the run executes: the
+    scheduler's reconciler takes a silent run for a dead worker (WORKER_LOST)."""
+
+    def __init__(self, run_id):
+        super().__init__(name=f"heartbeat-{run_id}", daemon=True)
+        self.run_id = run_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(settings.EXPORT_HEARTBEAT_SECONDS):
+                Run.objects.filter(id=self.run_id, status=Run.Status.RUNNING).update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=10)
+
+
 def run_export(run_id: str) -> str:
     """RQ entry point. Safe to run twice: only the job that claims the run does the work."""
     run = Run.claim(run_id)
     if run is None:
         logger.info("run %s is not queued any more; nothing to do", run_id)
         return "skipped"
-    execute_run(run)
+    heartbeat = _Heartbeat(run.id)
+    heartbeat.start()
+    try:
+        execute_run(run)
+    finally:
+        heartbeat.stop()
+    run.refresh_from_db()
+    notify_run(run)
     return run.status
 
 
@@ -65,8 +98,14 @@ def execute_run(run: Run) -> None:
     run.destination = export.connector.location if export.connector else "Desktop"
     Run.objects.filter(id=run.id).update(destination=run.destination)
     try:
+        window = None
+        filter_specs = list(export.filters)
+        if export.is_incremental:
+            window = window_for(export, lambda: open_reader(export.dataset, [], []), timezone.now())
+            filter_specs += window.filters()
+            Run.objects.filter(id=run.id).update(window_from=window.low, window_to=window.high)
         try:
-            filters = validate_filters(export.filters, export.dataset.columns)
+            filters = validate_filters(filter_specs, export.dataset.columns)
         except ValidationError as exc:
             raise SourceError(f"the export's filters no longer fit the dataset: {'; '.join(exc.messages)}") from None
         spec = FileSpec(
@@ -83,8 +122,14 @@ def execute_run(run: Run) -> None:
             with closing(read_ahead(reader.batches(), depth=1)) as batches:
                 files = write_files(batches, reader.schema, spec, work_dir, on_progress=_Progress(run))
         folder, delivered, tnf = delivery.deliver(run, files)
-        if not run.succeed(files=delivered, delivery_folder=folder, tnf_path=tnf, peak_rss_bytes=_peak_rss_bytes()):
-            raise RunCancelled()
+        with transaction.atomic():
+            if not run.succeed(files=delivered, delivery_folder=folder, tnf_path=tnf, peak_rss_bytes=_peak_rss_bytes()):
+                raise RunCancelled()
+            if window is not None:
+                # Only a complete delivery moves the watermark.
+                Export.objects.filter(id=export.id).update(
+                    watermark={"column": window.column, "value": window.next_watermark}
+                )
         logger.info("run %s succeeded: %s rows in %s files", run.id, run.row_count, len(delivered))
     except RunCancelled:
         logger.info("run %s was cancelled", run.id)

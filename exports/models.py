@@ -140,9 +140,17 @@ class Export(models.Model):
     schedule_interval = models.PositiveSmallIntegerField(null=True, blank=True)
     schedule_start = models.DateTimeField(null=True, blank=True)
     schedule_end = models.DateTimeField(null=True, blank=True)
+    # The time zone schedules are entered in: daily runs keep their wall-clock time there.
+    schedule_timezone = models.CharField(max_length=64, default="UTC")
     cursor_column = models.CharField(max_length=200, blank=True)
+    # Incremental: the cursor value up to which rows were delivered, {"value": "..."}.
     watermark = models.JSONField(null=True, blank=True)
+    # Timestamp cursors: rows newer than now minus this are left for the next run.
+    safety_lag_seconds = models.PositiveIntegerField(default=0)
     report_recipients = models.TextField(blank=True)
+    notify_on_success = models.BooleanField(default=False)
+    # The last run time the scheduler handled (a run, or a recorded skip).
+    last_scheduled_for = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT, db_index=True)
     next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
     copied_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="copies")
@@ -203,6 +211,55 @@ class Export(models.Model):
         )
 
     @property
+    def is_repeating(self) -> bool:
+        return self.export_type != self.Type.ONE_SHOT
+
+    @property
+    def is_incremental(self) -> bool:
+        return self.export_type == self.Type.INCREMENTAL
+
+    def schedule(self, now=None) -> bool:
+        """Draft → scheduled, with its first run time. Slots that passed while it was a
+        draft are not caught up: it starts with the next one."""
+        from exports.schedule import for_export
+
+        now = now or timezone.now()
+        plan = for_export(self)
+        if plan is None:
+            raise ValueError("it has no start time")
+        first = plan.slot(0) if plan.slot(0) >= now else plan.next_after(now)
+        if first is None:
+            raise ValueError("its end time has passed: no run is left")
+        updated = Export.objects.filter(id=self.id, status=self.Status.DRAFT).update(
+            status=self.Status.SCHEDULED,
+            next_run_at=first,
+            last_scheduled_for=plan.latest_due(None, now) if plan.slot(0) < now else None,
+            updated_at=now,
+        )
+        self.refresh_from_db()
+        return bool(updated)
+
+    def run_now(self) -> bool:
+        """Bring a scheduled export's next run forward to now; the scheduler starts it."""
+        now = timezone.now()
+        return bool(
+            Export.objects.filter(id=self.id, status=self.Status.SCHEDULED).update(next_run_at=now, updated_at=now)
+        )
+
+    def reset_watermark(self) -> None:
+        """The next incremental run exports everything again."""
+        Export.objects.filter(id=self.id).update(watermark=None, updated_at=timezone.now())
+        self.watermark = None
+
+    @property
+    def ends_soon(self) -> bool:
+        return (
+            self.is_scheduled
+            and self.schedule_end is not None
+            and self.schedule_end - timezone.now() < timedelta(days=14)
+        )
+
+    @property
     def delimiter_label(self) -> str:
         return {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(self.csv_delimiter, self.csv_delimiter)
 
@@ -223,6 +280,7 @@ class Run(models.Model):
         MANUAL = "manual", "Manual"
         RELAUNCH = "relaunch", "Relaunch"
         API = "api", "API"
+        RETRY = "retry", "Automatic retry"
 
     class ErrorCode(models.TextChoices):
         SOURCE_UNAVAILABLE = "SOURCE_UNAVAILABLE", "The source database can't be reached"
@@ -267,6 +325,10 @@ class Run(models.Model):
     attempt = models.PositiveSmallIntegerField(default=1)
     relaunch_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     expires_at = models.DateTimeField(null=True, blank=True)
+    # The schedule slot this run is for (scheduled runs only): one run per slot.
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    # Written every few seconds by the worker; a stale one means the worker is gone.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-queued_at"]
@@ -276,6 +338,10 @@ class Run(models.Model):
             # scheduler ticks, can't start the same export twice.
             models.UniqueConstraint(
                 fields=["export"], condition=Q(status__in=["queued", "running"]), name="run_one_active_per_export"
+            ),
+            # Two schedulers can never create the same slot's run twice.
+            models.UniqueConstraint(
+                fields=["export", "scheduled_for"], condition=Q(scheduled_for__isnull=False), name="run_one_per_slot"
             ),
         ]
 
@@ -324,8 +390,9 @@ class Run(models.Model):
     @classmethod
     def claim(cls, run_id) -> Run | None:
         """Move a queued run to running; None when someone else already did (or it was cancelled)."""
+        now = timezone.now()
         claimed = cls.objects.filter(id=run_id, status=cls.Status.QUEUED).update(
-            status=cls.Status.RUNNING, started_at=timezone.now()
+            status=cls.Status.RUNNING, started_at=now, heartbeat_at=now
         )
         if not claimed:
             return None
@@ -401,6 +468,43 @@ class Run(models.Model):
         )
         self.refresh_from_db()
         return bool(updated)
+
+
+class SkippedSlot(models.Model):
+    """A run time the scheduler did not start a run for, and why."""
+
+    export = models.ForeignKey(Export, on_delete=models.CASCADE, related_name="skipped_slots")
+    scheduled_for = models.DateTimeField()
+    reason = models.CharField(max_length=300)
+    recorded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-scheduled_for"]
+        constraints = [models.UniqueConstraint(fields=["export", "scheduled_for"], name="skip_one_per_slot")]
+
+    def __str__(self) -> str:
+        return f"{self.export} skipped {self.scheduled_for:%Y-%m-%d %H:%M}"
+
+
+class Profile(models.Model):
+    """Per-user preferences: the time zone schedules are entered and shown in."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
+    time_zone = models.CharField(max_length=64, default="UTC")
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.time_zone})"
+
+
+def time_zone_of(user) -> str:
+    if not user.is_authenticated:
+        return settings.TIME_ZONE
+    profile = getattr(user, "_profile_cache", None)
+    if profile is None:
+        profile = Profile.objects.filter(user=user).first()
+        user._profile_cache = profile or Profile(user=user, time_zone=settings.TIME_ZONE)
+        profile = user._profile_cache
+    return profile.time_zone
 
 
 class RunFile(models.Model):

@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -412,6 +413,33 @@ class DatasetReader:
             raise
         except Exception as exc:
             raise _query_failed(exc, self.label) from None
+
+    def max_value(self, column: dict) -> str | None:
+        """The largest value of a column, as text the filters parse back exactly (None
+        for an empty table): an incremental run's high-water mark."""
+        name = quote_identifier(column["name"])
+        try:
+            cursor = self._cursor()
+            if self.dialect == "sqlite":
+                expression = (
+                    f"strftime('%Y-%m-%dT%H:%M:%f', {name})" if column["type"] in {"timestamp", "datetime"} else name
+                )
+                cursor.execute(f"SELECT MAX({expression}) FROM {quote_identifier(self.table)}")
+            else:
+                source = quote_identifier(self.table)
+                if self.schema_name:
+                    source = f"{quote_identifier(self.schema_name)}.{source}"
+                cursor.execute(f"SELECT MAX({name}) FROM {source}")
+            value = cursor.fetchone()[0]
+        except SourceError:
+            raise
+        except Exception as exc:
+            raise _query_failed(exc, self.label) from None
+        if value is None:
+            return None
+        if isinstance(value, datetime | date):
+            return value.isoformat()
+        return str(value)
 
     def _pg_estimate(self) -> int:
         """The planner's row estimate: ADBC runs queries through COPY, which can't EXPLAIN,

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -15,7 +17,7 @@ from exports.charts import run_history
 from exports.forms import WIZARD_STEPS, FilterFormSet, SourceStepForm, clean_filters
 from exports.layout import LayoutContext, render_template, validate_template
 from exports.manage import TABS, ManageQuery
-from exports.models import Database, Dataset, Export, Run, refresh_datasets
+from exports.models import Database, Dataset, Export, Profile, Run, refresh_datasets, time_zone_of
 from exports.permissions import can_change, can_create, can_download, is_admin
 from exports.runs import LaunchRefused, cancel_run, launch_export
 
@@ -88,6 +90,100 @@ def exports_wizard(request, export_id, step):
     return _wizard_step(request, export, step)
 
 
+def _form_kwargs(request, step: str) -> dict:
+    return {"time_zone": time_zone_of(request.user)} if step == "schedule" else {}
+
+
+def _schedule_and_redirect(request, export: Export):
+    try:
+        scheduled = export.schedule()
+    except ValueError as exc:
+        messages.error(request, f"Can't schedule {export.name!r}: {exc}. Change its schedule.")
+        return redirect("exports-wizard", export.id, "schedule")
+    if not scheduled:
+        raise PermissionDenied("only drafts can be scheduled")
+    when = timezone.localtime(export.next_run_at)
+    messages.success(request, f"Scheduled {export.name!r}: the next run is at {when:%Y-%m-%d %H:%M %Z}.")
+    return redirect(f"{reverse('exports-list')}?tab=scheduled")
+
+
+@login_required
+@require_POST
+def exports_schedule(request, export_id):
+    export = _get_export_for_user(request, export_id, write=True)
+    return _schedule_and_redirect(request, export)
+
+
+@login_required
+@require_POST
+def exports_run_now(request, export_id):
+    """Bring a scheduled export's next run forward to now; the scheduler starts it."""
+    export = _get_export_for_user(request, export_id, write=True)
+    if not export.run_now():
+        raise PermissionDenied("only scheduled exports have a next run to bring forward")
+    messages.success(request, f"{export.name!r} runs at the scheduler's next tick.")
+    return _back_to_list(request)
+
+
+@login_required
+def exports_reset_watermark(request, export_id):
+    """Asks first (GET); then the next incremental run exports everything again (POST)."""
+    export = _get_export_for_user(request, export_id, write=True)
+    if not export.is_incremental:
+        raise Http404("only incremental exports have a watermark")
+    if request.method == "POST":
+        export.reset_watermark()
+        messages.success(request, f"The next run of {export.name!r} exports every row again.")
+        return redirect(export)
+    return _modal_or_page(request, "exports/reset_watermark_modal.html", {"export": export})
+
+
+def _schedule_times(form) -> dict:
+    """The next five run times of a bound or saved schedule form, or its errors."""
+    from exports.schedule import for_export
+
+    if form.is_bound and not form.is_valid():
+        errors = [
+            f"{form.fields[name].label if name in form.fields else 'Schedule'}: {' '.join(messages_)}"
+            for name, messages_ in form.errors.items()
+        ]
+        return {"times": [], "error": "; ".join(errors)}
+    export = form.save(commit=False) if form.is_bound else form.instance
+    plan = for_export(export)
+    if plan is None:
+        return {"times": [], "error": ""}
+    now = timezone.now() - timedelta(seconds=1)
+    return {"times": [timezone.localtime(moment) for moment in plan.upcoming(now)], "error": ""}
+
+
+@login_required
+def exports_schedule_preview(request, export_id):
+    """htmx: the next five run times of the schedule being typed, in the user's zone."""
+    from exports.forms import ScheduleStepForm
+
+    export = _get_export_for_user(request, export_id)
+    form = ScheduleStepForm(request.GET, instance=export, time_zone=time_zone_of(request.user))
+    return render(request, "exports/_schedule_preview.html", _schedule_times(form))
+
+
+@login_required
+def profile(request):
+    """The user's preferences: their time zone."""
+    from zoneinfo import available_timezones
+
+    current = time_zone_of(request.user)
+    zones = sorted(available_timezones())
+    if request.method == "POST":
+        chosen = request.POST.get("time_zone", "")
+        if chosen not in zones:
+            messages.error(request, f"{chosen!r} is not a time zone.")
+        else:
+            Profile.objects.update_or_create(user=request.user, defaults={"time_zone": chosen})
+            messages.success(request, f"Times are shown in {chosen} now.")
+            return redirect("profile")
+    return render(request, "exports/profile.html", {"zones": zones, "current": current})
+
+
 def _wizard_step(request, export: Export | None, step: str):
     """One screen of the wizard. Every valid step is saved at once, so leaving the
     wizard keeps a draft; "Back" and the step links move without saving."""
@@ -106,6 +202,8 @@ def _wizard_step(request, export: Export | None, step: str):
         if request.method == "POST":
             if "launch" in request.POST:
                 return _launch_and_redirect(request, export)
+            if "schedule" in request.POST:
+                return _schedule_and_redirect(request, export)
             messages.success(request, f"Saved the draft {export.name!r}.")
             return redirect(f"{reverse('exports-list')}?tab=draft")
         return render(request, "exports/wizard.html", context)
@@ -122,8 +220,12 @@ def _wizard_step(request, export: Export | None, step: str):
             data["filters-TOTAL_FORMS"] = str(min(max(rows, 0) + 1, 50))
             context.update(form=form_class(data, instance=export), formset=FilterFormSet(data, prefix="filters"))
             return render(request, "exports/wizard.html", context)
-        form = form_class(data, instance=export)
+        form = form_class(data, instance=export, **_form_kwargs(request, step))
         form_ok = form.is_valid()
+        if step == "schedule" and "preview" in data:
+            # Without JavaScript: show the next run times, without saving.
+            context.update(form=form, **_schedule_times(form))
+            return render(request, "exports/wizard.html", context)
         if step == "destination" and "preview" in data:
             # Without JavaScript: show where files would land, without saving.
             context.update(
@@ -150,9 +252,13 @@ def _wizard_step(request, export: Export | None, step: str):
         initial = {}
         if export is None and request.GET.get("dataset"):
             initial["dataset"] = request.GET["dataset"]
-        form = form_class(instance=export, initial=initial)
+        form = form_class(instance=export, initial=initial, **_form_kwargs(request, step))
         if step == "source":
             formset = FilterFormSet(prefix="filters", initial=export.filters if export else None)
+    if step == "schedule":
+        context["time_zone"] = time_zone_of(request.user)
+        if request.method != "POST":
+            context.update(_schedule_times(form))
     if step == "destination" and "preview" not in context:
         context["preview"] = destination_preview(export, export.connector, export.folder_template)
     context.update(form=form, formset=formset)

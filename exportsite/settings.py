@@ -61,6 +61,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "exports.middleware.TimezoneMiddleware",
 ]
 
 ROOT_URLCONF = "exportsite.urls"
@@ -116,7 +117,22 @@ RQ_QUEUES = {
 # The export engine.
 EXPORT_BATCH_ROWS = env_int("EXPORT_BATCH_ROWS", 65_536, minimum=1_000)
 EXPORT_DEFAULT_ROWS_PER_FILE = env_int("EXPORT_DEFAULT_ROWS_PER_FILE", 5_000_000, minimum=1)
-EXPORT_DOWNLOAD_RETENTION_DAYS = env_int("EXPORT_DOWNLOAD_RETENTION_DAYS", 7, minimum=1)
+EXPORT_DOWNLOAD_RETENTION_DAYS = env_int(
+    "EXPORTS_DOWNLOAD_TTL_DAYS", env_int("EXPORT_DOWNLOAD_RETENTION_DAYS", 7, minimum=1), minimum=1
+)
+
+# The scheduler (`manage.py scheduler`) ticks every SCHEDULER_TICK_SECONDS. Workers write
+# a heartbeat every EXPORT_HEARTBEAT_SECONDS; a running run without one for
+# EXPORT_HEARTBEAT_TIMEOUT seconds failed with WORKER_LOST. A queued run whose job is not
+# in Redis after EXPORT_REQUEUE_AFTER seconds is enqueued again. Runs that failed for a
+# passing reason are retried up to EXPORT_MAX_ATTEMPTS attempts in all, after
+# EXPORT_RETRY_BACKOFF seconds, then twice as long, and so on.
+SCHEDULER_TICK_SECONDS = env_int("SCHEDULER_TICK_SECONDS", 5, minimum=1)
+EXPORT_HEARTBEAT_SECONDS = env_int("EXPORT_HEARTBEAT_SECONDS", 5, minimum=1)
+EXPORT_HEARTBEAT_TIMEOUT = env_int("EXPORT_HEARTBEAT_TIMEOUT", 90, minimum=2)
+EXPORT_REQUEUE_AFTER = env_int("EXPORT_REQUEUE_AFTER", 30, minimum=0)
+EXPORT_MAX_ATTEMPTS = env_int("EXPORT_MAX_ATTEMPTS", 3, minimum=1)
+EXPORT_RETRY_BACKOFF = env_int("EXPORT_RETRY_BACKOFF", 60, minimum=0)
 EXPORT_WORK_DIR = DATA_DIR / "work"
 
 # Delivery to connectors: connection-type failures are retried this many times in all,
@@ -146,6 +162,18 @@ STORAGES = {
     },
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+
+# Report e-mails. The console backend prints them (the embedded default).
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "exports@localhost")
+# Links in e-mails point here.
+SITE_URL = env_str("EXPORTSITE_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")

@@ -14,6 +14,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 os.environ.setdefault("EXPORT_DELIVERY_ATTEMPTS", "2")
 os.environ.setdefault("EXPORT_DELIVERY_BACKOFF", "0")
 os.environ.setdefault("DESTINATION_CONNECT_TIMEOUT", "3")
+# Workers beat every second; the reconciler takes 4 silent seconds for a dead worker.
+os.environ.setdefault("EXPORT_HEARTBEAT_SECONDS", "1")
+os.environ.setdefault("EXPORT_HEARTBEAT_TIMEOUT", "4")
+os.environ.setdefault("EXPORT_REQUEUE_AFTER", "0")
+os.environ.setdefault("EXPORT_RETRY_BACKOFF", "0")
+os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
 
 if "REDIS_URL" not in os.environ:
     from exportsite import embedded

@@ -2,8 +2,8 @@
 
 1. Migrate, seed the demo source (first time only) and make sure an admin exists.
 2. Start the embedded Redis when REDIS_URL is unset.
-3. Start the web server, a worker and the hosted SFTP server, print where to log in,
-   and wait.
+3. Start the web server, a worker, the scheduler and the hosted SFTP server, print
+   where to log in, and wait.
 4. On Ctrl-C or SIGTERM stop them all, then Redis, and exit.
 """
 
@@ -79,6 +79,7 @@ class Command(BaseCommand):
                     "-",
                 ],
                 "worker": [python, "manage.py", "rqworker", settings.EXPORTS_QUEUE],
+                "scheduler": [python, "manage.py", "scheduler"],
                 "sftpd": [python, "manage.py", "sftpd"],
             }
             for name, command in processes.items():

@@ -1,0 +1,182 @@
+"""The scheduler's tick: turn due exports into runs, reconcile lost runs, expire old
+downloads. `manage.py scheduler` calls `tick()` every few seconds.
+
+Exactly once, with any number of schedulers: each due export is handled in its own
+transaction that locks its row (`select_for_update(skip_locked=True)` on PostgreSQL;
+SQLite serialises writers), re-checks that it is still due, and creates the run for one
+slot; a unique constraint on (export, scheduled_for) backs this up. Missed slots (the
+scheduler was down) collapse into one run for the latest of them. A slot whose previous
+run is still going is skipped, and the skip is recorded.
+
+The database is the source of truth, Redis only carries work: a running run whose
+worker stopped writing its heartbeat is failed with WORKER_LOST, a queued run whose job
+vanished from Redis is enqueued again, and runs that failed for a passing reason are
+retried automatically, with backoff, up to EXPORT_MAX_ATTEMPTS attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from exports.models import Export, Run, SkippedSlot
+from exports.notify import notify_run
+from exports.schedule import for_export
+
+logger = logging.getLogger(__name__)
+
+AUTO_RETRY = {
+    Run.ErrorCode.WORKER_LOST,
+    Run.ErrorCode.DESTINATION_UNREACHABLE,
+    Run.ErrorCode.SOURCE_UNAVAILABLE,
+}
+
+
+@dataclass
+class TickReport:
+    created: list[Run] = field(default_factory=list)
+    skipped: list[SkippedSlot] = field(default_factory=list)
+    lost: list[Run] = field(default_factory=list)
+    requeued: list[Run] = field(default_factory=list)
+    retried: list[Run] = field(default_factory=list)
+    expired: list[Run] = field(default_factory=list)
+
+
+def tick(now: datetime | None = None) -> TickReport:
+    now = now or timezone.now()
+    report = TickReport()
+    reconcile(now, report)
+    due = Export.objects.filter(status=Export.Status.SCHEDULED, next_run_at__lte=now).values_list("id", flat=True)
+    for export_id in list(due[:500]):
+        schedule_due(export_id, now, report)
+    expire_downloads(now, report)
+    return report
+
+
+def schedule_due(export_id, now: datetime, report: TickReport | None = None) -> Run | None:
+    report = report or TickReport()
+    from exports.runs import enqueue_run
+
+    with transaction.atomic():
+        due = Export.objects.select_related("dataset").filter(
+            id=export_id, status=Export.Status.SCHEDULED, next_run_at__lte=now
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True, of=("self",))
+        export = due.first()
+        if export is None:
+            return None  # another scheduler has it, or it is no longer due
+        plan = for_export(export)
+        slot = plan.latest_due(export.last_scheduled_for, now) if plan else None
+        if slot is None:
+            slot = export.next_run_at  # brought forward by "Run now"
+        run = None
+        if export.runs.filter(status__in=Run.ACTIVE).exists():
+            skip, created = SkippedSlot.objects.get_or_create(
+                export=export, scheduled_for=slot, defaults={"reason": "the previous run was still in progress"}
+            )
+            if created:
+                report.skipped.append(skip)
+                logger.info("export %s: slot %s skipped, the previous run is still in progress", export.id, slot)
+        elif export.dataset.missing_since is not None:
+            SkippedSlot.objects.get_or_create(
+                export=export, scheduled_for=slot, defaults={"reason": "the dataset no longer exists"}
+            )
+        else:
+            try:
+                with transaction.atomic():
+                    run = Run.objects.create(
+                        export=export,
+                        trigger=Run.Trigger.SCHEDULE,
+                        scheduled_for=slot,
+                        estimated_rows=export.dataset.estimated_rows,
+                    )
+            except IntegrityError:
+                run = None  # the slot's run exists already: created by another scheduler
+            else:
+                report.created.append(run)
+                transaction.on_commit(lambda run_id=run.id: enqueue_run(run_id))
+        export.last_scheduled_for = max(filter(None, [export.last_scheduled_for, slot]))
+        export.next_run_at = plan.next_after(now) if plan else None
+        if export.next_run_at is None:
+            export.status = Export.Status.FINISHED
+        export.save(update_fields=["last_scheduled_for", "next_run_at", "status", "updated_at"])
+    return run
+
+
+def reconcile(now: datetime, report: TickReport | None = None) -> None:
+    """Fail runs whose worker died, re-enqueue queued runs Redis lost, retry what may pass."""
+    import django_rq
+    from rq.job import Job
+
+    from exports.runs import enqueue_run, launch_export
+
+    report = report or TickReport()
+    stale = now - timedelta(seconds=settings.EXPORT_HEARTBEAT_TIMEOUT)
+    lost = Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=stale) | Run.objects.filter(
+        status=Run.Status.RUNNING, heartbeat_at__isnull=True, started_at__lt=stale
+    )
+    for run in lost:
+        if run.fail(
+            Run.ErrorCode.WORKER_LOST,
+            f"the worker stopped reporting at {(run.heartbeat_at or run.started_at):%Y-%m-%d %H:%M:%S} UTC "
+            "(it was killed, or its machine stopped); nothing was delivered",
+        ):
+            shutil.rmtree(settings.EXPORT_WORK_DIR / str(run.id), ignore_errors=True)
+            report.lost.append(run)
+            notify_run(run)
+            logger.warning("run %s: worker lost", run.id)
+
+    grace = now - timedelta(seconds=settings.EXPORT_REQUEUE_AFTER)
+    redis = django_rq.get_connection(settings.EXPORTS_QUEUE)
+    for run in Run.objects.filter(status=Run.Status.QUEUED, queued_at__lt=grace):
+        if not Job.exists(str(run.id), connection=redis):
+            enqueue_run(run.id)
+            report.requeued.append(run)
+            logger.warning("run %s: its job was lost from Redis; enqueued again", run.id)
+
+    retryable = Run.objects.filter(
+        status=Run.Status.FAILED,
+        error_code__in=AUTO_RETRY,
+        attempt__lt=settings.EXPORT_MAX_ATTEMPTS,
+        finished_at__gte=now - timedelta(days=1),
+    ).select_related("export__dataset")
+    for run in retryable:
+        wait = timedelta(seconds=settings.EXPORT_RETRY_BACKOFF * 2 ** (run.attempt - 1))
+        if run.finished_at > now - wait or Run.objects.filter(relaunch_of=run).exists():
+            continue
+        if run.export.status == Export.Status.DRAFT and run.trigger == Run.Trigger.SCHEDULE:
+            continue  # unscheduled meanwhile: leave it
+        try:
+            retry, created = launch_export(run.export, user=None, trigger=Run.Trigger.RETRY, relaunch_of=run)
+        except Exception as exc:  # noqa: BLE001 - a dataset gone missing, say: leave it failed
+            logger.warning("run %s: not retried: %s", run.id, exc)
+            continue
+        if created:
+            report.retried.append(retry)
+
+
+def expire_downloads(now: datetime, report: TickReport | None = None) -> None:
+    """Desktop files past their time are deleted; the run shows as expired."""
+    from exports.delivery import desktop_storage
+
+    report = report or TickReport()
+    storage = desktop_storage()
+    old = Run.objects.filter(
+        status=Run.Status.SUCCEEDED, export__connector__isnull=True, expires_at__lte=now
+    ).prefetch_related("files")
+    for run in old[:200]:
+        if not Run.objects.filter(id=run.id, status=Run.Status.SUCCEEDED).update(status=Run.Status.EXPIRED):
+            continue
+        for run_file in run.files.all():
+            try:
+                storage.delete(run_file.path)
+            except OSError as exc:
+                logger.warning("run %s: could not delete %s: %s", run.id, run_file.path, exc)
+        report.expired.append(run)
