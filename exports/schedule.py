@@ -53,7 +53,8 @@ class Schedule:
     def slot(self, n: int) -> datetime:
         """The n-th run time (n from 0), in UTC."""
         if self.unit == HOUR:
-            return (self.start + timedelta(hours=n * self.interval)).astimezone(UTC)
+            # In UTC: Python adds wall-clock time to an aware datetime in its own zone.
+            return self.start.astimezone(UTC) + timedelta(hours=n * self.interval)
         if self.unit == DAY:
             local = self.start.astimezone(self.tz)
             day = local.date() + timedelta(days=n * self.interval)
@@ -68,7 +69,8 @@ class Schedule:
         if not self.repeats:
             return 0
         if self.unit == HOUR:
-            n = math.floor((moment - self.start).total_seconds() / (self.interval * 3600))
+            elapsed = moment.astimezone(UTC) - self.start.astimezone(UTC)
+            n = math.floor(elapsed.total_seconds() / (self.interval * 3600))
         else:
             days = (moment.astimezone(self.tz).date() - self.start.astimezone(self.tz).date()).days
             n = days // self.interval

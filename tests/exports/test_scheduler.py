@@ -1,0 +1,277 @@
+"""The scheduler's tick under a controlled clock: one run per due slot, catch-up after
+downtime, skips while a run is still going, the end of a schedule, Run now, unschedule
+and schedule again, download expiry, lost jobs, report e-mails, and the schedule step."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import django_rq
+import pytest
+import time_machine
+from django.conf import settings
+from django.urls import reverse
+
+from exports.models import Export, Profile, Run, SkippedSlot
+from exports.scheduler import expire_downloads, tick
+from tests.conftest import PASSWORD
+
+START = datetime(2026, 6, 1, 6, 0, tzinfo=UTC)
+
+
+def repeating(users, demo_database, **fields) -> Export:
+    fields.setdefault("export_type", Export.Type.PERIODIC_FULL)
+    fields.setdefault("schedule_unit", "day")
+    fields.setdefault("schedule_interval", 1)
+    fields.setdefault("schedule_start", START)
+    fields.setdefault("schedule_end", START + timedelta(days=30))
+    return Export.objects.create(
+        name="Daily profiles", owner=users["owner"], dataset=demo_database.datasets.get(name="profiles"), **fields
+    )
+
+
+def finish(run: Run) -> None:
+    Run.objects.filter(id=run.id).update(status=Run.Status.SUCCEEDED, finished_at=run.queued_at)
+
+
+@pytest.mark.django_db
+def test_a_due_slot_becomes_exactly_one_run(users, demo_database, django_capture_on_commit_callbacks):
+    export = repeating(users, demo_database)
+    with time_machine.travel(START - timedelta(hours=1), tick=False):
+        assert export.schedule()
+    assert export.next_run_at == START
+    assert tick(START - timedelta(minutes=1)).created == []
+
+    with django_capture_on_commit_callbacks(execute=True):
+        report = tick(START + timedelta(seconds=5))
+    [run] = report.created
+    assert run.scheduled_for == START and run.trigger == Run.Trigger.SCHEDULE
+    assert tick(START + timedelta(seconds=10)).created == []  # not due any more
+    export.refresh_from_db()
+    assert export.next_run_at == START + timedelta(days=1) and export.last_scheduled_for == START
+    assert django_rq.get_queue(settings.EXPORTS_QUEUE).fetch_job(str(run.id)) is not None
+
+
+@pytest.mark.django_db
+def test_missed_slots_collapse_into_one_catch_up_run(users, demo_database):
+    export = repeating(users, demo_database, schedule_unit="hour", schedule_interval=3)
+    with time_machine.travel(START - timedelta(hours=1), tick=False):
+        export.schedule()
+    first = tick(START).created[0]
+    finish(first)
+    # The scheduler was down for a day and a half.
+    report = tick(START + timedelta(hours=37))
+    [catch_up] = report.created
+    assert catch_up.scheduled_for == START + timedelta(hours=36)
+    export.refresh_from_db()
+    assert export.next_run_at == START + timedelta(hours=39)
+
+
+@pytest.mark.django_db
+def test_a_slot_is_skipped_and_recorded_while_the_previous_run_is_going(users, demo_database):
+    export = repeating(users, demo_database)
+    with time_machine.travel(START - timedelta(hours=1), tick=False):
+        export.schedule()
+    still_running = tick(START).created[0]
+    Run.objects.filter(id=still_running.id).update(status=Run.Status.RUNNING)
+    report = tick(START + timedelta(days=1))
+    assert report.created == []
+    [skip] = report.skipped
+    assert skip.scheduled_for == START + timedelta(days=1) and "still in progress" in skip.reason
+    assert export.runs.count() == 1
+    export.refresh_from_db()
+    assert export.next_run_at == START + timedelta(days=2)
+
+
+@pytest.mark.django_db
+def test_the_schedule_ends_and_the_export_is_finished(users, demo_database):
+    export = repeating(users, demo_database, schedule_end=START + timedelta(days=1, hours=1))
+    with time_machine.travel(START - timedelta(hours=1), tick=False):
+        export.schedule()
+    finish(tick(START).created[0])
+    tick(START + timedelta(days=1))
+    export.refresh_from_db()
+    assert export.status == Export.Status.FINISHED and export.next_run_at is None
+    assert export.runs.count() == 2
+
+
+@pytest.mark.django_db
+def test_run_now_brings_the_next_run_forward(client, users, demo_database):
+    export = repeating(users, demo_database)
+    with time_machine.travel(START - timedelta(hours=5), tick=False):
+        export.schedule()
+        client.login(username="alice", password=PASSWORD)
+        response = client.post(reverse("exports-run-now", args=[export.id]))
+        assert response.status_code == 302
+        [run] = tick().created
+    assert run.scheduled_for == START - timedelta(hours=5)
+    export.refresh_from_db()
+    assert export.next_run_at == START  # the regular slots go on
+
+
+@pytest.mark.django_db
+def test_unschedule_stops_future_runs_and_scheduling_again_continues_from_the_watermark(client, users, demo_database):
+    export = repeating(
+        users, demo_database, export_type=Export.Type.INCREMENTAL, cursor_column="id", watermark={"value": "250"}
+    )
+    with time_machine.travel(START - timedelta(hours=1), tick=False):
+        export.schedule()
+    running = tick(START).created[0]
+    Run.objects.filter(id=running.id).update(status=Run.Status.RUNNING)
+    client.login(username="alice", password=PASSWORD)
+    with time_machine.travel(START + timedelta(hours=1), tick=False):
+        client.post(reverse("exports-unschedule", args=[export.id]))
+    export.refresh_from_db()
+    assert export.status == Export.Status.DRAFT and export.next_run_at is None
+    assert Run.objects.get(id=running.id).status == Run.Status.RUNNING  # it finishes
+    assert tick(START + timedelta(days=3)).created == []
+
+    finish(running)
+    with time_machine.travel(START + timedelta(days=3, hours=2), tick=False):
+        client.post(reverse("exports-schedule", args=[export.id]))
+    export.refresh_from_db()
+    assert export.status == Export.Status.SCHEDULED
+    assert export.next_run_at == START + timedelta(days=4)  # no catch-up of the draft days
+    assert export.watermark == {"value": "250"}
+    client.get(reverse("exports-reset-watermark", args=[export.id]))
+    client.post(reverse("exports-reset-watermark", args=[export.id]))
+    export.refresh_from_db()
+    assert export.watermark is None
+
+
+@pytest.mark.django_db
+def test_expired_downloads_are_deleted_and_shown_expired(users, demo_database, tmp_path):
+    from exports.delivery import desktop_storage
+    from exports.models import RunFile
+
+    export = Export.objects.create(name="x", owner=users["owner"], dataset=demo_database.datasets.get(name="profiles"))
+    storage = desktop_storage()
+    path = storage.save(f"{export.id}/old/file-1.csv", __import__("io").BytesIO(b"id\n1\n"))
+    run = Run.objects.create(
+        export=export, status=Run.Status.SUCCEEDED, expires_at=START - timedelta(seconds=1), finished_at=START
+    )
+    RunFile.objects.create(run=run, part=1, name="file-1.csv", path=path, size_bytes=5, rows=1, sha256="0" * 64)
+    expire_downloads(START)
+    run.refresh_from_db()
+    assert run.status == Run.Status.EXPIRED and not run.is_downloadable
+    assert not storage.exists(path)
+
+
+@pytest.mark.django_db
+def test_the_schedule_step_refuses_bad_combinations_and_previews_five_runs(client, users, demo_database):
+    owner = users["owner"]
+    Profile.objects.create(user=owner, time_zone="Europe/Brussels")
+    export = Export.objects.create(name="Feed", owner=owner, dataset=demo_database.datasets.get(name="interactions"))
+    client.login(username="alice", password=PASSWORD)
+    url = reverse("exports-wizard", args=[export.id, "schedule"])
+    with time_machine.travel(datetime(2026, 3, 20, 12, 0, tzinfo=UTC), tick=False):
+        cases = [
+            ({"export_type": "one_shot", "schedule_start": "2026-03-19T10:00"}, "schedule_start", "in the past"),
+            ({"export_type": "periodic_full", "cadence": "day"}, "schedule_start", "needs a start"),
+            (
+                {"export_type": "periodic_full", "schedule_start": "2026-03-21T06:00", "cadence": "3h"},
+                "cadence",
+                "once a day",
+            ),
+            (
+                {"export_type": "incremental", "schedule_start": "2026-03-21T06:00", "cadence": "5h"},
+                "cadence",
+                "Select a valid",
+            ),
+            (
+                {
+                    "export_type": "incremental",
+                    "schedule_start": "2026-03-21T06:00",
+                    "schedule_end": "2026-03-20T06:00",
+                },
+                "schedule_end",
+                "after the start",
+            ),
+            (
+                {"export_type": "incremental", "schedule_start": "2026-03-21T06:00", "cadence": "3h"},
+                "cursor_column",
+                "cursor",
+            ),
+            (
+                {"export_type": "incremental", "schedule_start": "2026-03-21T06:00", "cursor_column": "channel"},
+                "cursor_column",
+                "Select a valid",
+            ),
+        ]
+        for data, field, message in cases:
+            response = client.post(url, data)
+            assert response.status_code == 200, data
+            errors = response.context["form"].errors
+            assert field in errors and message in " ".join(errors[field]), (data, errors)
+
+        preview = client.get(
+            reverse("exports-schedule-preview", args=[export.id]),
+            {"export_type": "periodic_full", "schedule_start": "2026-03-27T06:00", "cadence": "day"},
+            HTTP_HX_REQUEST="true",
+        ).content.decode()
+        assert preview.count("06:00") == 5 and "CET" in preview and "CEST" in preview  # across the DST change
+
+        response = client.post(
+            url,
+            {
+                "export_type": "incremental",
+                "schedule_start": "2026-03-21T06:00",
+                "cadence": "6h",
+                "cursor_column": "id",
+            },
+        )
+        assert response.status_code == 302
+    export.refresh_from_db()
+    assert export.schedule_start == datetime(2026, 3, 21, 5, 0, tzinfo=UTC)  # 06:00 Brussels, stored in UTC
+    assert export.schedule_end == datetime(2026, 9, 21, 4, 0, tzinfo=UTC)  # six months later, 06:00 summer time
+    assert (export.schedule_unit, export.schedule_interval, export.schedule_timezone) == ("hour", 6, "Europe/Brussels")
+    page = client.get(url).content.decode()
+    assert 'value="2026-09-21T06:00"' in page  # the end is shown, editable, in the user's zone
+
+
+@pytest.mark.django_db
+def test_the_scheduled_tab_warns_when_the_end_is_near(client, users, demo_database):
+    export = repeating(users, demo_database, schedule_end=START + timedelta(days=10))
+    with time_machine.travel(START - timedelta(hours=1), tick=False):
+        export.schedule()
+        client.login(username="alice", password=PASSWORD)
+        page = client.get(reverse("exports-list") + "?tab=scheduled").content.decode()
+    assert "ends in 1\xa0week, 3\xa0days" in page and "Run now" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_run_mails_its_report_to_the_recipients(users, demo_database, worker):
+    from exports.runs import launch_export
+
+    mail_dir = Path(settings.EMAIL_FILE_PATH)
+    before = set(mail_dir.glob("*")) if mail_dir.exists() else set()
+    database = demo_database
+    export = Export.objects.create(
+        name="Broken feed",
+        owner=users["owner"],
+        dataset=database.datasets.get(name="profiles"),
+        filters=[{"column": "nope", "operator": "eq", "value": "1"}],
+        report_recipients="ops@example.com, bi@example.com",
+    )
+    run, _ = launch_export(export, user=users["owner"])
+    worker()
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED
+    [mail] = [path for path in mail_dir.glob("*") if path not in before]
+    text = mail.read_text()
+    assert "To: ops@example.com, bi@example.com" in text
+    assert "Broken feed: run failed (SOURCE_QUERY_FAILED)" in text
+    assert f"http://127.0.0.1:8000/runs/{run.id}/" in text
+
+
+@pytest.mark.django_db
+def test_two_schedulers_in_one_database_never_share_a_slot(users, demo_database):
+    """The constraint that backs the row lock: a second run for a slot is refused."""
+    from django.db import IntegrityError, transaction
+
+    export = repeating(users, demo_database)
+    Run.objects.create(export=export, scheduled_for=START, status=Run.Status.SUCCEEDED)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Run.objects.create(export=export, scheduled_for=START, status=Run.Status.SUCCEEDED)
+    assert not SkippedSlot.objects.exists()
