@@ -151,6 +151,17 @@ class ScheduleStepForm(forms.ModelForm):
         help_text="Timestamp cursors only: rows newer than this are left for the next run.",
     )
 
+    field_order = [
+        "export_type",
+        "schedule_start",
+        "cadence",
+        "schedule_end",
+        "cursor_column",
+        "safety_lag_minutes",
+        "report_recipients",
+        "notify_on_success",
+    ]
+
     class Meta:
         model = Export
         fields = ["export_type", "schedule_start", "schedule_end", "report_recipients", "notify_on_success"]
