@@ -196,6 +196,7 @@ class Export(models.Model):
                     "status",
                     "next_run_at",
                     "watermark",
+                    "last_scheduled_for",
                     "copied_from",
                     "created_at",
                     "updated_at",
@@ -229,7 +230,7 @@ class Export(models.Model):
             raise ValueError("it has no start time")
         first = plan.slot(0) if plan.slot(0) >= now else plan.next_after(now)
         if first is None:
-            raise ValueError("its end time has passed: no run is left")
+            raise ValueError("no run time is left: its start (one shot) or its end has passed")
         updated = Export.objects.filter(id=self.id, status=self.Status.DRAFT).update(
             status=self.Status.SCHEDULED,
             next_run_at=first,
