@@ -152,3 +152,66 @@ def test_a_failed_delivery_leaves_the_watermark_where_it_was(users, demo_databas
     export.refresh_from_db()
     assert export.watermark == {"column": "id", "value": "100"}
     assert s3.objects(f"watermark/{export.id}/") == []
+
+
+class _FakeReader:
+    """Stands in for the source: only the high-water mark matters here."""
+
+    def __init__(self, high):
+        self.high = high
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def max_value(self, column):
+        return self.high
+
+
+def test_the_safety_lag_leaves_the_newest_timestamps_for_the_next_run(users, demo_database):
+    from datetime import UTC, datetime
+
+    from exports.incremental import window_for
+
+    interactions = demo_database.datasets.get(name="interactions")
+    export = Export(
+        dataset=interactions,
+        export_type=Export.Type.INCREMENTAL,
+        cursor_column="occurred_at",
+        safety_lag_seconds=600,
+        watermark={"value": "2026-11-23T11:00:00+00:00"},
+    )
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    window = window_for(export, lambda: _FakeReader("2026-11-23T11:58:00+00:00"), now)
+    assert (window.low, window.high) == ("2026-11-23T11:00:00+00:00", "2026-11-23T11:50:00+00:00")
+    assert window.filters() == [
+        {"column": "occurred_at", "operator": "gt", "value": "2026-11-23T11:00:00+00:00"},
+        {"column": "occurred_at", "operator": "lte", "value": "2026-11-23T11:50:00+00:00"},
+    ]
+    # Nothing older than the lag is new: the window is empty and the watermark stays.
+    window = window_for(export, lambda: _FakeReader("2026-11-23T10:00:00+00:00"), now)
+    assert window.high == window.low == window.next_watermark == "2026-11-23T11:00:00+00:00"
+
+
+def test_a_successful_run_mails_only_when_asked(users, demo_database, settings):
+    from django.core import mail
+
+    from exports.notify import notify_run
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    export = Export.objects.create(
+        name="Nightly",
+        owner=users["owner"],
+        dataset=demo_database.datasets.get(name="profiles"),
+        report_recipients="bi@example.com",
+    )
+    run = Run.objects.create(export=export, status=Run.Status.SUCCEEDED, row_count=400)
+    assert not notify_run(run) and mail.outbox == []
+    export.notify_on_success = True
+    export.save()
+    run.refresh_from_db()
+    assert notify_run(run)
+    [message] = mail.outbox
+    assert message.subject == "[Exports] Nightly: run succeeded" and "Rows:         400" in message.body

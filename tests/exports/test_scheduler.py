@@ -275,3 +275,57 @@ def test_two_schedulers_in_one_database_never_share_a_slot(users, demo_database)
     with pytest.raises(IntegrityError), transaction.atomic():
         Run.objects.create(export=export, scheduled_for=START, status=Run.Status.SUCCEEDED)
     assert not SkippedSlot.objects.exists()
+
+
+BRUSSELS = "Europe/Brussels"
+CADENCES = [
+    (Export.Type.ONE_SHOT, "", None),
+    (Export.Type.PERIODIC_FULL, "day", 1),
+    (Export.Type.INCREMENTAL, "day", 1),
+    (Export.Type.INCREMENTAL, "hour", 3),
+    (Export.Type.INCREMENTAL, "hour", 6),
+    (Export.Type.INCREMENTAL, "hour", 9),
+    (Export.Type.INCREMENTAL, "hour", 12),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("export_type", "unit", "interval"), CADENCES)
+@pytest.mark.parametrize("change", ["2026-03-29", "2026-10-25"])  # spring forward, fall back
+def test_the_clock_runs_through_a_dst_change_and_every_slot_runs_once_on_time(
+    users, demo_database, export_type, unit, interval, change
+):
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(BRUSSELS)
+    start = datetime.fromisoformat(f"{change}T06:00").replace(tzinfo=zone) - timedelta(days=2)
+    export = repeating(
+        users,
+        demo_database,
+        export_type=export_type,
+        schedule_unit=unit,
+        schedule_interval=interval,
+        schedule_start=start,
+        schedule_end=None if export_type == Export.Type.ONE_SHOT else start + timedelta(days=10),
+        schedule_timezone=BRUSSELS,
+        cursor_column="id",
+    )
+    with time_machine.travel(start - timedelta(hours=1), tick=False) as clock:
+        export.schedule()
+        for _ in range(4 * 24 * 4 - 1):  # four days less 15 minutes, in 15-minute ticks
+            clock.shift(timedelta(minutes=15))
+            for run in tick().created:
+                finish(run)
+    slots = sorted(export.runs.values_list("scheduled_for", flat=True))
+    assert not SkippedSlot.objects.filter(export=export).exists()
+    if export_type == Export.Type.ONE_SHOT:
+        assert slots == [start]
+    elif unit == "day":
+        assert [slot.astimezone(zone).strftime("%d %H:%M") for slot in slots] == [
+            (start + timedelta(days=n)).strftime("%d 06:00") for n in range(4)
+        ]
+    else:
+        assert {later - earlier for earlier, later in zip(slots, slots[1:], strict=False)} == {
+            timedelta(hours=interval)
+        }
+        assert slots[0] == start and len(slots) == 4 * 24 // interval + (1 if (4 * 24) % interval else 0)
