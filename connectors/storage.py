@@ -120,6 +120,32 @@ class Destination:
             pass
 
 
+class StorageDestination(Destination):
+    """A destination whose store is a Django storage backend (`self.storage`):
+    `save()` streams from the file it is given."""
+
+    storage = None
+
+    def upload(self, local_path: str, name: str) -> None:
+        with open(local_path, "rb") as fh:
+            self.storage.save(name, File(fh))
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self.storage.save(name, File(io.BytesIO(data)))
+
+    def listdir(self, folder: str) -> list[str]:
+        try:
+            return self.storage.listdir(folder)[1]
+        except FileNotFoundError:
+            return []
+
+    def delete(self, name: str) -> None:
+        try:
+            self.storage.delete(name)
+        except FileNotFoundError:
+            pass
+
+
 def _http_problem(status: int | None, code: str = "") -> Problem:
     if code in {"NoSuchBucket", "ContainerNotFound", "NoSuchKey", "BucketNotFound"}:
         return Problem.NOT_FOUND
@@ -160,7 +186,7 @@ def _bounded_transfer_config():
     return config
 
 
-class S3Destination(Destination):
+class S3Destination(StorageDestination):
     kind = Connector.Kind.S3
 
     def __init__(self, connector: Connector):
@@ -195,19 +221,6 @@ class S3Destination(Destination):
         # Not HeadBucket: its answers have no body, so a bad key and a refusal both read "403".
         client = self.storage.connection.meta.client
         client.list_objects_v2(Bucket=self.storage.bucket_name, Prefix=self.root, MaxKeys=1)
-
-    def upload(self, local_path: str, name: str) -> None:
-        with open(local_path, "rb") as fh:
-            self.storage.save(name, File(fh))
-
-    def write_bytes(self, name: str, data: bytes) -> None:
-        self.storage.save(name, File(io.BytesIO(data)))
-
-    def listdir(self, folder: str) -> list[str]:
-        return self.storage.listdir(folder)[1]
-
-    def delete(self, name: str) -> None:
-        self.storage.delete(name)
 
     def classify(self, exc: Exception) -> DestinationError:
         from boto3.exceptions import S3UploadFailedError
@@ -337,7 +350,7 @@ class GCSDestination(Destination):
 # Azure Blob Storage ------------------------------------------------------------
 
 
-class AzureDestination(Destination):
+class AzureDestination(StorageDestination):
     kind = Connector.Kind.AZURE_BLOB
 
     def __init__(self, connector: Connector):
@@ -380,13 +393,6 @@ class AzureDestination(Destination):
     def check(self) -> None:
         self.storage.client.get_container_properties()
 
-    def upload(self, local_path: str, name: str) -> None:
-        with open(local_path, "rb") as fh:
-            self.storage.save(name, File(fh))
-
-    def write_bytes(self, name: str, data: bytes) -> None:
-        self.storage.save(name, File(io.BytesIO(data)))
-
     def listdir(self, folder: str) -> list[str]:
         # This backend lists recursively with full names (see STACK.md): keep the direct children.
         full = posixpath.join(self.root, folder.strip("/")) if self.root else folder.strip("/")
@@ -394,9 +400,6 @@ class AzureDestination(Destination):
         names = self.storage.listdir(folder)[1]
         direct = [name[len(prefix) :] if name.startswith(prefix) else name for name in names]
         return [name for name in direct if "/" not in name]
-
-    def delete(self, name: str) -> None:
-        self.storage.delete(name)
 
     def close(self) -> None:
         if self.storage._service_client is not None:
@@ -443,7 +446,7 @@ def _load_private_key(text: str, passphrase: str):
     raise DestinationError(Problem.CONFIG, "the private key can't be read (wrong passphrase, or not an SSH key)")
 
 
-class SFTPDestination(Destination):
+class SFTPDestination(StorageDestination):
     kind = Connector.Kind.SFTP
 
     def __init__(self, connector: Connector):
@@ -508,25 +511,6 @@ class SFTPDestination(Destination):
         if not stat.S_ISDIR(attributes.st_mode or 0):
             raise DestinationError(Problem.NOT_FOUND, f"{folder!r} on the server is not a folder")
 
-    def upload(self, local_path: str, name: str) -> None:
-        with open(local_path, "rb") as fh:
-            self.storage.save(name, File(fh))
-
-    def write_bytes(self, name: str, data: bytes) -> None:
-        self.storage.save(name, File(io.BytesIO(data)))
-
-    def listdir(self, folder: str) -> list[str]:
-        try:
-            return self.storage.listdir(folder)[1]
-        except FileNotFoundError:
-            return []
-
-    def delete(self, name: str) -> None:
-        try:
-            self.storage.delete(name)
-        except FileNotFoundError:
-            pass
-
     def close(self) -> None:
         self.storage.close()
 
@@ -549,7 +533,7 @@ class SFTPDestination(Destination):
         return super().classify(exc)
 
 
-class HostedSFTPDestination(Destination):
+class HostedSFTPDestination(StorageDestination):
     """Our own SFTP server: files go straight into the owner's zone on local disk."""
 
     kind = Connector.Kind.HOSTED_SFTP
@@ -561,22 +545,6 @@ class HostedSFTPDestination(Destination):
 
     def check(self) -> None:
         self.location.mkdir(parents=True, exist_ok=True)
-
-    def upload(self, local_path: str, name: str) -> None:
-        with open(local_path, "rb") as fh:
-            self.storage.save(name, File(fh))
-
-    def write_bytes(self, name: str, data: bytes) -> None:
-        self.storage.save(name, File(io.BytesIO(data)))
-
-    def listdir(self, folder: str) -> list[str]:
-        try:
-            return self.storage.listdir(folder)[1]
-        except FileNotFoundError:
-            return []
-
-    def delete(self, name: str) -> None:
-        self.storage.delete(name)
 
     def classify(self, exc: Exception) -> DestinationError:
         if isinstance(exc, PermissionError):
