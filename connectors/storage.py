@@ -435,14 +435,13 @@ class AzureDestination(StorageDestination):
 def _load_private_key(text: str, passphrase: str):
     import paramiko
 
-    problems = []
     for key_class in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
         try:
             return key_class.from_private_key(io.StringIO(text), password=passphrase or None)
         except paramiko.PasswordRequiredException:
             raise DestinationError(Problem.CONFIG, "the private key is encrypted: give its passphrase") from None
-        except (paramiko.SSHException, ValueError) as exc:
-            problems.append(str(exc))
+        except (paramiko.SSHException, ValueError):
+            continue  # not this key type: try the next
     raise DestinationError(Problem.CONFIG, "the private key can't be read (wrong passphrase, or not an SSH key)")
 
 

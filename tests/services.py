@@ -122,9 +122,16 @@ def azurite_connection_string(port: int, key: str = AZURITE_KEY) -> str:
 
 
 def start_external_sftp(
-    log_dir: Path, root: Path, host_key: Path, *, user: str, password: str, port: int | None = None
+    log_dir: Path,
+    root: Path,
+    host_key: Path,
+    *,
+    user: str,
+    password: str,
+    authorized_key: str = "",
+    port: int | None = None,
 ) -> Service:
-    """An SFTP server that is not ours: password login for one user, chrooted to `root`."""
+    """An SFTP server that is not ours: password or key login for one user, chrooted to `root`."""
     port = port or free_port()
     command = [
         sys.executable,
@@ -138,7 +145,8 @@ def start_external_sftp(
         "--user",
         user,
     ]
-    return _start("external-sftp", command, log_dir, port, env={"EXTERNAL_SFTP_PASSWORD": password})
+    env = {"EXTERNAL_SFTP_PASSWORD": password, "EXTERNAL_SFTP_AUTHORIZED_KEYS": authorized_key}
+    return _start("external-sftp", command, log_dir, port, env=env)
 
 
 def start_sftpd(log_dir: Path, database_url: str) -> Service:

@@ -20,6 +20,11 @@ GCS_BUCKET = "exports-gcs"
 AZURE_CONTAINER = "exports-container"
 SFTP_USER = "acme"
 SFTP_PASSWORD = "sftp-password-Zq83"
+SFTP_KEY_PASSPHRASE = "key-passphrase-71x"
+# A client key the external server accepts: RSA, encrypted with a passphrase.
+_CLIENT_KEY = asyncssh.generate_private_key("ssh-rsa", key_size=2048)
+SFTP_CLIENT_KEY = _CLIENT_KEY.export_private_key("openssh", passphrase=SFTP_KEY_PASSPHRASE).decode()
+SFTP_CLIENT_PUBLIC_KEY = _CLIENT_KEY.export_public_key("openssh").decode()
 
 
 @dataclass
@@ -238,7 +243,13 @@ class SFTPSide:
 
     def start(self) -> None:
         self.service = services.start_external_sftp(
-            self.logs, self.root, self.host_key, user=SFTP_USER, password=SFTP_PASSWORD, port=self.service.port
+            self.logs,
+            self.root,
+            self.host_key,
+            user=SFTP_USER,
+            password=SFTP_PASSWORD,
+            authorized_key=SFTP_CLIENT_PUBLIC_KEY,
+            port=self.service.port,
         )
 
     def connector(self, owner, *, base_path="/upload", pin=True, **options) -> Connector:
@@ -301,7 +312,9 @@ def external_sftp(service_logs, tmp_path_factory):
     (root / "upload").mkdir()
     host_key = tmp_path_factory.mktemp("external-sftp-key") / "host_key"
     fingerprint = write_host_key(host_key)
-    service = services.start_external_sftp(service_logs, root, host_key, user=SFTP_USER, password=SFTP_PASSWORD)
+    service = services.start_external_sftp(
+        service_logs, root, host_key, user=SFTP_USER, password=SFTP_PASSWORD, authorized_key=SFTP_CLIENT_PUBLIC_KEY
+    )
     side = SFTPSide(root, host_key, fingerprint, service, service_logs)
     yield side
     side.service.stop()

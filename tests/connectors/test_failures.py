@@ -216,3 +216,33 @@ def test_an_unpinned_sftp_server_must_be_confirmed_first(client, users, demo_dat
     client.post(reverse("connectors-trust-host-key", args=[connector.id]), {"fingerprint": external_sftp.fingerprint})
     connector.refresh_from_db()
     assert probe(connector).ok
+
+
+def test_an_sftp_connector_signs_in_with_an_encrypted_private_key(client, users, demo_database, worker, external_sftp):
+    from connectors.models import Connector
+    from tests.stores import SFTP_CLIENT_KEY, SFTP_KEY_PASSPHRASE
+
+    owner = users["owner"]
+    client.login(username=owner.username, password=PASSWORD)
+    data = {
+        "kind": "sftp",
+        "name": "SFTP by key",
+        "base_path": "/upload",
+        "host": "127.0.0.1",
+        "port": external_sftp.port,
+        "username": "acme",
+        "auth": "private_key",
+        "private_key": SFTP_CLIENT_KEY,
+        "host_key_fingerprint": external_sftp.fingerprint,
+    }
+    response = client.post(reverse("connectors-new") + "?kind=sftp", data)
+    assert "give its passphrase" in response.content.decode()  # refused without it
+    response = client.post(reverse("connectors-new") + "?kind=sftp", {**data, "passphrase": SFTP_KEY_PASSPHRASE})
+    assert response.status_code == 302
+    connector = Connector.objects.get(name="SFTP by key")
+    assert set(connector.secret_values()) == {"private_key", "passphrase"}
+    assert probe(connector).ok
+    export = export_to(connector, owner, demo_database.datasets.get(name="profiles"))
+    run = run_once(export, owner, worker)
+    assert run.status == Run.Status.SUCCEEDED, run.error_message
+    check_delivery(external_sftp.objects(f"/upload/{export.id}"), run, run.delivery_folder)
