@@ -56,11 +56,22 @@ class _Server(asyncssh.SSHServer):
         logger.info("sftpd: %s logged in from %s", self._conn.get_extra_info("username"), self._peer)
 
 
+class _ZoneServer(asyncssh.SFTPServer):
+    """SFTP inside one zone. Links are refused outright: asyncssh keeps their targets in
+    the chroot, and a delivery folder has no use for them anyway."""
+
+    def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        raise asyncssh.SFTPPermissionDenied("links are not allowed here")
+
+    def link(self, oldpath: bytes, newpath: bytes) -> None:
+        raise asyncssh.SFTPPermissionDenied("links are not allowed here")
+
+
 def _sftp_factory(chan: asyncssh.SSHServerChannel) -> asyncssh.SFTPServer:
     login = chan.get_extra_info("username")
     zone = zone_path(login)
     zone.mkdir(parents=True, exist_ok=True)
-    return asyncssh.SFTPServer(chan, chroot=str(zone).encode())
+    return _ZoneServer(chan, chroot=str(zone).encode())
 
 
 async def serve(host: str, port: int, *, ready=None) -> None:

@@ -133,6 +133,8 @@ def test_each_user_sees_only_their_own_zone(client, users, demo_database, worker
     escaped = sftp(bob_key, "bob", sftpd.service.port, f"get ../alice/exports/{export.id}/tnfs/*\n", tmp_path)
     assert escaped.returncode != 0
     assert not list(tmp_path.glob("*.tnf"))
+    linked = sftp(bob_key, "bob", sftpd.service.port, "symlink ../alice escape\n", tmp_path)
+    assert linked.returncode != 0 and "denied" in linked.stderr.lower()
     # Bob's key does not open Alice's zone, and Alice's opens it.
     assert sftp(bob_key, "alice", sftpd.service.port, "ls /\n", tmp_path).returncode != 0
     assert sftp(owner_key, "alice", sftpd.service.port, f"ls /exports/{export.id}\n", tmp_path).returncode == 0
