@@ -13,7 +13,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from connectors.errors import DestinationError
-from connectors.models import Connector, login_for
+from connectors.models import Connector, KeyEvent, login_for
 from connectors.sshkeys import FINGERPRINT, normalize_fingerprint
 from exports.layout import validate_template
 
@@ -269,17 +269,10 @@ class ConnectorForm(forms.Form):
             connector.clear_secrets(sorted(unused - _SECRETS_BY_AUTH[auth]))
         creating = connector._state.adding
         if creating and self.kind == Connector.Kind.HOSTED_SFTP:
-            connector.new_key_pair(by=self.owner)
+            connector.new_key_pair()
         connector.save()
         if creating and self.kind == Connector.Kind.HOSTED_SFTP:
-            from connectors.models import KeyEvent
-
-            KeyEvent.objects.create(
-                connector=connector,
-                user=self.owner,
-                action=KeyEvent.Action.CREATED,
-                fingerprint=connector.key_fingerprint,
-            )
+            connector.record_key_event(KeyEvent.Action.CREATED, self.owner)
         return connector
 
     def option_fields(self):

@@ -145,7 +145,7 @@ class Connector(models.Model):
         """The hosted SFTP user's private folder, the root of what they see over SFTP."""
         return zone_path(self.sftp_login)
 
-    def new_key_pair(self, *, by) -> None:
+    def new_key_pair(self) -> None:
         """Give a hosted SFTP connector a fresh key pair; the old key stops working at once."""
         from connectors.sshkeys import generate_key_pair
 
@@ -160,10 +160,13 @@ class Connector(models.Model):
 
     @transaction.atomic
     def rotate_key(self, *, by) -> None:
-        self.new_key_pair(by=by)
+        self.new_key_pair()
         self.save(update_fields=["options", "secrets", "updated_at"])
-        KeyEvent.objects.create(
-            connector=self, user=by, action=KeyEvent.Action.ROTATED, fingerprint=self.key_fingerprint
+        self.record_key_event(KeyEvent.Action.ROTATED, by)
+
+    def record_key_event(self, action: str, user, ip_address: str | None = None) -> KeyEvent:
+        return KeyEvent.objects.create(
+            connector=self, user=user, action=action, fingerprint=self.key_fingerprint, ip_address=ip_address
         )
 
     def in_use_by(self):

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
 from django.conf import settings
+
+from exportsite.env import create_owner_only
 
 FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
 
@@ -58,15 +59,10 @@ def load_or_create_host_key() -> asyncssh.SSHKey:
     """Our SFTP server's host key, created (owner-only) on first use and kept in the data folder."""
     path = host_key_path()
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = asyncssh.generate_private_key("ssh-ed25519", comment="exportsite sftpd")
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
-            pass
-        else:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(key.export_private_key("openssh"))
+        create_owner_only(
+            path,
+            lambda: asyncssh.generate_private_key("ssh-ed25519", comment="exportsite sftpd").export_private_key(),
+        )
     return asyncssh.read_private_key(str(path))
 
 

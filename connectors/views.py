@@ -135,25 +135,21 @@ def connectors_delete(request, connector_id):
     )
 
 
-def _client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+def _get_hosted_key_for_owner(request, connector_id) -> Connector:
+    """A hosted SFTP connector whose key pages the requester may use: its owner only."""
+    connector = _get_connector_for_user(request, connector_id)
+    if not connector.is_hosted_sftp:
+        raise Http404("only hosted SFTP connectors have an SSH key")
+    if not can_download_key(request.user, connector):
+        raise PermissionDenied("only the connector's owner may download or rotate its private key")
+    return connector
 
 
 @login_required
 def connectors_key_download(request, connector_id):
     """The hosted SFTP private key, for the connector's owner only; every download is logged."""
-    connector = _get_connector_for_user(request, connector_id)
-    if not connector.is_hosted_sftp:
-        raise Http404("only hosted SFTP connectors have a key to download")
-    if not can_download_key(request.user, connector):
-        raise PermissionDenied("only the connector's owner may download its private key")
-    KeyEvent.objects.create(
-        connector=connector,
-        user=request.user,
-        action=KeyEvent.Action.DOWNLOADED,
-        fingerprint=connector.key_fingerprint,
-        ip_address=_client_ip(request),
-    )
+    connector = _get_hosted_key_for_owner(request, connector_id)
+    connector.record_key_event(KeyEvent.Action.DOWNLOADED, request.user, request.META.get("REMOTE_ADDR") or None)
     response = HttpResponse(connector.secret("private_key"), content_type="application/x-pem-file")
     response["Content-Disposition"] = f'attachment; filename="{connector.sftp_login}-{str(connector.id)[:8]}.key"'
     response["Cache-Control"] = "no-store"
@@ -163,11 +159,7 @@ def connectors_key_download(request, connector_id):
 @login_required
 def connectors_key_rotate(request, connector_id):
     """Asks first (GET), then replaces the key pair (POST)."""
-    connector = _get_connector_for_user(request, connector_id)
-    if not connector.is_hosted_sftp:
-        raise Http404("only hosted SFTP connectors have a key to rotate")
-    if not can_download_key(request.user, connector):
-        raise PermissionDenied("only the connector's owner may rotate its key")
+    connector = _get_hosted_key_for_owner(request, connector_id)
     if request.method != "POST":
         return render(request, "connectors/rotate_modal.html", {"connector": connector, "as_modal": bool(request.htmx)})
     connector.rotate_key(by=request.user)

@@ -312,23 +312,12 @@ def exports_folder_preview(request, export_id):
     from connectors.models import Connector
 
     export = _get_export_for_user(request, export_id)
-    connector = (
-        Connector.objects.filter(id=request.GET.get("connector") or None).first()
-        if _is_uuid(request.GET.get("connector"))
-        else None
-    )
+    try:
+        connector = Connector.objects.filter(id=request.GET.get("connector") or None).first()
+    except ValidationError:  # not a UUID: Desktop
+        connector = None
     preview = destination_preview(export, connector, request.GET.get("folder_template", ""))
     return render(request, "exports/_folder_preview.html", {"preview": preview})
-
-
-def _is_uuid(value) -> bool:
-    import uuid
-
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
 
 
 @login_required

@@ -53,6 +53,20 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def create_owner_only(path: Path, content) -> bool:
+    """Create `path` readable by its owner only, with `content()` (str or bytes); False
+    when it exists already (another process may have made it first)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    data = content()
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
+    return True
+
+
 def env_secret(name: str, *, fallback_file: Path | None = None, generate=None) -> str:
     """Read a secret from NAME, or from the file named by NAME_FILE.
 
@@ -72,13 +86,5 @@ def env_secret(name: str, *, fallback_file: Path | None = None, generate=None) -
     if fallback_file is None:
         raise ImproperlyConfigured(f"{name} (or {name}_FILE) must be set")
     if not fallback_file.exists():
-        fallback_file.parent.mkdir(parents=True, exist_ok=True)
-        generate = generate or (lambda: secrets.token_urlsafe(50))
-        try:
-            fd = os.open(fallback_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it first
-            pass
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(generate())
+        create_owner_only(fallback_file, generate or (lambda: secrets.token_urlsafe(50)))
     return fallback_file.read_text().strip()

@@ -336,7 +336,7 @@ class HostedSide:
             base_path=base_path,
             options={"login": login_for(owner)},
         )
-        connector.new_key_pair(by=owner)
+        connector.new_key_pair()
         connector.save()
         return connector
 

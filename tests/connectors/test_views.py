@@ -189,3 +189,11 @@ def test_the_wizard_delivers_to_a_chosen_connector_and_previews_the_path(client,
     assert export.connector_id == connector.id and export.folder_template == "%DATETIME(YYYYMMdd)%"
     summary = client.get(reverse("exports-wizard", args=[export.id, "summary"])).content.decode()
     assert "Team bucket" in summary
+
+
+@pytest.mark.django_db
+def test_the_path_preview_takes_a_malformed_connector_id_for_desktop(client, users, demo_database):
+    export = Export.objects.create(name="x", owner=users["owner"], dataset=demo_database.datasets.get(name="profiles"))
+    login(client, users["owner"])
+    response = client.get(reverse("exports-folder-preview", args=[export.id]), {"connector": "not-a-uuid"})
+    assert response.status_code == 200 and b"<dt>Download</dt>" in response.content
