@@ -61,7 +61,7 @@ class ManageQuery:
         return condition
 
 
-def _order(queryset: QuerySet, sort: str, **columns: str) -> QuerySet:
+def order_rows(queryset: QuerySet, sort: str, **columns: str) -> QuerySet:
     column = columns[sort.lstrip("-")]
     expression = F(column).desc(nulls_last=True) if sort.startswith("-") else F(column).asc(nulls_last=True)
     return queryset.order_by(expression, "pk")
@@ -77,7 +77,7 @@ def exports_for(query: ManageQuery, status: str) -> QuerySet:
             last_run_status=Subquery(latest.values("status")[:1]),
         )
     )
-    return _order(queryset, query.sort, name="name", last_run="last_run_at", next_run="next_run_at")
+    return order_rows(queryset, query.sort, name="name", last_run="last_run_at", next_run="next_run_at")
 
 
 def runs_for(query: ManageQuery, statuses: list[str]) -> QuerySet:
@@ -85,7 +85,7 @@ def runs_for(query: ManageQuery, statuses: list[str]) -> QuerySet:
     queryset = Run.objects.filter(query.export_filter("export__"), status__in=wanted).select_related(
         "export__dataset__database", "export__owner"
     )
-    return _order(queryset, query.sort, name="export__name", last_run="queued_at", next_run="export__next_run_at")
+    return order_rows(queryset, query.sort, name="export__name", last_run="queued_at", next_run="export__next_run_at")
 
 
 def counts(query: ManageQuery) -> dict[str, int]:

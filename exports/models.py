@@ -7,6 +7,8 @@ Launch) are conditional UPDATEs whose row count says who won.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import uuid
 from datetime import timedelta
 
@@ -495,6 +497,66 @@ class Profile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.time_zone})"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the HTTP API. Only a SHA-256 of the secret is stored: the
+    token is shown once, when it is created. A token acts as its owner, no more."""
+
+    PREFIX = "exs_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    # The first characters after the prefix, shown in lists so a user can tell tokens apart.
+    hint = models.CharField(max_length=12)
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.hint}…)"
+
+    @staticmethod
+    def digest_of(secret: str) -> str:
+        # The secret is 256 random bits: a plain hash is enough, a slow one would only
+        # slow every request down.
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user, name: str) -> tuple[ApiToken, str]:
+        """A new token and its secret, which is never stored nor shown again."""
+        secret = cls.PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(
+            user=user, name=name, hint=secret[len(cls.PREFIX) : len(cls.PREFIX) + 8], digest=cls.digest_of(secret)
+        )
+        return token, secret
+
+    @classmethod
+    def authenticate(cls, secret: str) -> ApiToken | None:
+        """The live token with this secret, its last use recorded (at most once a minute)."""
+        if not secret.startswith(cls.PREFIX) or len(secret) > 200:
+            return None
+        token = (
+            cls.objects.select_related("user")
+            .filter(digest=cls.digest_of(secret), revoked_at__isnull=True, user__is_active=True)
+            .first()
+        )
+        if token is not None:
+            now = timezone.now()
+            if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+                ApiToken.objects.filter(id=token.id).update(last_used_at=now)
+        return token
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def revoke(self) -> bool:
+        return bool(ApiToken.objects.filter(id=self.id, revoked_at__isnull=True).update(revoked_at=timezone.now()))
 
 
 def time_zone_of(user) -> str:

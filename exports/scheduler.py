@@ -59,7 +59,9 @@ def tick(now: datetime | None = None) -> TickReport:
     return report
 
 
-def schedule_due(export_id, now: datetime, report: TickReport | None = None) -> Run | None:
+def schedule_due(
+    export_id, now: datetime, report: TickReport | None = None, *, trigger: str = Run.Trigger.SCHEDULE
+) -> Run | None:
     report = report or TickReport()
     from exports.runs import enqueue_run
 
@@ -93,7 +95,7 @@ def schedule_due(export_id, now: datetime, report: TickReport | None = None) -> 
                 with transaction.atomic():
                     run = Run.objects.create(
                         export=export,
-                        trigger=Run.Trigger.SCHEDULE,
+                        trigger=trigger,
                         scheduled_for=slot,
                         estimated_rows=export.dataset.estimated_rows,
                     )

@@ -17,7 +17,7 @@ from exports.charts import run_history
 from exports.forms import WIZARD_STEPS, FilterFormSet, SourceStepForm, clean_filters
 from exports.layout import LayoutContext, render_template, validate_template
 from exports.manage import TABS, ManageQuery
-from exports.models import Database, Dataset, Export, Profile, Run, refresh_datasets, time_zone_of
+from exports.models import ApiToken, Database, Dataset, Export, Profile, Run, refresh_datasets, time_zone_of
 from exports.permissions import can_change, can_create, can_download, is_admin
 from exports.runs import LaunchRefused, cancel_run, launch_export
 
@@ -168,7 +168,7 @@ def exports_schedule_preview(request, export_id):
 
 @login_required
 def profile(request):
-    """The user's preferences: their time zone."""
+    """The user's preferences: their time zone; and their API tokens."""
     from zoneinfo import available_timezones
 
     current = time_zone_of(request.user)
@@ -181,7 +181,45 @@ def profile(request):
             Profile.objects.update_or_create(user=request.user, defaults={"time_zone": chosen})
             messages.success(request, f"Times are shown in {chosen} now.")
             return redirect("profile")
-    return render(request, "exports/profile.html", {"zones": zones, "current": current})
+    return _profile_page(request, {"zones": zones, "current": current})
+
+
+def _profile_page(request, context: dict):
+    from zoneinfo import available_timezones
+
+    context.setdefault("zones", sorted(available_timezones()))
+    context.setdefault("current", time_zone_of(request.user))
+    context["tokens"] = ApiToken.objects.filter(user=request.user)
+    return render(request, "exports/profile.html", context)
+
+
+@login_required
+@require_POST
+def tokens_create(request):
+    """A new API token. Its secret is in this response and nowhere else, ever."""
+    name = request.POST.get("name", "").strip()
+    error = ""
+    if not name:
+        error = "Give the token a name, e.g. the system that will use it."
+    elif len(name) > 100:
+        error = "A token name has at most 100 characters."
+    elif "\x00" in name:
+        error = "A token name can't contain NUL characters."
+    if error:
+        return _profile_page(request, {"token_error": error, "token_name": name})
+    token, secret = ApiToken.issue(request.user, name)
+    return _profile_page(request, {"new_token": token, "new_secret": secret})
+
+
+@login_required
+def tokens_revoke(request, token_id):
+    """Asks first (GET); then the token stops working at once (POST)."""
+    token = get_object_or_404(ApiToken, id=token_id, user=request.user)
+    if request.method == "POST":
+        if token.revoke():
+            messages.success(request, f"Revoked the token {token.name!r}: requests with it are refused now.")
+        return redirect("profile")
+    return _modal_or_page(request, "exports/token_revoke_modal.html", {"token": token})
 
 
 def _wizard_step(request, export: Export | None, step: str):

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "django_rq",
+    "ninja",
     "exports",
     "connectors",
 ]
@@ -141,6 +142,12 @@ EXPORT_DELIVERY_ATTEMPTS = env_int("EXPORT_DELIVERY_ATTEMPTS", 3, minimum=1)
 EXPORT_DELIVERY_BACKOFF = env_int("EXPORT_DELIVERY_BACKOFF", 2, minimum=0)
 # Seconds to wait for a destination to answer a connection.
 DESTINATION_CONNECT_TIMEOUT = env_int("DESTINATION_CONNECT_TIMEOUT", 10, minimum=1)
+
+# The HTTP API (/api/v1/): requests a token may make per minute (past it: 429 with
+# Retry-After), the largest page a list returns, and how long a signed download URL works.
+API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 120, minimum=1)
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 200, minimum=1)
+API_DOWNLOAD_URL_SECONDS = env_int("API_DOWNLOAD_URL_SECONDS", 3600, minimum=1)
 
 # The hosted SFTP server (`manage.py sftpd`): every user's zone is a folder under
 # SFTP_ROOT; SFTPD_PUBLIC_HOST and SFTPD_PORT are what connector pages tell users.

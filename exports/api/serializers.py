@@ -1,0 +1,136 @@
+"""Model rows -> API documents (exports/api/schemas.py)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from django.conf import settings
+
+from exports.api.definitions import cadence_of, current_definition
+from exports.api.signing import signed_file_url
+from exports.models import Dataset, Export, Run
+
+RUN_STATUS = {
+    Run.Status.QUEUED: "Pending",
+    Run.Status.RUNNING: "Processing",
+    Run.Status.SUCCEEDED: "Success",
+    Run.Status.FAILED: "Failed",
+    Run.Status.EXPIRED: "Expired",
+    Run.Status.CANCELLED: "Cancelled",
+}
+RUN_STATUS_VALUES = {api: model for model, api in RUN_STATUS.items()}
+EXPORT_STATUS = {status.value: status.label for status in Export.Status}
+EXPORT_STATUS_VALUES = {label: value for value, label in EXPORT_STATUS.items()}
+
+
+def dataset_out(dataset: Dataset) -> dict:
+    return {
+        "Id": dataset.id,
+        "Name": dataset.qualified_name,
+        "DatabaseId": dataset.database_id,
+        "Database": dataset.database.name,
+        "DataType": dataset.data_type,
+        "Kind": dataset.kind,
+        "EstimatedRows": dataset.estimated_rows,
+        "CursorColumn": dataset.cursor_column,
+        "Columns": [
+            {"Name": c["name"], "Type": c["type"], "Nullable": bool(c.get("nullable", True))} for c in dataset.columns
+        ],
+        "Missing": dataset.missing_since is not None,
+    }
+
+
+def connector_out(connector) -> dict:
+    # Never options or secrets: the location is what users recognise, and it is safe.
+    return {
+        "Id": connector.id,
+        "Name": connector.name,
+        "Kind": connector.kind,
+        "Owner": connector.owner.get_username(),
+        "Location": connector.location,
+        "LastTestOk": connector.last_test_ok,
+        "LastTestedUtc": connector.last_tested_at,
+    }
+
+
+def export_out(export: Export) -> dict:
+    """`export` comes from `api.exports_queryset`, with its last run annotated."""
+    definition = current_definition(export)
+    definition.update(
+        Cadence=cadence_of(export),
+        ConnectorId=export.connector_id,
+    )
+    last_status = getattr(export, "last_run_status", None)
+    return {
+        "Id": export.id,
+        **definition,
+        "Owner": export.owner.get_username(),
+        "Status": EXPORT_STATUS[export.status],
+        "Dataset": export.dataset.qualified_name,
+        "Database": export.dataset.database.name,
+        "DataType": export.dataset.data_type,
+        "Watermark": _text_or_none((export.watermark or {}).get("value")) if export.is_incremental else None,
+        "NextRunUtc": export.next_run_at,
+        "LastRunId": getattr(export, "last_run_id", None),
+        "LastRunStatus": RUN_STATUS.get(last_status) if last_status else None,
+        "CopiedFrom": export.copied_from_id,
+        "CreatedUtc": export.created_at,
+        "UpdatedUtc": export.updated_at,
+    }
+
+
+def _text_or_none(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def has_files_to_serve(run: Run) -> bool:
+    """Files a signed URL may fetch: a succeeded run, and for a download, not yet expired."""
+    return run.status == Run.Status.SUCCEEDED and (run.export.connector_id is not None or run.is_downloadable)
+
+
+def run_out(run: Run, request) -> dict:
+    """`run` comes with its export and, prefetched, its files."""
+    servable = has_files_to_serve(run)
+    now = time.time()
+    url_expiry = datetime.fromtimestamp(int(now + settings.API_DOWNLOAD_URL_SECONDS), tz=UTC)
+    return {
+        "Id": run.id,
+        "ExportId": run.export_id,
+        "ExportName": run.export.name,
+        "Status": RUN_STATUS[run.status],
+        "Trigger": run.trigger,
+        "QueuedUtc": run.queued_at,
+        "StartedUtc": run.started_at,
+        "FinishedUtc": run.finished_at,
+        "DurationSeconds": run.duration.total_seconds() if run.duration is not None else None,
+        "RowsDone": run.rows_done,
+        "EstimatedRows": run.estimated_rows,
+        "ProgressPercent": run.progress_percent,
+        "Rows": run.row_count,
+        "SizeInBytes": run.bytes,
+        "Destination": run.destination,
+        "DeliveryFolder": run.delivery_folder,
+        "TnfPath": run.tnf_path,
+        "WindowFrom": run.window_from,
+        "WindowTo": run.window_to,
+        "ScheduledForUtc": run.scheduled_for,
+        "Attempt": run.attempt,
+        "RelaunchOf": run.relaunch_of_id,
+        "ErrorCode": run.error_code or None,
+        "ErrorMessage": run.error_message or None,
+        "ExpiresUtc": run.expires_at if run.export.connector_id is None else None,
+        "Files": [
+            {
+                "Part": f.part,
+                "Name": f.name,
+                "Path": f.path,
+                "SizeInBytes": f.size_bytes,
+                "Rows": f.rows,
+                "Sha256": f.sha256,
+                "Url": signed_file_url(request, run.id, f.part, now=now) if servable else None,
+                "UrlExpiresUtc": url_expiry if servable else None,
+            }
+            for f in run.files.all()
+        ],
+    }

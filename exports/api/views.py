@@ -1,0 +1,12 @@
+"""Plain Django views around the API."""
+
+from __future__ import annotations
+
+from django.http import JsonResponse
+
+
+def unknown_endpoint(request, *args, **kwargs):
+    """JSON, not the site's HTML 404 page, for any other address under /api/."""
+    return JsonResponse(
+        {"Code": "NOT_FOUND", "Message": f"there is no API endpoint {request.path}; see /api/v1/docs"}, status=404
+    )
