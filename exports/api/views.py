@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 
+@csrf_exempt  # token clients send no CSRF token: they must get this 404, not an HTML 403
 def unknown_endpoint(request, *args, **kwargs):
     """JSON, not the site's HTML 404 page, for any other address under /api/."""
     return JsonResponse(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.test import Client
 
 from exports.models import ApiToken
 
@@ -36,11 +37,12 @@ class ApiClient:
 
 
 @pytest.fixture
-def api_as(client):
-    """api_as(user) -> an ApiClient acting with a fresh token of `user`."""
+def api_as():
+    """api_as(user) -> an ApiClient acting with a fresh token of `user`. CSRF checks are
+    on, as for any program: it has a token, never a CSRF cookie."""
 
     def make(user, name="tests"):
         _, secret = ApiToken.issue(user, name)
-        return ApiClient(client, secret)
+        return ApiClient(Client(enforce_csrf_checks=True), secret)
 
     return make
