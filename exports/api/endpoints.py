@@ -246,6 +246,10 @@ def copy_export(request, export_id: UUID, payload: s.CopyIn):
     return Status(201, _reread(request, copy))
 
 
+def _already_running(run_id) -> ApiError:
+    return ApiError(409, "ALREADY_RUNNING", "this export already has a run queued or running", run_id=run_id)
+
+
 def _launch(request, export: Export, *, queue_anyway: bool, trigger: str = Run.Trigger.API) -> Run:
     """Launch a one-shot. Refused (409) while the same user has a run of the same
     dataset queued or running, unless `queue_anyway`; never two runs of one export."""
@@ -255,7 +259,7 @@ def _launch(request, export: Export, *, queue_anyway: bool, trigger: str = Run.T
         )
     active = export.runs.filter(status__in=Run.ACTIVE).first()
     if active is not None:
-        raise ApiError(409, "ALREADY_RUNNING", "this export already has a run queued or running", run_id=active.id)
+        raise _already_running(active.id)
     if not queue_anyway:
         busy = (
             Run.objects.filter(status__in=Run.ACTIVE, export__dataset_id=export.dataset_id)
@@ -275,7 +279,7 @@ def _launch(request, export: Export, *, queue_anyway: bool, trigger: str = Run.T
     except LaunchRefused as exc:
         raise ApiError(409, "CANNOT_LAUNCH", str(exc)) from None
     if not created:
-        raise ApiError(409, "ALREADY_RUNNING", "this export already has a run queued or running", run_id=run.id)
+        raise _already_running(run.id)
     return run
 
 
@@ -322,7 +326,7 @@ def run_now(request, export_id: UUID):
         raise ApiError(409, "NOT_SCHEDULED", "only scheduled exports run now; launch a one-shot draft instead")
     active = export.runs.filter(status__in=Run.ACTIVE).first()
     if active is not None:
-        raise ApiError(409, "ALREADY_RUNNING", "this export already has a run queued or running", run_id=active.id)
+        raise _already_running(active.id)
     if export.dataset.missing_since is not None:
         raise ApiError(409, "CANNOT_LAUNCH", f"the dataset {export.dataset.qualified_name} no longer exists")
     export.run_now()
@@ -414,7 +418,7 @@ def relaunch(request, run_id: UUID):
     except LaunchRefused as exc:
         raise ApiError(409, "CANNOT_LAUNCH", str(exc)) from None
     if not created:
-        raise ApiError(409, "ALREADY_RUNNING", "this export already has a run queued or running", run_id=new_run.id)
+        raise _already_running(new_run.id)
     return Status(202, _reread_run(request, new_run))
 
 

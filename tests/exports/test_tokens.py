@@ -150,3 +150,15 @@ def test_an_anonymous_user_is_sent_to_log_in(client, users):
     assert ApiToken.objects.count() == 1
     token.refresh_from_db()
     assert not token.is_revoked
+
+
+def test_a_superuser_revokes_someones_token_in_the_admin_without_seeing_a_secret(client, users):
+    token, secret = ApiToken.issue(users["owner"], "left the company")
+    client.login(username=users["superuser"].username, password=PASSWORD)
+    listing = client.get("/admin/exports/apitoken/")
+    assert "left the company" in listing.content.decode() and secret not in listing.content.decode()
+    response = client.post("/admin/exports/apitoken/", {"action": "revoke_tokens", "_selected_action": [token.id]})
+    assert response.status_code == 302
+    token.refresh_from_db()
+    assert token.is_revoked
+    assert ApiToken.authenticate(secret) is None
