@@ -584,6 +584,8 @@ class HostedSFTPDestination(StorageDestination):
         self.location.mkdir(parents=True, exist_ok=True)
 
     def classify(self, exc: Exception) -> DestinationError:
+        if isinstance(exc, FileNotFoundError):
+            return DestinationError(Problem.NOT_FOUND, f"not in the SFTP zone: {exc}")
         if isinstance(exc, PermissionError):
             return DestinationError(Problem.PERMISSION, f"the SFTP zone is not writable: {exc}")
         if isinstance(exc, OSError):

@@ -10,6 +10,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from exports import manage, sources
@@ -195,6 +196,7 @@ def _profile_page(request, context: dict):
 
 @login_required
 @require_POST
+@never_cache  # the page holds the secret
 def tokens_create(request):
     """A new API token. Its secret is in this response and nowhere else, ever."""
     name = request.POST.get("name", "").strip()

@@ -164,3 +164,9 @@ def test_an_incremental_export_to_s3_through_the_api_alone(live_server, users, d
     stored = {item.path for item in s3.objects(f"api-e2e/{tmp_path.name}/")}
     assert {f["Path"] for f in first["Files"] + second["Files"]} <= stored
     assert gzip.decompress(fetch(second["Files"][0]["Url"])).startswith(b'"id","profile_id"')
+
+    # Someone removed a file from the bucket: its URL says so instead of failing.
+    s3.client().delete_object(Bucket=connector.options["bucket"], Key=second["Files"][0]["Path"])
+    with pytest.raises(urllib.error.HTTPError) as gone:
+        fetch(second["Files"][0]["Url"])
+    assert gone.value.code == 410 and json.loads(gone.value.read())["Code"] == "FILE_GONE"

@@ -103,6 +103,27 @@ def test_it_delivers_the_demo_interactions_to_every_store_in_the_documented_layo
         rows += part
     assert len(rows) == 5_000 and len({row["id"] for row in rows}) == 5_000
     assert run.destination == connector.location
+    check_signed_urls(run, connector)
+
+
+def check_signed_urls(run: Run, connector) -> None:
+    """The API's signed URLs stream each file back from the store, byte for byte; once a
+    file is removed from the store, its URL says it is gone."""
+    from django.test import Client, RequestFactory
+
+    from connectors.storage import open_destination
+    from exports.api.signing import signed_file_url
+
+    client, request = Client(), RequestFactory().get("/")
+    files = list(run.files.all())
+    for run_file in files:
+        response = client.get(signed_file_url(request, run.id, run_file.part))
+        assert response.status_code == 200
+        assert hashlib.sha256(b"".join(response.streaming_content)).hexdigest() == run_file.sha256
+    with open_destination(connector) as destination:
+        destination.delete(files[0].path[len(destination.full_path("")) :])
+    response = client.get(signed_file_url(request, run.id, files[0].part))
+    assert response.status_code == 410 and response.json()["Code"] == "FILE_GONE", response.json()
 
 
 def test_each_run_of_a_repeating_export_gets_its_own_folder_and_tnf(users, demo_database, worker, s3):

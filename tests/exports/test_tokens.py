@@ -31,6 +31,7 @@ def test_it_shows_a_new_tokens_secret_once_and_stores_only_its_sha256(client, us
     assert secret.startswith(ApiToken.PREFIX)
     assert 'id="new-token"' in response.content.decode()
     assert f'value="{secret}"' in response.content.decode()
+    assert "no-store" in response["Cache-Control"]  # no cache keeps the page with the secret
 
     assert token.name == "nightly BI sync"
     assert token.digest == ApiToken.digest_of(secret)
