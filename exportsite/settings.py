@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib.util import find_spec
 from pathlib import Path
 
 import dj_database_url
@@ -47,7 +48,6 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "django_rq",
-    "ninja",
     "exports",
     "connectors",
 ]
@@ -114,6 +114,8 @@ EXPORTS_QUEUE = env_str("EXPORTSITE_QUEUE", "exports")
 RQ_QUEUES = {
     EXPORTS_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("EXPORT_JOB_TIMEOUT", 6 * 3600, minimum=60)},
 }
+# Workers load the export code before forking a work horse per job (exports/worker.py).
+RQ = {"WORKER_CLASS": "exports.worker.ExportWorker"}
 
 # The export engine.
 EXPORT_BATCH_ROWS = env_int("EXPORT_BATCH_ROWS", 65_536, minimum=1_000)
@@ -188,7 +190,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# django-ninja's copy of Swagger UI, for /api/v1/docs without a CDN. Found, not imported:
+# ninja in INSTALLED_APPS would load pydantic into every process, workers included (13 MB).
+STATICFILES_DIRS = [BASE_DIR / "static", Path(find_spec("ninja").submodule_search_locations[0]) / "static"]
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns about a missing one
 WHITENOISE_USE_FINDERS = True

@@ -77,7 +77,7 @@ def run_worker(timeout: float = 300) -> subprocess.CompletedProcess:
     """Run a real RQ worker in burst mode until the queue is empty."""
     env = dict(os.environ, DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="tests.settings")
     result = subprocess.run(
-        [sys.executable, "manage.py", "rqworker", "--burst", settings.EXPORTS_QUEUE],
+        [sys.executable, "manage.py", "rqworker", "--burst", "--skip-checks", settings.EXPORTS_QUEUE],
         cwd=BASE_DIR,
         env=env,
         capture_output=True,

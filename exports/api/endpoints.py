@@ -6,6 +6,7 @@ if it did not exist."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -13,9 +14,10 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import StreamingHttpResponse
+from django.shortcuts import render
 from django.utils import timezone
 from django.utils.http import content_disposition_header
-from ninja import Field, NinjaAPI, Query, Schema, Status
+from ninja import Field, NinjaAPI, Query, Schema, Status, Swagger
 from ninja.responses import codes_4xx
 
 from connectors.errors import DestinationError, Problem
@@ -39,6 +41,16 @@ from exports.models import Dataset, Export, Run, time_zone_of
 from exports.permissions import can_change, can_create, is_admin
 from exports.runs import LaunchRefused, cancel_run, launch_export
 
+
+class LocalSwagger(Swagger):
+    """Swagger UI from our static files (ninja only serves its own copy when it is an
+    installed app, which we avoid: see STATICFILES_DIRS), never from a CDN."""
+
+    def render_page(self, request, api, **kwargs):
+        self.settings["url"] = self.get_openapi_url(api, kwargs)
+        return render(request, "exports/api_docs.html", {"api": api, "swagger_settings": json.dumps(self.settings)})
+
+
 api = NinjaAPI(
     title="Export site API",
     version="1",
@@ -47,6 +59,7 @@ api = NinjaAPI(
     "`Authorization: Bearer <token>`; create tokens on your profile page. See docs/api.md.",
     auth=TokenAuth(),
     throttle=TokenRateThrottle(),
+    docs=LocalSwagger(),
 )
 install_handlers(api)
 

@@ -32,7 +32,7 @@ def _env() -> dict:
 
 def start_worker() -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", settings.EXPORTS_QUEUE],
+        [sys.executable, "manage.py", "rqworker", "--skip-checks", settings.EXPORTS_QUEUE],
         cwd=BASE_DIR,
         env=_env(),
         stdout=subprocess.DEVNULL,

@@ -78,7 +78,7 @@ class Command(BaseCommand):
                     "--access-logfile",
                     "-",
                 ],
-                "worker": [python, "manage.py", "rqworker", settings.EXPORTS_QUEUE],
+                "worker": [python, "manage.py", "rqworker", "--skip-checks", settings.EXPORTS_QUEUE],
                 "scheduler": [python, "manage.py", "scheduler"],
                 "sftpd": [python, "manage.py", "sftpd"],
             }
