@@ -55,7 +55,7 @@ def connector_out(connector) -> dict:
 
 
 def export_out(export: Export) -> dict:
-    """`export` comes from `api.exports_queryset`, with its last run annotated."""
+    """`export` comes from `endpoints.exports_queryset`, with its last run annotated."""
     definition = current_definition(export)
     definition.update(
         Cadence=cadence_of(export),
