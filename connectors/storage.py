@@ -101,6 +101,11 @@ class Destination:
         """The path inside the bucket, container or server, as the TNF names it."""
         return posixpath.join(self.connector.base_path, name) if self.connector.base_path else name
 
+    def name_of(self, path: str) -> str:
+        """The name `full_path` made `path` from: what the primitives take."""
+        prefix = self.full_path("")
+        return path[len(prefix) :] if path.startswith(prefix) else path
+
     def call(self, what: str, action: Callable, *args):
         """Run one primitive and turn any failure into a DestinationError with no secret in it."""
         try:

@@ -187,15 +187,15 @@ def discard(run: Run, files: list[RunFile], tnf_path: str = "") -> None:
         return
     try:
         with open_destination(connector) as destination:
-            prefix = destination.full_path("")
             for path in [tnf_path, *(run_file.path for run_file in files)]:
                 if path:
-                    destination.call("removing a partial delivery", destination.delete, path[len(prefix) :])
+                    destination.call("removing a partial delivery", destination.delete, destination.name_of(path))
     except DestinationError as exc:
         logger.warning("run %s: could not remove its partial files: %s", run.id, exc)
 
 
-def _chunks(path: str) -> Iterator[bytes]:
+def desktop_chunks(path: str) -> Iterator[bytes]:
+    """A Desktop download's file, a chunk at a time."""
     with desktop_storage().open(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
             yield chunk
@@ -210,7 +210,7 @@ def download_response(run: Run):
         return FileResponse(desktop_storage().open(only.path, "rb"), as_attachment=True, filename=only.name)
     archive = ZipStream(compress_type=ZIP_STORED, sized=True)
     for run_file in files:
-        archive.add(_chunks(run_file.path), run_file.name, size=run_file.size_bytes)
+        archive.add(desktop_chunks(run_file.path), run_file.name, size=run_file.size_bytes)
     response = StreamingHttpResponse(archive, content_type="application/zip")
     response["Content-Length"] = str(len(archive))
     stem = files[0].name.rsplit("-", 1)[0] if files else "export"

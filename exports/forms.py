@@ -188,8 +188,8 @@ class ScheduleStepForm(forms.ModelForm):
         ]
         self.fields["cursor_column"].help_text = "Incremental: an ever-growing id or timestamp."
         if not self.is_bound:
-            if export.schedule_unit == "hour":
-                self.initial["cadence"] = f"{export.schedule_interval}h"
+            if export.cadence:
+                self.initial["cadence"] = export.cadence
             default_cursor = export.dataset.cursor_column if export.dataset_id else ""
             self.initial["cursor_column"] = export.cursor_column or default_cursor
             self.initial["safety_lag_minutes"] = export.safety_lag_seconds // 60

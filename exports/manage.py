@@ -67,15 +67,19 @@ def order_rows(queryset: QuerySet, sort: str, **columns: str) -> QuerySet:
     return queryset.order_by(expression, "pk")
 
 
-def exports_for(query: ManageQuery, status: str) -> QuerySet:
+def with_last_run(exports: QuerySet) -> QuerySet:
+    """Each export with its latest run's time, id and status, in the same query."""
     latest = Run.objects.filter(export=OuterRef("pk")).order_by("-queued_at")
-    queryset = (
-        Export.objects.filter(query.export_filter(), status=status)
-        .select_related("dataset__database", "owner")
-        .annotate(
-            last_run_at=Subquery(latest.values("queued_at")[:1]),
-            last_run_status=Subquery(latest.values("status")[:1]),
-        )
+    return exports.annotate(
+        last_run_at=Subquery(latest.values("queued_at")[:1]),
+        last_run_id=Subquery(latest.values("id")[:1]),
+        last_run_status=Subquery(latest.values("status")[:1]),
+    )
+
+
+def exports_for(query: ManageQuery, status: str) -> QuerySet:
+    queryset = with_last_run(
+        Export.objects.filter(query.export_filter(), status=status).select_related("dataset__database", "owner")
     )
     return order_rows(queryset, query.sort, name="name", last_run="last_run_at", next_run="next_run_at")
 

@@ -221,6 +221,13 @@ class Export(models.Model):
     def is_incremental(self) -> bool:
         return self.export_type == self.Type.INCREMENTAL
 
+    @property
+    def cadence(self) -> str | None:
+        """How often a repeating export runs, as the schedule form says it: "day", "3h"..."""
+        if not self.is_repeating:
+            return None
+        return f"{self.schedule_interval}h" if self.schedule_unit == self.TimeUnit.HOUR else "day"
+
     def schedule(self, now=None) -> bool:
         """Draft → scheduled, with its first run time. Slots that passed while it was a
         draft are not caught up: it starts with the next one."""

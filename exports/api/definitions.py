@@ -13,6 +13,7 @@ from exports import filters as export_filters
 from exports.api.errors import invalid
 from exports.forms import DestinationStepForm, FileStepForm, ScheduleStepForm, SourceStepForm
 from exports.models import Dataset, Export
+from exports.notify import recipients_of
 
 # Form field -> API field, for error messages.
 API_FIELDS = {
@@ -38,12 +39,6 @@ API_FIELDS = {
     "__all__": "Export",
 }
 DEFAULT_COMPRESSION = {"csv": "gzip", "ndjson": "gzip", "parquet": "snappy"}
-
-
-def cadence_of(export: Export) -> str | None:
-    if not export.is_repeating:
-        return None
-    return f"{export.schedule_interval}h" if export.schedule_unit == "hour" else "day"
 
 
 def current_definition(export: Export) -> dict:
@@ -73,10 +68,10 @@ def current_definition(export: Export) -> dict:
         "Start": export.schedule_start,
         "End": export.schedule_end,
         "TimeZone": export.schedule_timezone,
-        "Cadence": cadence_of(export) or "day",
+        "Cadence": export.cadence or "day",
         "CursorColumn": export.cursor_column,
         "SafetyLagMinutes": export.safety_lag_seconds // 60,
-        "ReportRecipients": [a.strip() for a in export.report_recipients.split(",") if a.strip()],
+        "ReportRecipients": recipients_of(export),
         "NotifyOnSuccess": export.notify_on_success,
     }
 

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Q, QuerySet
 from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -74,13 +74,8 @@ DbId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 def exports_queryset(user) -> QuerySet:
-    latest = Run.objects.filter(export=OuterRef("pk")).order_by("-queued_at")
     visible = Export.objects.all() if is_admin(user) else Export.objects.filter(owner=user)
-    return visible.select_related("dataset__database", "owner").annotate(
-        last_run_at=Subquery(latest.values("queued_at")[:1]),
-        last_run_id=Subquery(latest.values("id")[:1]),
-        last_run_status=Subquery(latest.values("status")[:1]),
-    )
+    return manage.with_last_run(visible.select_related("dataset__database", "owner"))
 
 
 def runs_queryset(user) -> QuerySet:
@@ -208,14 +203,20 @@ def create_export(request, payload: s.ExportIn):
     return Status(201, _reread(request, export))
 
 
+def _lookup(queryset: QuerySet, ids: list[UUID], serialize) -> dict:
+    """Rows by id, in the order asked, each once; the ids not found (or not visible) apart."""
+    found = {row.id: row for row in queryset.filter(id__in=ids)}
+    wanted = dict.fromkeys(ids)
+    return {
+        "Items": [serialize(found[i]) for i in wanted if i in found],
+        "NotFound": [i for i in wanted if i not in found],
+    }
+
+
 @api.post("/exports/lookup", response={200: s.ExportLookup, **ERRORS}, tags=["exports"])
 def lookup_exports(request, payload: s.IdsIn):
     """Up to 1,000 exports by id in one request; ids you can't see are listed in NotFound."""
-    found = {export.id: export for export in exports_queryset(request.user).filter(id__in=payload.Ids)}
-    return {
-        "Items": [export_out(found[i]) for i in dict.fromkeys(payload.Ids) if i in found],
-        "NotFound": [i for i in dict.fromkeys(payload.Ids) if i not in found],
-    }
+    return _lookup(exports_queryset(request.user), payload.Ids, export_out)
 
 
 @api.get("/exports/{export_id}", response={200: s.ExportOut, **ERRORS}, tags=["exports"])
@@ -395,11 +396,7 @@ def list_export_runs(request, export_id: UUID, filters: Query[RunFilters]):
 @api.post("/runs/lookup", response={200: s.RunLookup, **ERRORS}, tags=["runs"])
 def lookup_runs(request, payload: s.IdsIn):
     """Up to 1,000 runs by id in one request; ids you can't see are listed in NotFound."""
-    found = {run.id: run for run in runs_queryset(request.user).filter(id__in=payload.Ids)}
-    return {
-        "Items": [run_out(found[i], request) for i in dict.fromkeys(payload.Ids) if i in found],
-        "NotFound": [i for i in dict.fromkeys(payload.Ids) if i not in found],
-    }
+    return _lookup(runs_queryset(request.user), payload.Ids, lambda run: run_out(run, request))
 
 
 @api.get("/runs/{run_id}", response={200: s.RunOut, **ERRORS}, tags=["runs"])
@@ -496,15 +493,10 @@ def download_file(
 
 def _file_chunks(run: Run, run_file):
     from connectors.storage import open_destination
-    from exports.delivery import desktop_storage
+    from exports.delivery import desktop_chunks
 
-    connector = run.export.connector
-    if connector is None:
-        with desktop_storage().open(run_file.path, "rb") as fh:
-            while chunk := fh.read(1024 * 1024):
-                yield chunk
+    if run.export.connector is None:
+        yield from desktop_chunks(run_file.path)
         return
-    with open_destination(connector) as destination:
-        prefix = destination.full_path("")
-        name = run_file.path[len(prefix) :] if run_file.path.startswith(prefix) else run_file.path
-        yield from destination.read_chunks(name)
+    with open_destination(run.export.connector) as destination:
+        yield from destination.read_chunks(destination.name_of(run_file.path))

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 
-from exports.api.definitions import cadence_of, current_definition
+from exports.api.definitions import current_definition
 from exports.api.signing import signed_file_url
 from exports.models import Dataset, Export, Run
 
@@ -58,7 +58,7 @@ def export_out(export: Export) -> dict:
     """`export` comes from `endpoints.exports_queryset`, with its last run annotated."""
     definition = current_definition(export)
     definition.update(
-        Cadence=cadence_of(export),
+        Cadence=export.cadence,
         ConnectorId=export.connector_id,
     )
     last_status = getattr(export, "last_run_status", None)

@@ -121,7 +121,7 @@ def check_signed_urls(run: Run, connector) -> None:
         assert response.status_code == 200
         assert hashlib.sha256(b"".join(response.streaming_content)).hexdigest() == run_file.sha256
     with open_destination(connector) as destination:
-        destination.delete(files[0].path[len(destination.full_path("")) :])
+        destination.delete(destination.name_of(files[0].path))
     response = client.get(signed_file_url(request, run.id, files[0].part))
     assert response.status_code == 410 and response.json()["Code"] == "FILE_GONE", response.json()
 
