@@ -1,11 +1,12 @@
-# The two commands: `make run` and `make test`. Everything else is a step of theirs.
+# The commands: `make run`, `make test`, and `make check` while you work. Everything
+# else is a step of theirs.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 TEST_INSTALLED := $(VENV)/.test-installed
 
-.PHONY: run test lint format install install-test chromium clean bench bench-deps
+.PHONY: run test check lint format install install-test chromium clean bench bench-deps
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +54,7 @@ bench: install bench-deps
 lint: $(TEST_INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: $(TEST_INSTALLED)
 	$(VENV)/bin/ruff format .
@@ -60,6 +62,12 @@ format: $(TEST_INSTALLED)
 
 test: install-test bench-deps lint
 	$(PY) -m pytest
+
+# The fast inner loop, under 3 minutes: lint, then the tests that need no browser and no
+# store's server (tests/conftest.py marks them) and aren't slow (the process, memory and
+# benchmark tests take longer than all the rest). `make test` still runs them all.
+check: $(TEST_INSTALLED) lint
+	$(PY) -m pytest -m "not browser and not emulator and not slow"
 
 clean:
 	rm -rf var/test var/work

@@ -59,6 +59,7 @@ def run_ours(case: str, out_dir: Path, app_dir: Path, table: str, source: str) -
     from django.conf import settings
     from django.contrib.auth import get_user_model
 
+    from exports.actions import queue_run
     from exports.jobs import run_export
     from exports.models import Dataset, Export, Run
 
@@ -73,7 +74,7 @@ def run_ours(case: str, out_dir: Path, app_dir: Path, table: str, source: str) -
         rows_per_file=100_000_000,
         file_template=case,
     )
-    run = Run.objects.create(export=export)
+    run = queue_run(export, enqueue=False)  # run right here, not by a worker
     run_export(str(run.id))
     run.refresh_from_db()
     if run.status != Run.Status.SUCCEEDED:

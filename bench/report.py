@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 MB = 1024 * 1024
 NOTES_FILE = "NOTES.md"
@@ -17,8 +18,6 @@ def _walls(results: list[dict]) -> str:
 
 
 def render(*, machine, date, versions, rows, rounds, cases, measured, memory, memory_rows) -> str:
-    from pathlib import Path
-
     lines = [
         "# Benchmark results",
         "",

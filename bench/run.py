@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.report import render
+
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 DLT_PYTHON = ROOT / ".venv-dlt" / "bin" / "python"
@@ -98,9 +100,11 @@ def verify(case: str, files: list[str], url: str, table: str, env: dict) -> str:
 
 
 def versions(url: str) -> dict[str, str]:
-    import adbc_driver_postgresql
-    import django
-    import pyarrow
+    # Imported only now, after every case ran: a case forked from this process starts
+    # its peak RSS at this process's size (see verify()).
+    import adbc_driver_postgresql  # noqa: PLC0415
+    import django  # noqa: PLC0415
+    import pyarrow  # noqa: PLC0415
 
     found = {
         "Python": platform.python_version(),
@@ -199,8 +203,6 @@ def main() -> None:
 
 
 def write_results(args, measured: dict, memory: list[dict], table: str) -> str:
-    from bench.report import render
-
     text = render(
         machine=machine(),
         date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),

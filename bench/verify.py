@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 from functools import cache
 
+import adbc_driver_postgresql.dbapi as pg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -18,8 +19,6 @@ import pyarrow.parquet as pq
 
 @cache
 def source_table(url: str, table: str) -> pa.Table:
-    import adbc_driver_postgresql.dbapi as pg
-
     with pg.connect(url) as connection, connection.cursor() as cursor:
         cursor.execute(f'SELECT * FROM "{table}" ORDER BY id')
         result = cursor.fetch_arrow_table()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -15,6 +17,7 @@ from django.core.exceptions import ValidationError
 from connectors.errors import DestinationError
 from connectors.models import Connector, KeyEvent, login_for
 from connectors.sshkeys import FINGERPRINT, normalize_fingerprint
+from connectors.storage import _load_private_key
 from exports.layout import validate_template
 
 _S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -65,7 +68,9 @@ def _option_fields(kind: str) -> dict[str, forms.Field]:
     if kind == Connector.Kind.AZURE_BLOB:
         return {
             "container": forms.CharField(label="Container"),
-            "auth": forms.ChoiceField(label="Sign in with", choices=AZURE_AUTH, widget=forms.RadioSelect),
+            "auth": forms.ChoiceField(
+                label="Sign in with", choices=AZURE_AUTH, initial=AZURE_AUTH[0][0], widget=forms.RadioSelect
+            ),
             "account_name": forms.CharField(label="Account name", required=False),
             "endpoint_url": forms.URLField(
                 assume_scheme="https",
@@ -79,7 +84,9 @@ def _option_fields(kind: str) -> dict[str, forms.Field]:
             "host": forms.CharField(label="Host"),
             "port": forms.IntegerField(label="Port", min_value=1, max_value=65535, initial=22),
             "username": forms.CharField(label="User name"),
-            "auth": forms.ChoiceField(label="Sign in with", choices=SFTP_AUTH, widget=forms.RadioSelect),
+            "auth": forms.ChoiceField(
+                label="Sign in with", choices=SFTP_AUTH, initial=SFTP_AUTH[0][0], widget=forms.RadioSelect
+            ),
             "host_key_fingerprint": forms.CharField(
                 label="Server host key fingerprint",
                 required=False,
@@ -110,7 +117,7 @@ def _secret_fields(kind: str) -> dict[str, forms.Field]:
     return {}
 
 
-_PATH_LABELS = {
+_PATH_LABELS: dict[str, tuple[str, str]] = {
     Connector.Kind.S3: ("Prefix", "Folder inside the bucket, e.g. exports/crm. Empty: the bucket's root."),
     Connector.Kind.GCS: ("Prefix", "Folder inside the bucket. Empty: the bucket's root."),
     Connector.Kind.AZURE_BLOB: ("Prefix", "Folder inside the container. Empty: the container's root."),
@@ -125,7 +132,7 @@ _SECRETS_BY_AUTH = {
     "password": {"password"},
     "private_key": {"private_key", "passphrase"},
 }
-_REQUIRED_SECRETS = {
+_REQUIRED_SECRETS: dict[str, set[str]] = {
     Connector.Kind.S3: {"secret_access_key"},
     "connection_string": {"connection_string"},
     "account_key": {"account_key"},
@@ -139,16 +146,25 @@ class ConnectorForm(forms.Form):
     name = forms.CharField(max_length=200)
     base_path = forms.CharField(required=False, max_length=1024)
 
-    def __init__(self, *args, kind: str, instance: Connector | None = None, owner=None, **kwargs):
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        *,
+        kind: str,
+        instance: Connector | None = None,
+        owner=None,
+        initial: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ):
         self.kind = kind
         self.instance = instance
         self.owner = owner
-        initial = kwargs.pop("initial", {}) or {}
+        initial = dict(initial or {})
         if instance is not None:
             initial = {"name": instance.name, "base_path": instance.base_path, **instance.options, **initial}
         elif kind == Connector.Kind.HOSTED_SFTP:
             initial.setdefault("base_path", "exports")
-        super().__init__(*args, initial=initial, **kwargs)
+        super().__init__(data, initial=initial, **kwargs)
         label, help_text = _PATH_LABELS.get(kind, ("Path", ""))
         self.fields["base_path"].label = label
         self.fields["base_path"].help_text = help_text
@@ -160,8 +176,6 @@ class ConnectorForm(forms.Form):
             if stored.get(name):
                 field.help_text = (field.help_text + " " if field.help_text else "") + "Stored; leave blank to keep it."
             self.fields[name] = field
-        if "auth" in self.fields and not self.initial.get("auth"):
-            self.initial["auth"] = self.fields["auth"].choices[0][0]
 
     # Field checks -----------------------------------------------------------
 
@@ -225,10 +239,11 @@ class ConnectorForm(forms.Form):
             raise ValidationError(f"the key lacks {', '.join(missing)}")
         return text
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         stored = self.instance.secret_values() if self.instance else {}
-        auth = cleaned.get("auth")
+        auth = cleaned.get("auth", "")
         needed = _REQUIRED_SECRETS.get(self.kind, set()) | _REQUIRED_SECRETS.get(auth, set())
         for name in needed:
             if name in self.fields and not cleaned.get(name) and not stored.get(name):
@@ -241,8 +256,6 @@ class ConnectorForm(forms.Form):
             if not cleaned.get("account_name"):
                 self.add_error("account_name", "The account name is required with an account key or SAS token.")
         if self.kind == Connector.Kind.SFTP and auth == "private_key" and cleaned.get("private_key"):
-            from connectors.storage import _load_private_key
-
             try:
                 _load_private_key(cleaned["private_key"], cleaned.get("passphrase") or stored.get("passphrase", ""))
             except DestinationError as exc:
@@ -274,9 +287,6 @@ class ConnectorForm(forms.Form):
         if creating and self.kind == Connector.Kind.HOSTED_SFTP:
             connector.record_key_event(KeyEvent.Action.CREATED, self.owner)
         return connector
-
-    def option_fields(self):
-        return [self[name] for name in self.option_names]
 
     def secret_fields(self):
         return [self[name] for name in self.secret_names]

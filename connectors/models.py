@@ -11,12 +11,14 @@ import json
 import re
 import uuid
 from pathlib import Path
+from typing import ClassVar
 
 from django.conf import settings
 from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from connectors.sshkeys import generate_key_pair
 from exportsite.crypto import EncryptedTextField
 
 _SAFE_LOGIN = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
@@ -46,7 +48,7 @@ class Connector(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["name"]
+        ordering: ClassVar[list[str]] = ["name"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
@@ -108,7 +110,7 @@ class Connector(models.Model):
             return f"sftp://{self.sftp_login}@{settings.SFTPD_PUBLIC_HOST}:{settings.SFTPD_PORT}/{path}"
         return "Desktop"
 
-    OPTION_LABELS = {
+    OPTION_LABELS: ClassVar[dict[str, str]] = {
         "bucket": "Bucket",
         "container": "Container",
         "region": "Region",
@@ -147,8 +149,6 @@ class Connector(models.Model):
 
     def new_key_pair(self) -> None:
         """Give a hosted SFTP connector a fresh key pair; the old key stops working at once."""
-        from connectors.sshkeys import generate_key_pair
-
         pair = generate_key_pair(comment=f"{self.sftp_login}@exportsite")
         self.options = {
             **self.options,
@@ -209,7 +209,7 @@ class KeyEvent(models.Model):
     at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["-at"]
+        ordering: ClassVar[list[str]] = ["-at"]
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} by {self.user} at {self.at:%Y-%m-%d %H:%M}"

@@ -27,15 +27,22 @@ import logging
 import posixpath
 import re
 import socket
+import stat
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files import File
-from django.core.files.storage import FileSystemStorage
+from django.core.files.storage import FileSystemStorage, Storage
 
 from connectors.errors import DestinationError, HostKeyNotTrusted, Problem
 from connectors.models import Connector
 from connectors.sshkeys import fingerprint_of_blob
+
+if TYPE_CHECKING:
+    from storages.backends.azure_storage import AzureStorage
+    from storages.backends.s3 import S3Storage
+    from storages.backends.sftpstorage import SFTPStorage
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +154,7 @@ class StorageDestination(Destination):
     """A destination whose store is a Django storage backend (`self.storage`):
     `save()` streams from the file it is given."""
 
-    storage = None
+    storage: Storage
 
     def upload(self, local_path: str, name: str) -> None:
         with open(local_path, "rb") as fh:
@@ -214,6 +221,7 @@ def _bounded_transfer_config():
 
 class S3Destination(StorageDestination):
     kind = Connector.Kind.S3
+    storage: S3Storage
 
     def __init__(self, connector: Connector):
         super().__init__(connector)
@@ -282,7 +290,7 @@ class S3Destination(StorageDestination):
             Problem.NOT_FOUND: f"the bucket {bucket!r} does not exist",
             Problem.PERMISSION: f"the credentials may not write to {bucket!r} ({code or status})",
         }
-        retryable = status is not None and status >= 500 or code in {"SlowDown", "InternalError", "RequestTimeout"}
+        retryable = (status is not None and status >= 500) or code in {"SlowDown", "InternalError", "RequestTimeout"}
         return DestinationError(
             problem, messages.get(problem, f"S3 error {code or status}: {exc}"), retryable=retryable
         )
@@ -386,13 +394,14 @@ class GCSDestination(Destination):
 
 class AzureDestination(StorageDestination):
     kind = Connector.Kind.AZURE_BLOB
+    storage: AzureStorage
 
     def __init__(self, connector: Connector):
         super().__init__(connector)
         from azure.storage.blob import BlobServiceClient
         from storages.backends.azure_storage import AzureStorage
 
-        client_options = {
+        client_options: dict[str, Any] = {
             # Uploads go in 4 MB blocks: bounded memory, whatever the file size.
             "max_single_put_size": 4 * 1024 * 1024,
             "max_block_size": 4 * 1024 * 1024,
@@ -432,7 +441,7 @@ class AzureDestination(StorageDestination):
         return self.storage.client.download_blob(self.storage._get_valid_path(name), timeout=120)
 
     def listdir(self, folder: str) -> list[str]:
-        # This backend lists recursively with full names (see STACK.md): keep the direct children.
+        # This backend lists recursively with full names (docs/libraries.md): keep the direct children.
         full = posixpath.join(self.root, folder.strip("/")) if self.root else folder.strip("/")
         prefix = full.rstrip("/") + "/" if full else ""
         names = self.storage.listdir(folder)[1]
@@ -485,6 +494,7 @@ def _load_private_key(text: str, passphrase: str):
 
 class SFTPDestination(StorageDestination):
     kind = Connector.Kind.SFTP
+    storage: SFTPStorage
 
     def __init__(self, connector: Connector):
         super().__init__(connector)
@@ -524,22 +534,23 @@ class SFTPDestination(StorageDestination):
             params["password"] = connector.secret("password")
 
         class _Storage(SFTPStorage):
+            _ssh: paramiko.SSHClient | None
+            _sftp: paramiko.SFTPClient | None
+
             def _connect(self):
-                self._ssh = paramiko.SSHClient()
-                self._ssh.set_missing_host_key_policy(_PinnedHostKey())
+                ssh = self._ssh = paramiko.SSHClient()
+                ssh.set_missing_host_key_policy(_PinnedHostKey())
                 try:
-                    self._ssh.connect(self.host, **self.params)
+                    ssh.connect(self.host, **self.params)
                 except BaseException:
-                    self._ssh.close()
+                    ssh.close()
                     self._ssh = self._sftp = None
                     raise
-                self._sftp = self._ssh.open_sftp()
+                self._sftp = ssh.open_sftp()
 
         self.storage = _Storage(host=self.options.get("host", ""), params=params, root_path=connector.base_path)
 
     def check(self) -> None:
-        import stat
-
         folder = self.connector.base_path or "."
         try:
             attributes = self.storage.sftp.stat(folder)

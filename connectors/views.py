@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -76,8 +77,6 @@ def connectors_detail(request, connector_id):
         "can_download_key": can_download_key(request.user, connector),
     }
     if connector.is_hosted_sftp:
-        from django.conf import settings
-
         context.update(
             sftpd_host=settings.SFTPD_PUBLIC_HOST,
             sftpd_port=settings.SFTPD_PORT,

@@ -1,5 +1,11 @@
-from django.contrib import admin
+from __future__ import annotations
 
+from typing import Any
+
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from exports import actions
 from exports.models import ApiToken, Database, Dataset, Export, Run, RunFile
 
 
@@ -17,22 +23,81 @@ class DatasetAdmin(admin.ModelAdmin):
 
 @admin.register(Export)
 class ExportAdmin(admin.ModelAdmin):
-    list_display = ["name", "owner", "dataset", "export_type", "file_format", "status", "created_at"]
+    """Definitions as the wizard sees them: editable only while a draft, only by who may
+    change it, and saved through `actions.save_draft` after the model's own checks (the
+    form runs `Export.full_clean`), so an unsafe template or a bad format can't get in.
+    State (status, schedule position, watermark) only moves through the actions."""
+
+    list_display = [
+        "name",
+        "owner",
+        "dataset",
+        "export_type",
+        "file_format",
+        "status",
+        "created_at",
+    ]
     list_filter = ["status", "export_type", "file_format"]
     search_fields = ["name"]
+    EDITABLE = [
+        "name",
+        "file_format",
+        "compression",
+        "csv_delimiter",
+        "csv_header",
+        "rows_per_file",
+        "file_template",
+        "folder_template",
+        "report_recipients",
+        "notify_on_success",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # the wizard creates exports
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        every = [field.name for field in Export._meta.concrete_fields]
+        if obj is not None and obj.is_draft:
+            return [name for name in every if name not in self.EDITABLE]
+        return every
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        try:
+            actions.save_draft(request.user, obj)
+        except actions.ActionRefused as refusal:
+            # Refused between the form and the save (it was scheduled meanwhile, say).
+            self.message_user(request, f"Not saved: {refusal.message}", level=messages.ERROR)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # deleting takes the checks and the file clean-up of actions.delete
 
 
 class RunFileInline(admin.TabularInline):
     model = RunFile
     extra = 0
     readonly_fields = ["part", "name", "path", "size_bytes", "rows", "sha256"]
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
+    """Runs are records of what happened: read-only here; they change through the actions."""
+
     list_display = ["id", "export", "status", "trigger", "queued_at", "row_count", "error_code"]
     list_filter = ["status", "trigger", "error_code"]
     inlines = [RunFileInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.action(description="Revoke the selected tokens")
@@ -49,7 +114,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["name", "user", "hint", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
     search_fields = ["name", "user__username"]
-    fields = ["name", "user", "hint", "created_at", "last_used_at", "revoked_at"]
+    fields = ("name", "user", "hint", "created_at", "last_used_at", "revoked_at")
     readonly_fields = fields
     actions = [revoke_tokens]
 

@@ -1,6 +1,6 @@
 """Delivering a run's files: to a connector, or kept for a Desktop download.
 
-Connector deliveries follow DESIGN.md, "Delivery layout" (docs/delivery-layout.md):
+Connector deliveries follow docs/delivery-layout.md:
 the part files go under the delivery folder, then one Transfer Notification File (TNF)
 under `<export GUID>/tnfs/` is written last, so a consumer that sees a TNF knows every
 file it lists is complete. Connection-type failures are retried with backoff; anything
@@ -57,7 +57,7 @@ class _LocalFile(File):
     """A finished part file; FileSystemStorage moves it into place instead of copying."""
 
     def temporary_file_path(self) -> str:
-        return self.name
+        return str(self.name)
 
 
 def desktop_storage():
@@ -65,10 +65,16 @@ def desktop_storage():
 
 
 def deliver(run: Run, files: list[WrittenFile]) -> tuple[str, list[RunFile], str]:
-    """Put a run's files where its export says; returns (folder, files, TNF path)."""
-    if run.export.connector_id is None:
+    """Put a run's files where the run was created to deliver them (its export may have
+    changed since); returns (folder, files, TNF path)."""
+    if run.is_desktop:
         folder, delivered = _deliver_desktop(run, files)
         return folder, delivered, ""
+    if run.connector is None:
+        raise DeliveryFailed(
+            Run.ErrorCode.DESTINATION_NOT_FOUND,
+            f"the connector of {run.destination} was deleted after the run was queued",
+        )
     return _deliver_to_connector(run, files)
 
 
@@ -116,7 +122,8 @@ def _with_retries(destination: Destination, what: str, action, *args):
 def tnf_document(run: Run, data_folder: str, files: list[RunFile], moment: datetime) -> dict:
     """The Transfer Notification File's content (docs/delivery-layout.md)."""
     export = run.export
-    connector = export.connector
+    connector = run.connector
+    assert connector is not None  # only connector deliveries have a TNF
     return {
         "TnfVersion": 1,
         "ExportId": str(export.id),
@@ -142,7 +149,8 @@ def tnf_document(run: Run, data_folder: str, files: list[RunFile], moment: datet
 
 def _deliver_to_connector(run: Run, files: list[WrittenFile]) -> tuple[str, list[RunFile], str]:
     export = run.export
-    connector = export.connector
+    connector = run.connector
+    assert connector is not None  # `deliver` fails a run whose connector is gone
     folder = delivery_folder(export, context_for_run(run))
     delivered: list[RunFile] = []
     try:
@@ -176,14 +184,17 @@ def discard(run: Run, files: list[RunFile], tnf_path: str = "") -> None:
     store lets us."""
     if not files:
         return
-    connector = run.export.connector
-    if connector is None:
+    connector = run.connector
+    if run.is_desktop:
         storage = desktop_storage()
         for run_file in files:
             try:
                 storage.delete(run_file.path)
             except OSError:
                 pass
+        return
+    if connector is None:
+        logger.warning("run %s: its connector was deleted; its partial files stay in %s", run.id, run.destination)
         return
     try:
         with open_destination(connector) as destination:
@@ -214,5 +225,5 @@ def download_response(run: Run):
     response = StreamingHttpResponse(archive, content_type="application/zip")
     response["Content-Length"] = str(len(archive))
     stem = files[0].name.rsplit("-", 1)[0] if files else "export"
-    response["Content-Disposition"] = content_disposition_header(True, f"{stem}.zip")
+    response["Content-Disposition"] = content_disposition_header(True, f"{stem}.zip") or "attachment"
     return response

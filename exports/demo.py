@@ -288,10 +288,7 @@ def build_demo_database(
             for table, (width, rows) in tables.items():
                 connection.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * width)})", rows)
         connection.executescript(INDEXES)
-        counts = {
-            table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
-            for table in tables
-        }
+        counts = {table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables}
         connection.close()
         os.replace(building, path)
         return counts

@@ -8,6 +8,7 @@ their scale, `true`/`false`. No Django here: the engine is a pure function of it
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
@@ -15,15 +16,18 @@ import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+
+from exports.layout import file_extension
 
 # Measured on the benchmark (bench/RESULTS.md): the system allocator returns freed
 # batches to the OS promptly, where mimalloc keeps them, and it was faster too. An
@@ -32,22 +36,12 @@ if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
     pa.set_memory_pool(pa.system_memory_pool())
 
 # pyarrow and Python default to gzip level 9: against 6, several times slower for files
-# under 1% smaller (measured, see shared/STACK.md). Inside Parquet, 6. For CSV and
+# under 1% smaller (measured: docs/libraries.md). Inside Parquet, 6. For CSV and
 # NDJSON, where deflate is most of the work, 3: 2.4x the speed of 6 for files 5-6%
 # larger (bench/RESULTS.md).
 GZIP_LEVEL = 6
 TEXT_GZIP_LEVEL = 3
 ZSTD_LEVEL = 3
-_EXTENSIONS = {
-    ("csv", "none"): "csv",
-    ("csv", "gzip"): "csv.gz",
-    ("ndjson", "none"): "json",
-    ("ndjson", "gzip"): "json.gz",
-    ("parquet", "none"): "parquet",
-    ("parquet", "snappy"): "parquet",
-    ("parquet", "zstd"): "parquet",
-    ("parquet", "gzip"): "gz.parquet",
-}
 
 
 @dataclass(frozen=True)
@@ -68,13 +62,6 @@ class WrittenFile:
     rows: int
     size_bytes: int
     sha256: str
-
-
-def file_extension(file_format: str, compression: str) -> str:
-    try:
-        return _EXTENSIONS[(file_format, compression)]
-    except KeyError:
-        raise ValueError(f"{file_format} files can't be compressed with {compression}") from None
 
 
 # --- the text contract ----------------------------------------------------------------------
@@ -168,8 +155,6 @@ def _json_values(array: pa.Array) -> pa.Array:
         text = _json_string(pc.cast(_as_text(array), pa.string()))
     else:
         # Rare types (binary, lists, structs): one Python value at a time.
-        import base64
-
         def encode(value):
             if isinstance(value, bytes):
                 return json.dumps(base64.b64encode(value).decode())
@@ -249,7 +234,17 @@ class _ParquetWriter:
         self.writer.close()
 
 
-_WRITERS = {"csv": _CsvWriter, "ndjson": _NdjsonWriter, "parquet": _ParquetWriter}
+class _FormatWriter(Protocol):
+    def write(self, batch: pa.RecordBatch) -> None: ...
+
+    def close(self) -> None: ...
+
+
+_WRITERS: dict[str, Callable[[Any, pa.Schema, FileSpec], _FormatWriter]] = {
+    "csv": _CsvWriter,
+    "ndjson": _NdjsonWriter,
+    "parquet": _ParquetWriter,
+}
 
 
 class ParallelGzipFile:
@@ -261,7 +256,9 @@ class ParallelGzipFile:
     and fixed chunk boundaries keep the output deterministic.
     """
 
-    def __init__(self, raw, *, level: int = TEXT_GZIP_LEVEL, chunk_size: int = 4 * 1024 * 1024, threads: int = 2):
+    def __init__(
+        self, raw: BinaryIO, *, level: int = TEXT_GZIP_LEVEL, chunk_size: int = 4 * 1024 * 1024, threads: int = 2
+    ):
         self.raw = raw
         self.level = level
         self.chunk_size = chunk_size
@@ -274,7 +271,7 @@ class ParallelGzipFile:
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:
+    def write(self, data: bytes | memoryview | pa.Buffer) -> int:
         self.buffer += data
         while len(self.buffer) >= self.chunk_size:
             self._submit(bytes(self.buffer[: self.chunk_size]))
@@ -294,7 +291,7 @@ class ParallelGzipFile:
             return
         self.closed = True
         try:
-            if self.buffer or not self.pending and self.raw.tell() == 0:
+            if self.buffer or (not self.pending and self.raw.tell() == 0):
                 self._submit(bytes(self.buffer))  # an empty stream is still one valid member
                 self.buffer.clear()
             while self.pending:
@@ -303,7 +300,10 @@ class ParallelGzipFile:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def read_ahead(items: Iterable, depth: int = 2) -> Iterator:
+_T = TypeVar("_T")
+
+
+def read_ahead(items: Iterable[_T], depth: int = 2) -> Generator[_T, None, None]:
     """Iterate `items` on a thread, `depth` items ahead of the caller.
 
     The source read (driver I/O and type casts, which release the GIL) then overlaps
@@ -329,7 +329,7 @@ def read_ahead(items: Iterable, depth: int = 2) -> Iterator:
                 if not put(item):
                     return
             put(done)
-        except BaseException as exc:  # handed to the consumer, raised there
+        except BaseException as exc:  # noqa: BLE001 - not swallowed: handed to the consumer, raised there
             put(_Failure(exc))
 
     worker = threading.Thread(target=produce, name="read-ahead", daemon=True)
@@ -359,8 +359,8 @@ class _PartFile:
         self.path = path
         self.rows = 0
         self.raw = open(path, "wb")
-        self.gzip = None
-        sink = self.raw
+        self.gzip: ParallelGzipFile | None = None
+        sink: BinaryIO | ParallelGzipFile = self.raw
         if spec.compression == "gzip" and spec.file_format != "parquet":
             self.gzip = ParallelGzipFile(self.raw)
             sink = self.gzip
@@ -387,7 +387,7 @@ class _PartFile:
             try:
                 if closable is not None:
                     closable.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 - the file is being thrown away after an error: keep that error
                 pass
 
 

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any, TypeAlias
 
 from django.core.exceptions import ValidationError
 
@@ -28,6 +29,8 @@ TEXT_ONLY = {"contains", "starts_with"}
 NO_VALUE = {"is_empty", "is_not_empty"}
 ORDERED = {"gt", "gte", "lt", "lte", "between"}
 MAX_IN_VALUES = 1000
+# What a typed value parses to, per logical type (text stays a str).
+FilterValue: TypeAlias = int | float | Decimal | bool | datetime | date | str
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class Filter:
     logical_type: str
 
 
-def parse_value(raw: str, logical_type: str, column: str):
+def parse_value(raw: str, logical_type: str, column: str) -> FilterValue:
     """Parse one filter value typed by a user into the column's type, or say why not."""
     text = raw.strip()
     try:
@@ -59,10 +62,10 @@ def parse_value(raw: str, logical_type: str, column: str):
                 return False
             raise ValueError
         if logical_type in {"timestamp", "datetime"}:
-            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            if logical_type == "timestamp" and value.tzinfo is None:
-                value = value.replace(tzinfo=UTC)
-            return value
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if logical_type == "timestamp" and moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            return moment
         if logical_type == "date":
             return date.fromisoformat(text)
     except (ValueError, InvalidOperation):
@@ -105,12 +108,13 @@ def validate_filter(spec: dict, columns: dict[str, dict]) -> Filter:
         if logical_type == "text":
             values = tuple(item.strip() for item in items)
         return Filter(column, operator, values, logical_type)
-    value = parse_value(raw, logical_type, column) if logical_type != "text" else raw
+    # Any: both bounds parse to the column's one type, so they compare, which the union can't say.
+    value: Any = parse_value(raw, logical_type, column) if logical_type != "text" else raw
     if operator == "between":
         raw_to = str(spec.get("value_to") or "")
         if not raw_to.strip():
             raise ValidationError(f"'is between' needs a second value for {column!r}")
-        value_to = parse_value(raw_to, logical_type, column) if logical_type != "text" else raw_to
+        value_to: Any = parse_value(raw_to, logical_type, column) if logical_type != "text" else raw_to
         if value_to < value:
             raise ValidationError(f"the range for {column!r} is empty: {raw_to!r} comes before {raw!r}")
         return Filter(column, operator, (value, value_to), logical_type)

@@ -1,28 +1,32 @@
 from __future__ import annotations
 
+from typing import Any, ClassVar, cast
+
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.utils import timezone
 
 from connectors.models import Connector
 from exports import filters as export_filters
-from exports.engine import file_extension
-from exports.layout import validate_template
+from exports.incremental import CURSOR_TYPES
 from exports.models import Dataset, Export
+from exports.notify import recipients_of
+from exports.schedule import DEFAULT_DURATION_MONTHS, add_months
 
 DELIMITERS = [(",", "Comma ,"), (";", "Semicolon ;"), ("\t", "Tab"), ("|", "Pipe |")]
-COMPRESSIONS_BY_FORMAT = {
-    Export.Format.CSV: {"none", "gzip"},
-    Export.Format.NDJSON: {"none", "gzip"},
-    Export.Format.PARQUET: {"none", "snappy", "zstd", "gzip"},
-}
+
+
+# Datasets an export may read: those still in their database.
+USABLE_DATASETS = Dataset.objects.filter(missing_since__isnull=True).select_related("database")
 
 
 class SourceStepForm(forms.ModelForm):
     """Wizard step 1: what to export."""
 
     dataset = forms.ModelChoiceField(
-        queryset=Dataset.objects.filter(missing_since__isnull=True).select_related("database"),
+        queryset=USABLE_DATASETS,
         empty_label="Choose a dataset",
     )
     columns = forms.MultipleChoiceField(
@@ -31,22 +35,24 @@ class SourceStepForm(forms.ModelForm):
 
     class Meta:
         model = Export
-        fields = ["name", "dataset", "columns"]
+        fields: ClassVar[list[str]] = ["name", "dataset", "columns"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         dataset = self.chosen_dataset()
         if dataset is not None:
-            self.fields["columns"].choices = [(c["name"], f"{c['name']} ({c['type']})") for c in dataset.columns]
+            cast(forms.MultipleChoiceField, self.fields["columns"]).choices = [
+                (c["name"], f"{c['name']} ({c['type']})") for c in dataset.columns
+            ]
 
     def chosen_dataset(self) -> Dataset | None:
         key = self.data.get(self.add_prefix("dataset")) if self.is_bound else self.initial.get("dataset")
-        if key is None and self.instance.dataset_id:
-            return self.instance.dataset
+        if key is None:
+            return self.instance.dataset if self.instance.dataset_id else None
         if isinstance(key, Dataset):
             return key
         try:
-            return self.fields["dataset"].queryset.get(pk=key)
+            return USABLE_DATASETS.get(pk=key)
         except (Dataset.DoesNotExist, ValueError, TypeError):
             return None
 
@@ -63,28 +69,25 @@ class FileStepForm(forms.ModelForm):
 
     class Meta:
         model = Export
-        fields = ["file_format", "compression", "csv_delimiter", "csv_header", "rows_per_file", "file_template"]
-        labels = {"csv_header": "CSV header row", "file_template": "File name template"}
-        help_texts = {
+        fields: ClassVar[list[str]] = [
+            "file_format",
+            "compression",
+            "csv_delimiter",
+            "csv_header",
+            "rows_per_file",
+            "file_template",
+        ]
+        labels: ClassVar[dict[str, str]] = {"csv_header": "CSV header row", "file_template": "File name template"}
+        help_texts: ClassVar[dict[str, str]] = {
             "compression": "CSV and NDJSON: none or gzip. Parquet: snappy (fastest), zstd, gzip or none.",
             "file_template": "Tokens: %EXPORT_NAME%, %DATASET_NAME%, %DATETIME(YYYYMMdd_HHmmss)%, "
             "%EXPORT_ID%, %DELIVERY_ID%. Files are named <template>-<part>.<extension>.",
         }
 
+    # The template and the format/compression pair are checked by the model
+    # (Export.clean_fields), which the admin goes through too.
     def clean_file_template(self):
-        template = self.cleaned_data["file_template"].strip()
-        validate_template(template, allow_slashes=False)
-        return template
-
-    def clean(self):
-        cleaned = super().clean()
-        file_format, compression = cleaned.get("file_format"), cleaned.get("compression")
-        if file_format and compression:
-            if compression not in COMPRESSIONS_BY_FORMAT[file_format]:
-                self.add_error("compression", f"{compression} is not available for {file_format.upper()} files")
-            else:
-                file_extension(file_format, compression)
-        return cleaned
+        return self.cleaned_data["file_template"].strip()
 
 
 class DestinationStepForm(forms.ModelForm):
@@ -99,19 +102,16 @@ class DestinationStepForm(forms.ModelForm):
 
     class Meta:
         model = Export
-        fields = ["connector", "folder_template"]
-        labels = {"folder_template": "Delivery folder template"}
-        help_texts = {
+        fields: ClassVar[list[str]] = ["connector", "folder_template"]
+        labels: ClassVar[dict[str, str]] = {"folder_template": "Delivery folder template"}
+        help_texts: ClassVar[dict[str, str]] = {
             "folder_template": "For each run of a repeating export. Empty: the delivery GUID. Tokens: "
             "%DELIVERY_ID%, %EXPORT_NAME%, %DATASET_NAME%, %DATETIME(YYYYMMdd)%, %EXPORT_TIME%, "
             "%DESTINATION_INSTANCE_NAME%..."
         }
 
     def clean_folder_template(self):
-        template = self.cleaned_data["folder_template"].strip()
-        if template:
-            validate_template(template, allow_slashes=True)
-        return template
+        return self.cleaned_data["folder_template"].strip()
 
 
 CADENCES = [
@@ -151,7 +151,7 @@ class ScheduleStepForm(forms.ModelForm):
         help_text="Timestamp cursors only: rows newer than this are left for the next run.",
     )
 
-    field_order = [
+    field_order = [  # noqa: RUF012 - Django's own attribute: read once per form, never changed
         "export_type",
         "schedule_start",
         "cadence",
@@ -164,26 +164,33 @@ class ScheduleStepForm(forms.ModelForm):
 
     class Meta:
         model = Export
-        fields = ["export_type", "schedule_start", "schedule_end", "report_recipients", "notify_on_success"]
-        widgets = {
+        fields: ClassVar[list[str]] = [
+            "export_type",
+            "schedule_start",
+            "schedule_end",
+            "report_recipients",
+            "notify_on_success",
+        ]
+        widgets: ClassVar[dict[str, type[forms.Widget] | forms.Widget]] = {
             "export_type": forms.RadioSelect,
             "report_recipients": forms.TextInput(attrs={"placeholder": "ops@example.com, bi@example.com"}),
         }
-        labels = {"report_recipients": "Report recipients", "notify_on_success": "E-mail them on success too"}
-        help_texts = {"report_recipients": "They get the report of every failed run. Comma-separated."}
+        labels: ClassVar[dict[str, str]] = {
+            "report_recipients": "Report recipients",
+            "notify_on_success": "E-mail them on success too",
+        }
+        help_texts: ClassVar[dict[str, str]] = {
+            "report_recipients": "They get the report of every failed run. Comma-separated."
+        }
 
     def __init__(self, *args, time_zone: str = "UTC", now=None, **kwargs):
         super().__init__(*args, **kwargs)
-        from django.utils import timezone
-
-        from exports.incremental import CURSOR_TYPES
-
         self.time_zone = time_zone
         self.now = now or timezone.now()
         export = self.instance
         columns = export.dataset.columns if export.dataset_id else []
         usable = [c for c in columns if c["type"] in CURSOR_TYPES]
-        self.fields["cursor_column"].choices = [("", "Choose a column")] + [
+        cast(forms.ChoiceField, self.fields["cursor_column"]).choices = [("", "Choose a column")] + [
             (c["name"], f"{c['name']} ({c['type']})") for c in usable
         ]
         self.fields["cursor_column"].help_text = "Incremental: an ever-growing id or timestamp."
@@ -195,10 +202,6 @@ class ScheduleStepForm(forms.ModelForm):
             self.initial["safety_lag_minutes"] = export.safety_lag_seconds // 60
 
     def clean_report_recipients(self):
-        from django.core.validators import validate_email
-
-        from exports.notify import recipients_of
-
         addresses = recipients_of(Export(report_recipients=self.cleaned_data["report_recipients"]))
         for address in addresses:
             try:
@@ -207,11 +210,8 @@ class ScheduleStepForm(forms.ModelForm):
                 raise ValidationError(f"{address!r} is not an e-mail address") from None
         return ", ".join(addresses)
 
-    def clean(self):
-        from exports.incremental import CURSOR_TYPES
-        from exports.schedule import add_months
-
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         kind = cleaned.get("export_type")
         start, end = cleaned.get("schedule_start"), cleaned.get("schedule_end")
         cadence = cleaned.get("cadence") or "day"
@@ -230,7 +230,7 @@ class ScheduleStepForm(forms.ModelForm):
         if cadence not in dict(CADENCES):
             self.add_error("cadence", "Choose every day, or every 3, 6, 9 or 12 hours.")
         if end is None:
-            end = add_months(start, 6)
+            end = add_months(start, DEFAULT_DURATION_MONTHS)
             cleaned["schedule_end"] = end
         if end <= start:
             self.add_error("schedule_end", "The end must come after the start.")
@@ -261,18 +261,9 @@ class ScheduleStepForm(forms.ModelForm):
         return export
 
 
-WIZARD_STEPS = {
-    "source": ("Source", SourceStepForm),
-    "file": ("File", FileStepForm),
-    "destination": ("Destination", DestinationStepForm),
-    "schedule": ("Schedule", ScheduleStepForm),
-    "summary": ("Summary", None),
-}
-
-
 class FilterForm(forms.Form):
     column = forms.CharField(required=False, widget=forms.TextInput(attrs={"list": "dataset-columns"}))
-    operator = forms.ChoiceField(choices=[("", "—")] + list(export_filters.OPERATORS.items()), required=False)
+    operator = forms.ChoiceField(choices=[("", "—"), *export_filters.OPERATORS.items()], required=False)
     value = forms.CharField(required=False, help_text="For 'is one of': comma-separated values.")
     value_to = forms.CharField(required=False, label="and")
 

@@ -8,6 +8,7 @@ import shutil
 import threading
 import time
 from contextlib import closing
+from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -56,7 +57,7 @@ class _Heartbeat(threading.Thread):
     """Writes `heartbeat_at` every EXPORT_HEARTBEAT_SECONDS while the run executes: the
     scheduler's reconciler takes a silent run for a dead worker (WORKER_LOST)."""
 
-    def __init__(self, run_id):
+    def __init__(self, run_id: UUID):
         super().__init__(name=f"heartbeat-{run_id}", daemon=True)
         self.run_id = run_id
         self.stopped = threading.Event()
@@ -95,8 +96,6 @@ def execute_run(run: Run) -> None:
     work_dir = settings.EXPORT_WORK_DIR / str(run.id)
     delivered: list = []
     tnf = ""
-    run.destination = export.connector.location if export.connector else "Desktop"
-    Run.objects.filter(id=run.id).update(destination=run.destination)
     try:
         window = None
         filter_specs = list(export.filters)

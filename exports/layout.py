@@ -37,6 +37,20 @@ _DATE_PARTS = [
     ("SSS", "{ms}"),
 ]
 _DATE_PATTERN = re.compile("|".join(re.escape(part) for part, _ in sorted(_DATE_PARTS, key=lambda p: -len(p[0]))))
+# (format, compression) -> file extension; a pair not listed is not a valid combination.
+_EXTENSIONS = {
+    ("csv", "none"): "csv",
+    ("csv", "gzip"): "csv.gz",
+    ("ndjson", "none"): "json",
+    ("ndjson", "gzip"): "json.gz",
+    ("parquet", "none"): "parquet",
+    ("parquet", "snappy"): "parquet",
+    ("parquet", "zstd"): "parquet",
+    ("parquet", "gzip"): "gz.parquet",
+}
+COMPRESSIONS_BY_FORMAT: dict[str, set[str]] = {}
+for _format, _compression in _EXTENSIONS:
+    COMPRESSIONS_BY_FORMAT.setdefault(_format, set()).add(_compression)
 # Safe on S3, GCS, Azure Blob, SFTP servers and every desktop file system.
 _UNSAFE = re.compile(r'[\\:*?"<>|\x00-\x1f\x7f#%{}^~\[\]`]')
 
@@ -60,6 +74,13 @@ def _format_date(pattern: str, moment: datetime) -> str:
     return _DATE_PATTERN.sub(
         lambda m: moment.strftime(mapping[m.group(0)]).replace("{ms}", f"{moment.microsecond // 1000:03d}"), pattern
     )
+
+
+def file_extension(file_format: str, compression: str) -> str:
+    try:
+        return _EXTENSIONS[(file_format, compression)]
+    except KeyError:
+        raise ValueError(f"{file_format} files can't be compressed with {compression}") from None
 
 
 def safe_segment(text: str) -> str:
@@ -93,6 +114,15 @@ def validate_template(template: str, *, allow_slashes: bool) -> None:
         raise ValidationError("empty folder names ('//') are not allowed")
 
 
+def validate_file_template(template: str) -> None:
+    validate_template(template, allow_slashes=False)
+
+
+def validate_folder_template(template: str) -> None:
+    if template:
+        validate_template(template, allow_slashes=True)
+
+
 def render_template(template: str, context: LayoutContext) -> str:
     values = {
         "DELIVERY_ID": context.delivery_id,
@@ -118,7 +148,7 @@ def render_template(template: str, context: LayoutContext) -> str:
 
 def context_for_run(run) -> LayoutContext:
     export = run.export
-    connector = export.connector
+    connector = run.connector
     return LayoutContext(
         delivery_id=str(run.id),
         export_id=str(export.id),

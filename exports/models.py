@@ -10,15 +10,19 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Collection
 from datetime import timedelta
+from typing import ClassVar
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from exports.layout import COMPRESSIONS_BY_FORMAT, validate_file_template, validate_folder_template
 from exportsite.crypto import EncryptedTextField
 
 
@@ -33,7 +37,7 @@ class Database(models.Model):
     refresh_error = models.TextField(blank=True)
 
     class Meta:
-        ordering = ["name"]
+        ordering: ClassVar[list[str]] = ["name"]
 
     def __str__(self) -> str:
         return self.name
@@ -71,8 +75,8 @@ class Dataset(models.Model):
     refreshed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["database__name", "schema_name", "name"]
-        constraints = [
+        ordering: ClassVar[list[str]] = ["database__name", "schema_name", "name"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
             models.UniqueConstraint(fields=["database", "schema_name", "name"], name="dataset_unique_table"),
         ]
 
@@ -136,8 +140,10 @@ class Export(models.Model):
     connector = models.ForeignKey(
         "connectors.Connector", null=True, blank=True, on_delete=models.PROTECT, related_name="exports"
     )
-    folder_template = models.CharField(max_length=500, blank=True)
-    file_template = models.CharField(max_length=200, default="%EXPORT_NAME%_%DATETIME(YYYYMMdd_HHmmss)%")
+    folder_template = models.CharField(max_length=500, blank=True, validators=[validate_folder_template])
+    file_template = models.CharField(
+        max_length=200, default="%EXPORT_NAME%_%DATETIME(YYYYMMdd_HHmmss)%", validators=[validate_file_template]
+    )
     schedule_unit = models.CharField(max_length=10, choices=TimeUnit.choices, blank=True)
     schedule_interval = models.PositiveSmallIntegerField(null=True, blank=True)
     schedule_start = models.DateTimeField(null=True, blank=True)
@@ -160,14 +166,31 @@ class Export(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "name"], name="export_status_name")]
+        ordering: ClassVar[list[str]] = ["-created_at"]
+        indexes: ClassVar[list[models.Index]] = [models.Index(fields=["status", "name"], name="export_status_name")]
 
     def __str__(self) -> str:
         return self.name
 
     def get_absolute_url(self) -> str:
         return reverse("exports-detail", args=[self.id])
+
+    def clean_fields(self, exclude: Collection[str] | None = None) -> None:
+        """Field rules, plus the one that spans two fields: the compression must suit the
+        format. Here rather than in `clean()` so that a form which doesn't show those
+        fields (a wizard step, the admin) isn't handed an error it can't display."""
+        errors: dict[str, list] = {}
+        try:
+            super().clean_fields(exclude=exclude)
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+        excluded = set(exclude or ())
+        if not {"file_format", "compression"} & excluded and "compression" not in errors:
+            allowed = COMPRESSIONS_BY_FORMAT.get(self.file_format, set())
+            if self.compression not in allowed:
+                errors["compression"] = [f"{self.compression} is not available for {self.file_format.upper()} files"]
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def is_desktop(self) -> bool:
@@ -228,33 +251,17 @@ class Export(models.Model):
             return None
         return f"{self.schedule_interval}h" if self.schedule_unit == self.TimeUnit.HOUR else "day"
 
-    def schedule(self, now=None) -> bool:
-        """Draft → scheduled, with its first run time. Slots that passed while it was a
-        draft are not caught up: it starts with the next one."""
-        from exports.schedule import for_export
-
-        now = now or timezone.now()
-        plan = for_export(self)
-        if plan is None:
-            raise ValueError("it has no start time")
-        first = plan.slot(0) if plan.slot(0) >= now else plan.next_after(now)
-        if first is None:
-            raise ValueError("no run time is left: its start (one shot) or its end has passed")
+    def schedule(self, *, first_run_at, last_scheduled_for, now) -> bool:
+        """Draft → scheduled, first running at `first_run_at` (exports/actions.py works it
+        out); False when it is no longer a draft."""
         updated = Export.objects.filter(id=self.id, status=self.Status.DRAFT).update(
             status=self.Status.SCHEDULED,
-            next_run_at=first,
-            last_scheduled_for=plan.latest_due(None, now) if plan.slot(0) < now else None,
+            next_run_at=first_run_at,
+            last_scheduled_for=last_scheduled_for,
             updated_at=now,
         )
         self.refresh_from_db()
         return bool(updated)
-
-    def run_now(self) -> bool:
-        """Bring a scheduled export's next run forward to now; the scheduler starts it."""
-        now = timezone.now()
-        return bool(
-            Export.objects.filter(id=self.id, status=self.Status.SCHEDULED).update(next_run_at=now, updated_at=now)
-        )
 
     def reset_watermark(self) -> None:
         """The next incremental run exports everything again."""
@@ -272,6 +279,15 @@ class Export(models.Model):
     @property
     def delimiter_label(self) -> str:
         return {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(self.csv_delimiter, self.csv_delimiter)
+
+
+DESKTOP = "desktop"
+
+
+class RunQuerySet(models.QuerySet):
+    def active(self) -> RunQuerySet:
+        """Queued or running: an export has at most one such run."""
+        return self.filter(status__in=Run.ACTIVE)
 
 
 class Run(models.Model):
@@ -323,8 +339,13 @@ class Run(models.Model):
     row_count = models.BigIntegerField(null=True, blank=True)
     bytes = models.BigIntegerField(null=True, blank=True)
     peak_rss_bytes = models.BigIntegerField(null=True, blank=True)
-    # Where the files went: the connector's location when the run started, the folder
-    # and the Transfer Notification File inside it (empty for Desktop downloads).
+    # Where the files go, fixed when the run is created: "desktop" or the connector's
+    # kind, the connector (null once deleted) and its location then; the folder and the
+    # Transfer Notification File inside it (empty for Desktop downloads).
+    destination_kind = models.CharField(max_length=20, blank=True)
+    connector = models.ForeignKey(
+        "connectors.Connector", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
     destination = models.CharField(max_length=1024, blank=True)
     delivery_folder = models.CharField(max_length=1024, blank=True)
     tnf_path = models.CharField(max_length=1024, blank=True)
@@ -340,10 +361,14 @@ class Run(models.Model):
     # Written every few seconds by the worker; a stale one means the worker is gone.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
 
+    objects = RunQuerySet.as_manager()
+
     class Meta:
-        ordering = ["-queued_at"]
-        indexes = [models.Index(fields=["status", "-queued_at"], name="run_status_queued")]
-        constraints = [
+        ordering: ClassVar[list[str]] = ["-queued_at"]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["status", "-queued_at"], name="run_status_queued")
+        ]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
             # At most one queued or running run per export: a double click, or two
             # scheduler ticks, can't start the same export twice.
             models.UniqueConstraint(
@@ -357,6 +382,16 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return f"{self.export.name} run {self.id}"
+
+    def save(self, *args, **kwargs) -> None:
+        # A run remembers where its files go from the moment it exists: a later change of
+        # the export's destination must not send its downloads, expiry or deletion elsewhere.
+        if not self.destination_kind:
+            connector = self.export.connector
+            self.destination_kind = connector.kind if connector else DESKTOP
+            self.connector = connector
+            self.destination = connector.location if connector else "Desktop"
+        super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:
         return reverse("runs-detail", args=[self.id])
@@ -386,16 +421,13 @@ class Run(models.Model):
         return min(100, int(self.rows_done * 100 / self.estimated_rows))
 
     @property
-    def is_relaunch(self) -> bool:
-        return self.relaunch_of_id is not None
+    def is_desktop(self) -> bool:
+        """Its files went to the Desktop downloads storage, whatever the export says now."""
+        return self.destination_kind == DESKTOP
 
     @property
     def is_downloadable(self) -> bool:
-        return (
-            self.is_succeeded
-            and self.export.is_desktop
-            and (self.expires_at is None or self.expires_at > timezone.now())
-        )
+        return self.is_succeeded and self.is_desktop and (self.expires_at is None or self.expires_at > timezone.now())
 
     @classmethod
     def claim(cls, run_id) -> Run | None:
@@ -406,7 +438,7 @@ class Run(models.Model):
         )
         if not claimed:
             return None
-        return cls.objects.select_related("export__dataset__database", "export__connector").get(id=run_id)
+        return cls.objects.select_related("export__dataset__database", "connector").get(id=run_id)
 
     def report_progress(self, rows_done: int) -> bool:
         """Record rows done; False when the run is no longer running (cancelled meanwhile)."""
@@ -439,7 +471,7 @@ class Run(models.Model):
         return True
 
     # After a fix (credentials, a bucket, a confirmed host key) a relaunch delivers.
-    RELAUNCHABLE = {
+    RELAUNCHABLE: ClassVar[set[str]] = {
         ErrorCode.SOURCE_UNAVAILABLE,
         ErrorCode.DESTINATION_AUTH_FAILED,
         ErrorCode.DESTINATION_NOT_FOUND,
@@ -460,7 +492,9 @@ class Run(models.Model):
     def cancel(self) -> bool:
         """Queued or running → cancelled. A running worker notices at its next batch."""
         return bool(
-            Run.objects.filter(id=self.id, status__in=self.ACTIVE).update(
+            Run.objects.active()
+            .filter(id=self.id)
+            .update(
                 status=self.Status.CANCELLED,
                 finished_at=timezone.now(),
                 error_code=self.ErrorCode.CANCELLED,
@@ -469,12 +503,16 @@ class Run(models.Model):
         )
 
     def fail(self, code: str, message: str, *, peak_rss_bytes: int | None = None) -> bool:
-        updated = Run.objects.filter(id=self.id, status__in=self.ACTIVE).update(
-            status=self.Status.FAILED,
-            finished_at=timezone.now(),
-            error_code=code,
-            error_message=message[:4000],
-            peak_rss_bytes=peak_rss_bytes,
+        updated = (
+            Run.objects.active()
+            .filter(id=self.id)
+            .update(
+                status=self.Status.FAILED,
+                finished_at=timezone.now(),
+                error_code=code,
+                error_message=message[:4000],
+                peak_rss_bytes=peak_rss_bytes,
+            )
         )
         self.refresh_from_db()
         return bool(updated)
@@ -489,8 +527,10 @@ class SkippedSlot(models.Model):
     recorded_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["-scheduled_for"]
-        constraints = [models.UniqueConstraint(fields=["export", "scheduled_for"], name="skip_one_per_slot")]
+        ordering: ClassVar[list[str]] = ["-scheduled_for"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["export", "scheduled_for"], name="skip_one_per_slot")
+        ]
 
     def __str__(self) -> str:
         return f"{self.export} skipped {self.scheduled_for:%Y-%m-%d %H:%M}"
@@ -522,7 +562,7 @@ class ApiToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering: ClassVar[list[str]] = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.hint}…)"
@@ -589,8 +629,10 @@ class RunFile(models.Model):
     sha256 = models.CharField(max_length=64)
 
     class Meta:
-        ordering = ["run", "part"]
-        constraints = [models.UniqueConstraint(fields=["run", "part"], name="runfile_unique_part")]
+        ordering: ClassVar[list[str]] = ["run", "part"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["run", "part"], name="runfile_unique_part")
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -629,7 +671,7 @@ def refresh_datasets(database: Database) -> list[Dataset]:
     (keeping the data type label someone chose), and vanished ones are marked missing
     rather than deleted: exports still point at them and must say what happened.
     """
-    from exports import sources
+    from exports import sources  # noqa: PLC0415 - pyarrow and the ADBC drivers load only where a source is read
 
     now = timezone.now()
     try:

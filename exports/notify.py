@@ -40,7 +40,7 @@ def notify_run(run: Run) -> bool:
             from_email=settings.DEFAULT_FROM_EMAIL,
             recipient_list=to,
         )
-    except Exception:  # noqa: BLE001 - a mail server problem must not change the run
+    except Exception:
         logger.exception("run %s: the report e-mail could not be sent", run.id)
         return False
     return True

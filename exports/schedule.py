@@ -16,7 +16,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from exports.models import Export
 
 DAY, HOUR = "day", "hour"
 HOURLY_INTERVALS = (3, 6, 9, 12)
@@ -38,13 +42,16 @@ def _resolve(wall: datetime) -> datetime:
     return wall.astimezone(UTC)
 
 
+UTC_ZONE = ZoneInfo("UTC")
+
+
 @dataclass(frozen=True)
 class Schedule:
     start: datetime  # aware
     unit: str = ""  # "" for a single run at `start`
     interval: int = 1
     end: datetime | None = None
-    tz: ZoneInfo = ZoneInfo("UTC")
+    tz: ZoneInfo = UTC_ZONE
 
     @property
     def repeats(self) -> bool:
@@ -105,7 +112,7 @@ class Schedule:
         return slot
 
     def upcoming(self, moment: datetime, count: int = 5) -> list[datetime]:
-        times = []
+        times: list[datetime] = []
         cursor = moment
         while len(times) < count:
             following = self.next_after(cursor)
@@ -116,7 +123,7 @@ class Schedule:
         return times
 
 
-def for_export(export) -> Schedule | None:
+def for_export(export: Export) -> Schedule | None:
     """The schedule of an export, or None for a one-shot launched by hand."""
     if export.schedule_start is None:
         return None

@@ -4,7 +4,8 @@ downloads. `manage.py scheduler` calls `tick()` every few seconds.
 Exactly once, with any number of schedulers: each due export is handled in its own
 transaction that locks its row (`select_for_update(skip_locked=True)` on PostgreSQL;
 SQLite serialises writers), re-checks that it is still due, and creates the run for one
-slot; a unique constraint on (export, scheduled_for) backs this up. Missed slots (the
+slot (`actions.start_due_run`); a unique constraint on (export, scheduled_for) backs
+this up. Missed slots (the
 scheduler was down) collapse into one run for the latest of them. A slot whose previous
 run is still going is skipped, and the skip is recorded.
 
@@ -21,13 +22,15 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import django_rq
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from rq.job import Job
 
-from exports.models import Export, Run, SkippedSlot
+from exports import actions
+from exports.delivery import desktop_storage
+from exports.models import DESKTOP, Export, Run, SkippedSlot
 from exports.notify import notify_run
-from exports.schedule import for_export
 
 logger = logging.getLogger(__name__)
 
@@ -54,71 +57,17 @@ def tick(now: datetime | None = None) -> TickReport:
     reconcile(now, report)
     due = Export.objects.filter(status=Export.Status.SCHEDULED, next_run_at__lte=now).values_list("id", flat=True)
     for export_id in list(due[:500]):
-        schedule_due(export_id, now, report)
+        outcome = actions.start_due_run(export_id, now)
+        if outcome.run is not None:
+            report.created.append(outcome.run)
+        if outcome.skipped is not None:
+            report.skipped.append(outcome.skipped)
     expire_downloads(now, report)
     return report
 
 
-def schedule_due(
-    export_id, now: datetime, report: TickReport | None = None, *, trigger: str = Run.Trigger.SCHEDULE
-) -> Run | None:
-    report = report or TickReport()
-    from exports.runs import enqueue_run
-
-    with transaction.atomic():
-        due = Export.objects.select_related("dataset").filter(
-            id=export_id, status=Export.Status.SCHEDULED, next_run_at__lte=now
-        )
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True, of=("self",))
-        export = due.first()
-        if export is None:
-            return None  # another scheduler has it, or it is no longer due
-        plan = for_export(export)
-        slot = plan.latest_due(export.last_scheduled_for, now) if plan else None
-        if slot is None:
-            slot = export.next_run_at  # brought forward by "Run now"
-        run = None
-        if export.runs.filter(status__in=Run.ACTIVE).exists():
-            skip, created = SkippedSlot.objects.get_or_create(
-                export=export, scheduled_for=slot, defaults={"reason": "the previous run was still in progress"}
-            )
-            if created:
-                report.skipped.append(skip)
-                logger.info("export %s: slot %s skipped, the previous run is still in progress", export.id, slot)
-        elif export.dataset.missing_since is not None:
-            SkippedSlot.objects.get_or_create(
-                export=export, scheduled_for=slot, defaults={"reason": "the dataset no longer exists"}
-            )
-        else:
-            try:
-                with transaction.atomic():
-                    run = Run.objects.create(
-                        export=export,
-                        trigger=trigger,
-                        scheduled_for=slot,
-                        estimated_rows=export.dataset.estimated_rows,
-                    )
-            except IntegrityError:
-                run = None  # the slot's run exists already: created by another scheduler
-            else:
-                report.created.append(run)
-                transaction.on_commit(lambda run_id=run.id: enqueue_run(run_id))
-        export.last_scheduled_for = max(filter(None, [export.last_scheduled_for, slot]))
-        export.next_run_at = plan.next_after(now) if plan else None
-        if export.next_run_at is None:
-            export.status = Export.Status.FINISHED
-        export.save(update_fields=["last_scheduled_for", "next_run_at", "status", "updated_at"])
-    return run
-
-
 def reconcile(now: datetime, report: TickReport | None = None) -> None:
     """Fail runs whose worker died, re-enqueue queued runs Redis lost, retry what may pass."""
-    import django_rq
-    from rq.job import Job
-
-    from exports.runs import enqueue_run, launch_export
-
     report = report or TickReport()
     stale = now - timedelta(seconds=settings.EXPORT_HEARTBEAT_TIMEOUT)
     lost = Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=stale) | Run.objects.filter(
@@ -139,7 +88,7 @@ def reconcile(now: datetime, report: TickReport | None = None) -> None:
     redis = django_rq.get_connection(settings.EXPORTS_QUEUE)
     for run in Run.objects.filter(status=Run.Status.QUEUED, queued_at__lt=grace):
         if not Job.exists(str(run.id), connection=redis):
-            enqueue_run(run.id)
+            actions.enqueue_run(run.id)
             report.requeued.append(run)
             logger.warning("run %s: its job was lost from Redis; enqueued again", run.id)
 
@@ -156,22 +105,21 @@ def reconcile(now: datetime, report: TickReport | None = None) -> None:
         if run.export.status == Export.Status.DRAFT and run.trigger == Run.Trigger.SCHEDULE:
             continue  # unscheduled meanwhile: leave it
         try:
-            retry, created = launch_export(run.export, user=None, trigger=Run.Trigger.RETRY, relaunch_of=run)
-        except Exception as exc:  # noqa: BLE001 - a dataset gone missing, say: leave it failed
-            logger.warning("run %s: not retried: %s", run.id, exc)
-            continue
-        if created:
-            report.retried.append(retry)
+            report.retried.append(actions.retry(run))
+        except actions.ActionRefused as exc:
+            # Another run is going (the retry waits for a later tick), or the dataset is
+            # gone (the run stays failed).
+            if exc.code != actions.ALREADY_RUNNING:
+                logger.warning("run %s: not retried: %s", run.id, exc)
 
 
 def expire_downloads(now: datetime, report: TickReport | None = None) -> None:
     """Desktop files past their time are deleted; the run shows as expired."""
-    from exports.delivery import desktop_storage
-
     report = report or TickReport()
     storage = desktop_storage()
+    # The run's own destination: the export may deliver elsewhere since.
     old = Run.objects.filter(
-        status=Run.Status.SUCCEEDED, export__connector__isnull=True, expires_at__lte=now
+        status=Run.Status.SUCCEEDED, destination_kind=DESKTOP, expires_at__lte=now
     ).prefetch_related("files")
     for run in old[:200]:
         if not Run.objects.filter(id=run.id, status=Run.Status.SUCCEEDED).update(status=Run.Status.EXPIRED):

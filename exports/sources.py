@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from exports.filters import Filter, compile_where, quote_identifier
+
+if TYPE_CHECKING:
+    from adbc_driver_manager.dbapi import Connection
+
+    from exports.models import Dataset
 
 LOGICAL_TYPES = ("integer", "float", "decimal", "text", "boolean", "timestamp", "datetime", "date", "binary")
 # SQLite keeps milliseconds in its date functions; every timestamp is normalised to UTC.
@@ -65,12 +72,6 @@ def arrow_type(column: dict) -> pa.DataType:
 
 def arrow_schema(columns: list[dict]) -> pa.Schema:
     return pa.schema([pa.field(column["name"], arrow_type(column)) for column in columns])
-
-
-def type_label(column: dict) -> str:
-    if column["type"] == "decimal":
-        return f"decimal({column['precision']},{column['scale']})"
-    return column["type"]
 
 
 # --- SQLite ---------------------------------------------------------------------------
@@ -204,7 +205,7 @@ _PG_TYPES = {
 
 
 def _pg_connect_for_catalogue(url: str):
-    import psycopg
+    import psycopg  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
 
     try:
         return psycopg.connect(url, connect_timeout=10)
@@ -213,7 +214,7 @@ def _pg_connect_for_catalogue(url: str):
 
 
 def _discover_postgresql(url: str) -> list[DiscoveredDataset]:
-    import psycopg
+    import psycopg  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
 
     with _pg_connect_for_catalogue(url) as connection:
         try:
@@ -312,11 +313,14 @@ def _query_failed(exc: Exception, dataset_label: str) -> SourceQueryFailed:
     return SourceQueryFailed(f"reading {dataset_label} failed: {message}")
 
 
-class DatasetReader:
+class DatasetReader(ABC):
     """Streams one dataset's selected columns, filtered, as Arrow record batches.
 
     Use as a context manager; `estimate_rows()` gives the expected row count for progress.
+    Each source engine has its subclass; `reader_class(url)` picks it.
     """
+
+    dialect: str  # the SQL dialect `compile_where` writes for
 
     def __init__(
         self,
@@ -336,36 +340,146 @@ class DatasetReader:
         self.batch_rows = batch_rows
         self.schema = arrow_schema(columns)
         self.label = f"{schema_name}.{table}" if schema_name else table
-        self.dialect = "sqlite" if url.startswith("sqlite:") else "postgresql"
-        self._connection = None
+        self._connection: Connection | None = None
         self._cursors: list = []
 
     def __enter__(self) -> DatasetReader:
         try:
-            if self.dialect == "sqlite":
-                import adbc_driver_sqlite.dbapi as driver
-
-                path = sqlite_path(self.url)
-                if not path.is_file():
-                    raise SourceUnavailable(f"the SQLite database file {path} does not exist")
-                self._connection = driver.connect(f"file:{quote(str(path))}?mode=ro")
-            else:
-                import adbc_driver_postgresql.dbapi as driver
-
-                self._connection = driver.connect(_pg_adbc_uri(self.url))
+            self._connection = self._connect()
         except SourceError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the ADBC drivers raise their own error types; any failure here means the source can't be reached
             raise SourceUnavailable(f"cannot connect to the source database: {_first_line(exc)}") from None
-        if self.dialect == "sqlite":
-            try:
-                self._check_sqlite_columns()
-            except BaseException:
-                self.__exit__(None, None, None)
-                raise
+        try:
+            self._check_columns()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self
 
-    def _check_sqlite_columns(self) -> None:
+    def __exit__(self, *exc_info: object) -> None:
+        for cursor in self._cursors:
+            try:
+                cursor.close()
+            except Exception:  # noqa: BLE001 - closing is best effort: a failed close must not hide how the read went
+                pass
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except Exception:  # noqa: BLE001 - closing is best effort: a failed close must not hide how the read went
+                pass
+
+    @abstractmethod
+    def _connect(self):
+        """An open ADBC connection to the source."""
+
+    def _check_columns(self) -> None:
+        """Fails when the table or a wanted column is gone, if the engine wouldn't say so itself."""
+        return  # by default the query's own error names what is missing
+
+    @abstractmethod
+    def _estimate_rows(self) -> int: ...
+
+    @abstractmethod
+    def _max_value_sql(self, column: dict) -> str: ...
+
+    @abstractmethod
+    def _query(self) -> tuple[str, list]:
+        """(sql, params) that read the selected columns, filtered."""
+
+    @abstractmethod
+    def _statement_options(self) -> dict[str, str]:
+        """ADBC statement options that size the batches."""
+
+    def _data_batches(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """Drops what the engine's query adds around the data; nothing by default."""
+        return batches
+
+    def _cursor(self):
+        # Only ever called inside `with`: __enter__ opened the connection first.
+        assert self._connection is not None
+        cursor = self._connection.cursor()
+        self._cursors.append(cursor)  # the stream dies if its cursor is collected
+        return cursor
+
+    def estimate_rows(self) -> int | None:
+        try:
+            return self._estimate_rows()
+        except SourceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - ADBC and Arrow raise their own error types; each is a failed read
+            raise _query_failed(exc, self.label) from None
+
+    def max_value(self, column: dict) -> str | None:
+        """The largest value of a column, as text the filters parse back exactly (None
+        for an empty table): an incremental run's high-water mark."""
+        try:
+            sql = self._max_value_sql(column)
+            cursor = self._cursor()
+            cursor.execute(sql)
+            value = cursor.fetchone()[0]
+        except SourceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - ADBC and Arrow raise their own error types; each is a failed read
+            raise _query_failed(exc, self.label) from None
+        if value is None:
+            return None
+        if isinstance(value, datetime | date):
+            return value.isoformat()
+        return str(value)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        sql, params = self._query()
+        cursor = self._cursor()
+        try:
+            cursor.adbc_statement.set_options(**self._statement_options())
+            cursor.execute(sql, parameters=params or None)
+            stream = cursor.fetch_record_batch()
+        except Exception as exc:  # noqa: BLE001 - ADBC and Arrow raise their own error types; each is a failed read
+            raise _query_failed(exc, self.label) from None
+        for batch in self._data_batches(self._read(stream)):
+            if batch.num_rows:
+                yield self._normalise(batch)
+
+    def _read(self, stream) -> Iterator[pa.RecordBatch]:
+        iterator = iter(stream)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except Exception as exc:  # noqa: BLE001 - ADBC and Arrow raise their own error types; each is a failed read
+                raise _query_failed(exc, self.label) from None
+            yield batch
+
+    def _normalise(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        arrays = []
+        for array, field in zip(batch.columns, self.schema, strict=True):
+            if isinstance(array, pa.ExtensionArray):
+                array = array.storage  # PostgreSQL numeric arrives as an opaque type over text
+            if array.type != field.type:
+                try:
+                    array = pc.cast(array, field.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise SourceQueryFailed(
+                        f"column {field.name!r} of {self.label} holds a value that is not {field.type}: {exc}"
+                    ) from None
+            arrays.append(array)
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+class SqliteReader(DatasetReader):
+    dialect = "sqlite"
+
+    def _connect(self):
+        import adbc_driver_sqlite.dbapi as driver  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
+
+        path = sqlite_path(self.url)
+        if not path.is_file():
+            raise SourceUnavailable(f"the SQLite database file {path} does not exist")
+        return driver.connect(f"file:{quote(str(path))}?mode=ro")
+
+    def _check_columns(self) -> None:
         """SQLite reads a double-quoted name that matches no column as a string literal,
         so a dropped column would export its own name: check the columns first."""
         cursor = self._cursor()
@@ -384,69 +498,54 @@ class DatasetReader:
                 "refresh the dataset and edit the export"
             )
 
-    def __exit__(self, *exc_info) -> None:
-        for cursor in self._cursors:
-            try:
-                cursor.close()
-            except Exception:
-                pass
-        if self._connection is not None:
-            try:
-                self._connection.close()
-            except Exception:
-                pass
-
-    def _cursor(self):
-        cursor = self._connection.cursor()
-        self._cursors.append(cursor)  # the stream dies if its cursor is collected
-        return cursor
-
-    def estimate_rows(self) -> int | None:
+    def _estimate_rows(self) -> int:
         where, params = compile_where(self.filters, self.dialect)
-        try:
-            cursor = self._cursor()
-            if self.dialect == "sqlite":
-                cursor.execute(f"SELECT count(*) FROM {quote_identifier(self.table)}{where}", parameters=params)
-                return int(cursor.fetchone()[0])
-            return self._pg_estimate()
-        except SourceError:
-            raise
-        except Exception as exc:
-            raise _query_failed(exc, self.label) from None
+        cursor = self._cursor()
+        cursor.execute(f"SELECT count(*) FROM {quote_identifier(self.table)}{where}", parameters=params)
+        return int(cursor.fetchone()[0])
 
-    def max_value(self, column: dict) -> str | None:
-        """The largest value of a column, as text the filters parse back exactly (None
-        for an empty table): an incremental run's high-water mark."""
+    def _max_value_sql(self, column: dict) -> str:
         name = quote_identifier(column["name"])
-        try:
-            cursor = self._cursor()
-            if self.dialect == "sqlite":
-                expression = (
-                    f"strftime('%Y-%m-%dT%H:%M:%f', {name})" if column["type"] in {"timestamp", "datetime"} else name
-                )
-                cursor.execute(f"SELECT MAX({expression}) FROM {quote_identifier(self.table)}")
-            else:
-                source = quote_identifier(self.table)
-                if self.schema_name:
-                    source = f"{quote_identifier(self.schema_name)}.{source}"
-                cursor.execute(f"SELECT MAX({name}) FROM {source}")
-            value = cursor.fetchone()[0]
-        except SourceError:
-            raise
-        except Exception as exc:
-            raise _query_failed(exc, self.label) from None
-        if value is None:
-            return None
-        if isinstance(value, datetime | date):
-            return value.isoformat()
-        return str(value)
+        # The filters compare timestamps in this strftime form, so the mark must be in it too.
+        expression = f"strftime('%Y-%m-%dT%H:%M:%f', {name})" if column["type"] in {"timestamp", "datetime"} else name
+        return f"SELECT MAX({expression}) FROM {quote_identifier(self.table)}"
 
-    def _pg_estimate(self) -> int:
+    def _query(self) -> tuple[str, list]:
+        return _sqlite_query(self.table, self.columns, self.filters)
+
+    def _statement_options(self) -> dict[str, str]:
+        return {"adbc.sqlite.query.batch_rows": str(self.batch_rows)}
+
+    def _data_batches(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """Drops the sentinel row `_sqlite_query` puts first, and its marker column."""
+        sentinel = True
+        for batch in batches:
+            if sentinel and batch.num_rows:
+                if batch.column(0)[0].as_py() != 0:
+                    raise SourceQueryFailed("the SQLite reader lost its sentinel row")
+                batch = batch.slice(1)
+                sentinel = False
+            yield batch.drop_columns(["__sentinel__"])
+
+
+class PostgresReader(DatasetReader):
+    dialect = "postgresql"
+
+    def _connect(self):
+        import adbc_driver_postgresql.dbapi as driver  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
+
+        return driver.connect(_pg_adbc_uri(self.url))
+
+    def _relation(self) -> str:
+        source = quote_identifier(self.table)
+        return f"{quote_identifier(self.schema_name)}.{source}" if self.schema_name else source
+
+    def _estimate_rows(self) -> int:
         """The planner's row estimate: ADBC runs queries through COPY, which can't EXPLAIN,
         so this one goes through psycopg with the same parameters."""
-        import psycopg
+        import psycopg  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
 
-        sql, params = _pg_query(self.schema_name, self.table, self.columns, self.filters)
+        sql, params = self._query()
         sql = re.sub(r"\$\d+", "%s", sql.replace("%", "%%"))
         with _pg_connect_for_catalogue(self.url) as connection:
             try:
@@ -455,59 +554,26 @@ class DatasetReader:
                 raise _query_failed(exc, self.label) from None
         return int(plan[0]["Plan"]["Plan Rows"])
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        if self.dialect == "sqlite":
-            sql, params = _sqlite_query(self.table, self.columns, self.filters)
-        else:
-            sql, params = _pg_query(self.schema_name, self.table, self.columns, self.filters)
-        cursor = self._cursor()
-        try:
-            if self.dialect == "sqlite":
-                cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(self.batch_rows)})
-            else:
-                # Batches of about 8 MB: a few in flight keep the export well inside its memory budget.
-                cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(PG_BATCH_BYTES)})
-            cursor.execute(sql, parameters=params or None)
-            stream = cursor.fetch_record_batch()
-        except Exception as exc:
-            raise _query_failed(exc, self.label) from None
-        sentinel = self.dialect == "sqlite"
-        iterator = iter(stream)
-        while True:
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                return
-            except Exception as exc:
-                raise _query_failed(exc, self.label) from None
-            if self.dialect == "sqlite":
-                if sentinel and batch.num_rows:
-                    if batch.column(0)[0].as_py() != 0:
-                        raise SourceQueryFailed("the SQLite reader lost its sentinel row")
-                    batch = batch.slice(1)
-                    sentinel = False
-                batch = batch.drop_columns(["__sentinel__"])
-            if batch.num_rows:
-                yield self._normalise(batch)
+    def _max_value_sql(self, column: dict) -> str:
+        return f"SELECT MAX({quote_identifier(column['name'])}) FROM {self._relation()}"
 
-    def _normalise(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        arrays = []
-        for array, field in zip(batch.columns, self.schema, strict=True):
-            if isinstance(array, pa.ExtensionArray):
-                array = array.storage  # PostgreSQL numeric arrives as an opaque type over text
-            if array.type != field.type:
-                try:
-                    array = pc.cast(array, field.type)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise SourceQueryFailed(
-                        f"column {field.name!r} of {self.label} holds a value that is not {field.type}: {exc}"
-                    ) from None
-            arrays.append(array)
-        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+    def _query(self) -> tuple[str, list]:
+        return _pg_query(self.schema_name, self.table, self.columns, self.filters)
+
+    def _statement_options(self) -> dict[str, str]:
+        # Batches of about 8 MB: a few in flight keep the export well inside its memory budget.
+        return {"adbc.postgresql.batch_size_hint_bytes": str(PG_BATCH_BYTES)}
+
+
+def reader_class(url: str) -> type[DatasetReader]:
+    # Anything but SQLite goes to the PostgreSQL driver, whose connection error then names the problem.
+    return SqliteReader if url.startswith("sqlite:") else PostgresReader
 
 
 @contextmanager
-def open_reader(dataset, columns: list[str], filters: list[Filter], *, batch_rows: int = 65_536):
+def open_reader(
+    dataset: Dataset, columns: list[str], filters: list[Filter], *, batch_rows: int = 65_536
+) -> Iterator[DatasetReader]:
     """A DatasetReader for a `Dataset` row: `columns` are names (empty: all of them)."""
     by_name = {column["name"]: column for column in dataset.columns}
     missing = [name for name in columns if name not in by_name]
@@ -517,7 +583,8 @@ def open_reader(dataset, columns: list[str], filters: list[Filter], *, batch_row
             "refresh the dataset and edit the export"
         )
     selected = [by_name[name] for name in columns] if columns else list(dataset.columns)
-    with DatasetReader(
+    reader_type = reader_class(dataset.database.url)
+    with reader_type(
         dataset.database.url, dataset.schema_name, dataset.name, selected, filters, batch_rows=batch_rows
     ) as reader:
         yield reader

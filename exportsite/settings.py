@@ -85,7 +85,7 @@ TEMPLATES = [
 ]
 
 
-def _database() -> dict:
+def _database() -> dj_database_url.DBConfig:
     url = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'exportsite.sqlite3'}")
     try:
         config = dj_database_url.parse(url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))
@@ -120,9 +120,7 @@ RQ = {"WORKER_CLASS": "exports.worker.ExportWorker"}
 # The export engine.
 EXPORT_BATCH_ROWS = env_int("EXPORT_BATCH_ROWS", 65_536, minimum=1_000)
 EXPORT_DEFAULT_ROWS_PER_FILE = env_int("EXPORT_DEFAULT_ROWS_PER_FILE", 5_000_000, minimum=1)
-EXPORT_DOWNLOAD_RETENTION_DAYS = env_int(
-    "EXPORTS_DOWNLOAD_TTL_DAYS", env_int("EXPORT_DOWNLOAD_RETENTION_DAYS", 7, minimum=1), minimum=1
-)
+EXPORT_DOWNLOAD_RETENTION_DAYS = env_int("EXPORTS_DOWNLOAD_TTL_DAYS", 7, minimum=1)
 
 # The scheduler (`manage.py scheduler`) ticks every SCHEDULER_TICK_SECONDS. Workers write
 # a heartbeat every EXPORT_HEARTBEAT_SECONDS; a running run without one for
@@ -189,10 +187,19 @@ TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
+
+def _package_dir(name: str) -> Path:
+    """Where an installed package lives, found without importing it."""
+    spec = find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImproperlyConfigured(f"the {name} package is not installed")
+    return Path(spec.submodule_search_locations[0])
+
+
 STATIC_URL = "static/"
 # django-ninja's copy of Swagger UI, for /api/v1/docs without a CDN. Found, not imported:
 # ninja in INSTALLED_APPS would load pydantic into every process, workers included (13 MB).
-STATICFILES_DIRS = [BASE_DIR / "static", Path(find_spec("ninja").submodule_search_locations[0]) / "static"]
+STATICFILES_DIRS = [BASE_DIR / "static", _package_dir("ninja") / "static"]
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns about a missing one
 WHITENOISE_USE_FINDERS = True

@@ -9,9 +9,12 @@ import sys
 import uuid
 from pathlib import Path
 
+import django_rq
+import psycopg
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db import connection
 
 from exports.demo import build_demo_database
@@ -24,12 +27,27 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark what a test needs beyond this process, for `make check` to leave out:
+    `browser` for tests/e2e, `emulator` for a test whose fixtures start a store's
+    server (any fixture of tests/stores.py, directly or through another fixture). A test
+    that picks its store at run time (`request.getfixturevalue`) marks itself."""
+    e2e = BASE_DIR / "tests" / "e2e"
+    for item in items:
+        if item.path.is_relative_to(e2e):
+            item.add_marker(pytest.mark.browser)
+        # Every fixture the test needs, with where each is defined: pytest offers no
+        # public way to read the definitions, so this reads its private _fixtureinfo.
+        fixture_info = getattr(item, "_fixtureinfo", None)
+        definitions = fixture_info.name2fixturedefs.values() if fixture_info else ()
+        if any(fixturedef.func.__module__ == "tests.stores" for defs in definitions for fixturedef in defs):
+            item.add_marker(pytest.mark.emulator)
+
+
 @pytest.fixture
 def users(db):
     """owner and teammate are marketers; viewer, staff and admin hold those roles; nobody
     owns nothing and is in no group (a viewer by default)."""
-    from django.contrib.auth.models import Group
-
     User = get_user_model()
     created = {
         "owner": User.objects.create_user("alice", "alice@example.com", PASSWORD),
@@ -96,8 +114,6 @@ def worker():
 @pytest.fixture(autouse=True)
 def _empty_queue():
     yield
-    import django_rq
-
     django_rq.get_queue(settings.EXPORTS_QUEUE).empty()
 
 
@@ -110,8 +126,6 @@ PG_URL = os.environ.get("EXPORTSITE_TEST_POSTGRES_URL", "postgresql://postgres@1
 def pg_source_url():
     """A PostgreSQL server to use as an export source, or a skip when there is none
     (CI always has one: there the test fails instead)."""
-    import psycopg
-
     try:
         psycopg.connect(PG_URL, connect_timeout=3).close()
     except psycopg.OperationalError as exc:
@@ -124,8 +138,6 @@ def pg_source_url():
 @pytest.fixture
 def pg_table(pg_source_url):
     """A fresh table name in the PostgreSQL source, dropped afterwards."""
-    import psycopg
-
     name = f"src_{uuid.uuid4().hex[:10]}"
     yield name
     with psycopg.connect(pg_source_url, autocommit=True) as conn:

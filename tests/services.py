@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from http.client import HTTPException
 from pathlib import Path
 
 from exportsite.embedded import free_port, wait_for_port
@@ -71,7 +72,7 @@ def _start(name: str, command: list[str], log_dir: Path, port: int, *, env=None,
             else:
                 wait_for_port(port, timeout=0.5)
             return service
-        except Exception:  # noqa: BLE001 - not up yet
+        except (OSError, HTTPException, RuntimeError):  # not up yet: refused, reset, or an error page
             if time.monotonic() > deadline:
                 service.stop()
                 raise RuntimeError(f"{name} did not start:\n{service.output()[-3000:]}") from None

@@ -3,6 +3,7 @@ client to look at what a delivery left there."""
 
 from __future__ import annotations
 
+import io
 import json
 import stat
 import uuid
@@ -12,8 +13,9 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from connectors.models import Connector
+from connectors.models import Connector, login_for
 from tests import services
+from tests.conftest import _test_database_url
 
 S3_BUCKET = "exports-bucket"
 GCS_BUCKET = "exports-gcs"
@@ -277,8 +279,6 @@ class SFTPSide:
 
 def sftp_objects(port: int, username: str, prefix: str, *, password=None, private_key=None) -> list[StoredObject]:
     """Every file under `prefix`, read over SFTP with paramiko."""
-    import io
-
     import paramiko
 
     transport = paramiko.Transport(("127.0.0.1", port))
@@ -327,8 +327,6 @@ class HostedSide:
     service: services.Service | None = None
 
     def connector(self, owner, *, base_path="exports", **options) -> Connector:
-        from connectors.models import login_for
-
         connector = Connector(
             name=f"Hosted {uuid.uuid4().hex[:6]}",
             kind=Connector.Kind.HOSTED_SFTP,
@@ -349,8 +347,6 @@ class HostedSide:
 @pytest.fixture
 def sftpd(service_logs, transactional_db):
     """The project's `manage.py sftpd`, on the test database."""
-    from tests.conftest import _test_database_url
-
     server = services.start_sftpd(service_logs, _test_database_url())
     yield HostedSide(server)
     server.stop()

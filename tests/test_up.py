@@ -58,7 +58,8 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path):
         assert "'admin' with password 's3cret-for-test'" in output
         assert "Demo CRM ready" in output
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/") as response:
-            assert response.status == 200 and b"Log in" in response.read()
+            assert response.status == 200
+            assert b"Log in" in response.read()
         assert port_in_use(redis_port)
         assert f"hosted SFTP on 127.0.0.1:{sftp_port}" in output
         deadline = time.monotonic() + 30
@@ -70,4 +71,6 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path):
         rest, _ = process.communicate(timeout=60)
     assert process.returncode == 0, rest[-3000:]
     assert "stopped" in rest
-    assert not port_in_use(port) and not port_in_use(redis_port) and not port_in_use(sftp_port)
+    assert not port_in_use(port)
+    assert not port_in_use(redis_port)
+    assert not port_in_use(sftp_port)

@@ -3,17 +3,23 @@ API accepts exactly what the UI accepts and refuses it with the same messages.""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from zoneinfo import available_timezones
 
+from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from exports import actions
 from exports import filters as export_filters
 from exports.api.errors import invalid
 from exports.forms import DestinationStepForm, FileStepForm, ScheduleStepForm, SourceStepForm
 from exports.models import Dataset, Export
 from exports.notify import recipients_of
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 # Form field -> API field, for error messages.
 API_FIELDS = {
@@ -76,14 +82,14 @@ def current_definition(export: Export) -> dict:
     }
 
 
-def save_definition(export: Export, given: dict, *, time_zone: str) -> Export:
+def save_definition(export: Export, given: dict, *, time_zone: str, user: User) -> Export:
     """Validate `given` (API fields; absent ones keep the export's values) with the
     wizard's forms and save it into `export`; raises an ApiError naming every bad field.
 
     1. Fill in what wasn't sent: the export's current values, or the defaults.
     2. Run the Source, File, Destination and Schedule forms over one instance, as the
        wizard does, and the filters through the same validation.
-    3. Save only when every step is valid.
+    3. Save only when every step is valid, through `actions.save_draft`.
     """
     current = current_definition(export) if export.pk else {}
     merged = {**current, **given}
@@ -98,10 +104,11 @@ def save_definition(export: Export, given: dict, *, time_zone: str) -> Export:
     if dataset_id is not None and not Dataset.objects.filter(id=dataset_id, missing_since__isnull=True).exists():
         errors["DatasetId"] = [f"there is no dataset {dataset_id} (or it no longer exists in its database)"]
 
-    def collect(form) -> None:
+    def collect(form: forms.BaseForm) -> None:
         if not form.is_valid():
             for field, messages in form.errors.items():
-                errors.setdefault(API_FIELDS.get(field, field), []).extend(messages)
+                # An ErrorList iterates as message text; the stubs also list the ValidationErrors it holds.
+                errors.setdefault(API_FIELDS.get(field, field), []).extend(messages)  # type: ignore[arg-type]
 
     source = SourceStepForm(
         {"name": merged.get("Name") or "", "dataset": dataset_id, "columns": merged.get("Columns") or []},
@@ -160,12 +167,19 @@ def save_definition(export: Export, given: dict, *, time_zone: str) -> Export:
             collect(schedule)
     if errors:
         raise invalid(errors)
+    # No errors means the source form was valid, so the export has its dataset and the
+    # schedule form ran.
+    assert schedule is not None
     for form in (source, file, destination, schedule):
         form.save(commit=False)
     export.filters = specs
-    export.save()
-    return export
+    try:
+        return actions.save_draft(user, export)
+    except actions.ActionRefused as exc:
+        if exc.fields:  # the model's own checks: name the API's fields
+            raise invalid({API_FIELDS.get(name, name): problems for name, problems in exc.fields.items()}) from None
+        raise
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     return "" if value is None else str(value)

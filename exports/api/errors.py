@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
+from uuid import UUID
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
-from ninja import Schema
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
+
+from exports.actions import ActionRefused
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +30,15 @@ class ErrorOut(Schema):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, *, fields=None, run_id=None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        fields: dict[str, list[str]] | None = None,
+        run_id: UUID | str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -71,36 +84,40 @@ def _validation_message(error: dict) -> str:
     return str(error.get("msg", "is not valid")).removeprefix("Value error, ")
 
 
-def install_handlers(api) -> None:
-    def respond(request, status: int, code: str, message: str, **extra):
+def install_handlers(api: NinjaAPI) -> None:
+    def respond(request: HttpRequest, status: int, code: str, message: str, **extra: Any) -> HttpResponse:
         body = {"Code": code, "Message": message, **{k: v for k, v in extra.items() if v is not None}}
         return api.create_response(request, body, status=status)
 
     @api.exception_handler(ApiError)
-    def api_error(request, exc: ApiError):
+    def api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
         response = respond(request, exc.status, exc.code, exc.message, Fields=exc.fields, RunId=exc.run_id)
         if exc.status == 401:
             response["WWW-Authenticate"] = "Bearer"
         return response
 
+    @api.exception_handler(ActionRefused)
+    def refused(request: HttpRequest, exc: ActionRefused) -> HttpResponse:
+        # The same code a page shows; 403/404/400 for permission, existence and input.
+        run_id = str(exc.run_id) if exc.run_id else None
+        return respond(request, exc.status, exc.code, exc.message, Fields=exc.fields, RunId=run_id)
+
     @api.exception_handler(ValidationError)
-    def validation_error(request, exc: ValidationError):
+    def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
         fields: dict[str, list[str]] = {}
         for error in exc.errors:
             fields.setdefault(_field_name(tuple(error.get("loc", ()))), []).append(_validation_message(error))
-        error = invalid(fields)
-        return respond(request, 400, error.code, error.message, Fields=fields)
+        refusal = invalid(fields)
+        return respond(request, 400, refusal.code, refusal.message, Fields=fields)
 
     @api.exception_handler(AuthenticationError)
-    def unauthenticated(request, exc):
+    def unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
         response = respond(request, 401, "UNAUTHENTICATED", "send an API token as 'Authorization: Bearer <token>'")
         response["WWW-Authenticate"] = "Bearer"
         return response
 
     @api.exception_handler(Throttled)
-    def throttled(request, exc: Throttled):
-        from django.conf import settings
-
+    def throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
         wait = math.ceil(exc.wait) if exc.wait else 60  # ninja sends the same as Retry-After
         return respond(
             request,
@@ -110,21 +127,21 @@ def install_handlers(api) -> None:
         )
 
     @api.exception_handler(HttpError)
-    def http_error(request, exc: HttpError):
+    def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
         message = str(exc)
         if message == "Cannot parse request body":
             message = "the request body is not valid JSON"
         return respond(request, exc.status_code, _HTTP_CODES.get(exc.status_code, "ERROR"), message)
 
     @api.exception_handler(Http404)
-    def missing(request, exc):
+    def missing(request: HttpRequest, exc: Http404) -> HttpResponse:
         return respond(request, 404, "NOT_FOUND", str(exc) or "not found")
 
     @api.exception_handler(PermissionDenied)
-    def forbidden(request, exc):
+    def forbidden(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
         return respond(request, 403, "FORBIDDEN", str(exc) or "you may not do this")
 
     @api.exception_handler(Exception)
-    def unexpected(request, exc):
+    def unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
         logger.exception("API request %s %s failed", request.method, request.path)
         return respond(request, 500, "INTERNAL_ERROR", "an unexpected error; it has been logged")

@@ -6,12 +6,15 @@ import time
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.http import HttpRequest
 
+from connectors.models import Connector
 from exports.api.definitions import current_definition
 from exports.api.signing import signed_file_url
 from exports.models import Dataset, Export, Run
 
-RUN_STATUS = {
+# Keyed by str: a run's status field reads back as plain text.
+RUN_STATUS: dict[str, str] = {
     Run.Status.QUEUED: "Pending",
     Run.Status.RUNNING: "Processing",
     Run.Status.SUCCEEDED: "Success",
@@ -41,7 +44,7 @@ def dataset_out(dataset: Dataset) -> dict:
     }
 
 
-def connector_out(connector) -> dict:
+def connector_out(connector: Connector) -> dict:
     # Never options or secrets: the location is what users recognise, and it is safe.
     return {
         "Id": connector.id,
@@ -80,16 +83,16 @@ def export_out(export: Export) -> dict:
     }
 
 
-def _text_or_none(value) -> str | None:
+def _text_or_none(value: object) -> str | None:
     return None if value is None else str(value)
 
 
 def has_files_to_serve(run: Run) -> bool:
     """Files a signed URL may fetch: a succeeded run, and for a download, not yet expired."""
-    return run.status == Run.Status.SUCCEEDED and (run.export.connector_id is not None or run.is_downloadable)
+    return run.status == Run.Status.SUCCEEDED and (not run.is_desktop or run.is_downloadable)
 
 
-def run_out(run: Run, request) -> dict:
+def run_out(run: Run, request: HttpRequest) -> dict:
     """`run` comes with its export and, prefetched, its files."""
     servable = has_files_to_serve(run)
     now = time.time()
@@ -119,7 +122,7 @@ def run_out(run: Run, request) -> dict:
         "RelaunchOf": run.relaunch_of_id,
         "ErrorCode": run.error_code or None,
         "ErrorMessage": run.error_message or None,
-        "ExpiresUtc": run.expires_at if run.export.connector_id is None else None,
+        "ExpiresUtc": run.expires_at if run.is_desktop else None,
         "Files": [
             {
                 "Part": f.part,

@@ -7,27 +7,29 @@ SECRET_KEY) proves we issued it, so changing any of them breaks the signature.""
 from __future__ import annotations
 
 import time
+from uuid import UUID
 
 from django.conf import settings
 from django.core.signing import Signer
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.crypto import constant_time_compare
 
 _signer = Signer(salt="exports.api.file-url", algorithm="sha256")
 
 
-def _value(run_id, part: int, expires: int) -> str:
+def _value(run_id: UUID, part: int, expires: int) -> str:
     return f"{run_id}:{part}:{expires}"
 
 
-def signed_file_url(request, run_id, part: int, *, now: float | None = None) -> str:
+def signed_file_url(request: HttpRequest, run_id: UUID, part: int, *, now: float | None = None) -> str:
     expires = int((now or time.time()) + settings.API_DOWNLOAD_URL_SECONDS)
     signature = _signer.signature(_value(run_id, part, expires))
     path = reverse("api-1:api-file", kwargs={"run_id": run_id, "part": part})
     return request.build_absolute_uri(f"{path}?expires={expires}&signature={signature}")
 
 
-def check_signature(run_id, part: int, expires: int, signature: str) -> str | None:
+def check_signature(run_id: UUID, part: int, expires: int, signature: str) -> str | None:
     """None when the URL is good, else why not: 'INVALID_SIGNATURE' or 'URL_EXPIRED'."""
     expected = _signer.signature(_value(run_id, part, expires))
     if not constant_time_compare(expected, signature):

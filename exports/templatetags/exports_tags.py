@@ -15,7 +15,7 @@ def duration(value: timedelta | None) -> str:
     seconds = value.total_seconds()
     if seconds < 10:
         return f"{seconds:.1f} s"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"
     minutes, seconds = divmod(seconds, 60)

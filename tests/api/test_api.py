@@ -10,11 +10,14 @@ from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
 import time_machine
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from connectors.models import Connector
+from exports.actions import queue_run
 from exports.models import ApiToken, Export, Run
-from exports.runs import launch_export
+from exports.scheduler import expire_downloads
 from tests.conftest import run_worker
 
 pytestmark = pytest.mark.django_db
@@ -61,7 +64,8 @@ def test_a_token_is_stored_only_as_a_hash_and_records_its_last_use(api_as, users
     token, secret = ApiToken.issue(users["owner"], "ci")
     row = ApiToken.objects.filter(id=token.id).values().get()
     assert secret not in json.dumps(row, default=str)
-    assert row["digest"] == ApiToken.digest_of(secret) and secret.startswith("exs_" + row["hint"])
+    assert row["digest"] == ApiToken.digest_of(secret)
+    assert secret.startswith("exs_" + row["hint"])
     assert row["last_used_at"] is None
     response = Client().get("/api/v1/exports", HTTP_AUTHORIZATION=f"Bearer {secret}")
     assert response.status_code == 200
@@ -86,7 +90,7 @@ def test_a_malformed_authorization_header_says_what_is_expected(client):
 
 def test_another_users_export_is_a_404_exactly_like_a_missing_one(api_as, users, interactions):
     theirs = draft(users["teammate"], interactions, name="Bob's secret project")
-    run, _ = launch_export(draft(users["teammate"], interactions), user=users["teammate"])
+    run = queue_run(draft(users["teammate"], interactions), user=users["teammate"])
     api = api_as(users["owner"])
     missing = "00000000-0000-4000-8000-000000000000"
     for method, path, body in [
@@ -105,12 +109,14 @@ def test_another_users_export_is_a_404_exactly_like_a_missing_one(api_as, users,
     for method, path in [("get", "runs/{}"), ("post", "runs/{}/cancel"), ("post", "runs/{}/relaunch")]:
         assert api.call(method, path.format(run.id)).json() == api.call(method, path.format(missing)).json()
     listed = api.get("exports").json()
-    assert listed["Count"] == 0 and "Bob" not in json.dumps(listed)
+    assert listed["Count"] == 0
+    assert "Bob" not in json.dumps(listed)
     assert api.get("runs").json()["Count"] == 0
     assert api.post("exports/lookup", {"Ids": [str(theirs.id)]}).json() == {"Items": [], "NotFound": [str(theirs.id)]}
     assert api.post("runs/lookup", {"Ids": [str(run.id)]}).json()["NotFound"] == [str(run.id)]
     theirs.refresh_from_db()
-    assert theirs.name == "Bob's secret project" and theirs.is_draft
+    assert theirs.name == "Bob's secret project"
+    assert theirs.is_draft
 
 
 def test_an_admin_token_sees_and_changes_everyones_exports(api_as, users, interactions):
@@ -131,8 +137,10 @@ def test_connectors_are_listed_without_any_secret(api_as, users, s3):
     connector = s3.connector(users["owner"])
     body = api_as(users["teammate"]).get("connectors").content.decode()
     item = json.loads(body)["Items"][0]
-    assert item["Id"] == str(connector.id) and item["Location"] == f"s3://{connector.options['bucket']}/team/crm/"
-    assert s3.secret_access_key not in body and "secret" not in body.lower()
+    assert item["Id"] == str(connector.id)
+    assert item["Location"] == f"s3://{connector.options['bucket']}/team/crm/"
+    assert s3.secret_access_key not in body
+    assert "secret" not in body.lower()
 
 
 def test_datasets_are_listed_with_database_data_type_and_columns(api_as, users, interactions):
@@ -153,8 +161,10 @@ def test_it_creates_each_type_of_export_with_the_wizards_defaults(api_as, users,
         "exports",
         new_export(interactions, ExportType="periodic_full", Start=start.isoformat(), TimeZone="Europe/Paris"),
     ).json()
-    assert full["Start"] == "2031-03-01T05:30:00Z" and full["End"] == "2031-09-01T04:30:00Z"
-    assert full["Cadence"] == "day" and full["TimeZone"] == "Europe/Paris"
+    assert full["Start"] == "2031-03-01T05:30:00Z"
+    assert full["End"] == "2031-09-01T04:30:00Z"
+    assert full["Cadence"] == "day"
+    assert full["TimeZone"] == "Europe/Paris"
     incremental = api.post(
         "exports",
         new_export(
@@ -167,7 +177,8 @@ def test_it_creates_each_type_of_export_with_the_wizards_defaults(api_as, users,
             ReportRecipients=["ops@example.com"],
         ),
     ).json()
-    assert incremental["CursorColumn"] == interactions.cursor_column and incremental["Cadence"] == "6h"
+    assert incremental["CursorColumn"] == interactions.cursor_column
+    assert incremental["Cadence"] == "6h"
     assert incremental["Filters"] == [{"Column": "channel", "Operator": "in", "Value": "email,sms", "ValueTo": ""}]
     export = Export.objects.get(id=incremental["Id"])
     assert (export.schedule_unit, export.schedule_interval, export.owner) == ("hour", 6, users["owner"])
@@ -200,7 +211,8 @@ def test_it_refuses_a_bad_definition_naming_the_field(api_as, users, interaction
     body = response.json()
     assert body["Code"] == "VALIDATION_FAILED"
     assert field in body["Fields"], body
-    assert message in " ".join(body["Fields"][field]) and field in body["Message"]
+    assert message in " ".join(body["Fields"][field])
+    assert field in body["Message"]
     assert not Export.objects.exists()
 
 
@@ -221,10 +233,12 @@ def test_an_update_changes_only_what_it_sends_and_only_on_drafts(api_as, users, 
     assert updated["Columns"] == ["id", "channel"]
     # The whole definition is checked again: these columns aren't in `profiles`.
     response = api.patch(f"exports/{export.id}", {"DatasetId": profiles.id})
-    assert response.status_code == 400 and "Columns" in response.json()["Fields"]
+    assert response.status_code == 400
+    assert "Columns" in response.json()["Fields"]
     Export.objects.filter(id=export.id).update(status=Export.Status.SCHEDULED)
     response = api.patch(f"exports/{export.id}", {"Name": "Again"})
-    assert response.status_code == 409 and response.json()["Code"] == "NOT_A_DRAFT"
+    assert response.status_code == 409
+    assert response.json()["Code"] == "NOT_A_DRAFT"
     assert api.delete(f"exports/{export.id}").status_code == 409
     assert Export.objects.get(id=export.id).name == "Renamed"
 
@@ -235,7 +249,8 @@ def test_it_deletes_a_draft_and_copies_an_export(api_as, users, interactions):
     copy = api.post(f"exports/{export.id}/copy", {}).json()
     assert (copy["Name"], copy["Status"], copy["CopiedFrom"]) == ("Copy of Original", "Draft", str(export.id))
     named = api.post(f"exports/{export.id}/copy", {"Name": "Second"})
-    assert named.status_code == 201 and named.json()["Name"] == "Second"
+    assert named.status_code == 201
+    assert named.json()["Name"] == "Second"
     assert api.delete(f"exports/{export.id}").status_code == 204
     assert not Export.objects.filter(id=export.id).exists()
     assert api.get(f"exports/{export.id}").status_code == 404
@@ -247,17 +262,23 @@ def test_schedule_unschedule_and_run_now_follow_the_exports_state(api_as, users,
         "exports", new_export(interactions, ExportType="periodic_full", Start="2031-01-01T08:00:00Z")
     ).json()
     response = api.post(f"exports/{export['Id']}/run-now")
-    assert response.status_code == 409 and response.json()["Code"] == "NOT_SCHEDULED"
+    assert response.status_code == 409
+    assert response.json()["Code"] == "NOT_SCHEDULED"
     scheduled = api.post(f"exports/{export['Id']}/schedule").json()
-    assert scheduled["Status"] == "Scheduled" and scheduled["NextRunUtc"] == "2031-01-01T08:00:00Z"
+    assert scheduled["Status"] == "Scheduled"
+    assert scheduled["NextRunUtc"] == "2031-01-01T08:00:00Z"
     assert api.post(f"exports/{export['Id']}/schedule").json()["Code"] == "NOT_A_DRAFT"
     run = api.post(f"exports/{export['Id']}/run-now")
-    assert run.status_code == 202 and run.json()["Status"] == "Pending" and run.json()["Trigger"] == "api"
+    assert run.status_code == 202
+    assert run.json()["Status"] == "Pending"
+    assert run.json()["Trigger"] == "api"
     again = api.post(f"exports/{export['Id']}/run-now")
-    assert again.status_code == 409 and again.json()["RunId"] == run.json()["Id"]
+    assert again.status_code == 409
+    assert again.json()["RunId"] == run.json()["Id"]
     assert api.post(f"exports/{export['Id']}/launch", {}).json()["Code"] == "NOT_ONE_SHOT"
     unscheduled = api.post(f"exports/{export['Id']}/unschedule").json()
-    assert unscheduled["Status"] == "Draft" and unscheduled["NextRunUtc"] is None
+    assert unscheduled["Status"] == "Draft"
+    assert unscheduled["NextRunUtc"] is None
     assert api.post(f"exports/{export['Id']}/unschedule").json()["Code"] == "NOT_SCHEDULED"
 
 
@@ -265,7 +286,8 @@ def test_a_one_shot_without_a_start_cannot_be_scheduled(api_as, users, interacti
     api = api_as(users["owner"])
     export = api.post("exports", new_export(interactions)).json()
     response = api.post(f"exports/{export['Id']}/schedule")
-    assert response.status_code == 409 and response.json()["Code"] == "CANNOT_SCHEDULE"
+    assert response.status_code == 409
+    assert response.json()["Code"] == "CANNOT_SCHEDULE"
     assert "no start time" in response.json()["Message"]
 
 
@@ -275,19 +297,22 @@ def test_a_one_shot_without_a_start_cannot_be_scheduled(api_as, users, interacti
 def test_a_second_launch_on_a_busy_dataset_is_refused_unless_asked_to_queue(api_as, users, interactions, profiles):
     api = api_as(users["owner"])
     first = api.post("exports", new_export(interactions, Name="First", Launch=True))
-    assert first.status_code == 201 and first.json()["LastRunStatus"] == "Pending"
+    assert first.status_code == 201
+    assert first.json()["LastRunStatus"] == "Pending"
     busy_run = first.json()["LastRunId"]
 
     refused = api.post("exports", new_export(interactions, Name="Second", Launch=True))
     assert refused.status_code == 409
-    assert refused.json()["Code"] == "DATASET_BUSY" and refused.json()["RunId"] == busy_run
+    assert refused.json()["Code"] == "DATASET_BUSY"
+    assert refused.json()["RunId"] == busy_run
     assert "QueueAnyway" in refused.json()["Message"]
     assert not Export.objects.filter(name="Second").exists()  # refused as a whole: nothing created
 
     second_draft = api.post("exports", new_export(interactions, Name="Second")).json()
     assert api.post(f"exports/{second_draft['Id']}/launch", {}).json()["Code"] == "DATASET_BUSY"
     queued = api.post(f"exports/{second_draft['Id']}/launch", {"QueueAnyway": True})
-    assert queued.status_code == 202 and queued.json()["Status"] == "Pending"
+    assert queued.status_code == 202
+    assert queued.json()["Status"] == "Pending"
 
     # Another dataset, or another user on the same dataset, is not blocked.
     assert api.post("exports", new_export(profiles, Name="Other", Launch=True)).status_code == 201
@@ -303,7 +328,8 @@ def test_the_same_export_never_runs_twice_even_when_queued_anyway(api_as, users,
     first = api.post(f"exports/{export.id}/launch", {"QueueAnyway": True}).json()
     again = api.post(f"exports/{export.id}/launch", {"QueueAnyway": True})
     assert again.status_code == 409
-    assert again.json()["Code"] == "ALREADY_RUNNING" and again.json()["RunId"] == first["Id"]
+    assert again.json()["Code"] == "ALREADY_RUNNING"
+    assert again.json()["RunId"] == first["Id"]
     assert export.runs.count() == 1
 
 
@@ -312,7 +338,8 @@ def test_runs_are_cancelled_and_only_relaunchable_failures_relaunched(api_as, us
     api = api_as(users["owner"])
     run = api.post(f"exports/{export.id}/launch").json()
     cancelled = api.post(f"runs/{run['Id']}/cancel")
-    assert cancelled.status_code == 200 and cancelled.json()["Status"] == "Cancelled"
+    assert cancelled.status_code == 200
+    assert cancelled.json()["Status"] == "Cancelled"
     assert cancelled.json()["ErrorCode"] == "CANCELLED"
     assert api.post(f"runs/{run['Id']}/cancel").json()["Code"] == "NOT_IN_PROGRESS"
     assert api.post(f"runs/{run['Id']}/relaunch").json()["Code"] == "NOT_RELAUNCHABLE"
@@ -327,7 +354,8 @@ def test_runs_are_cancelled_and_only_relaunchable_failures_relaunched(api_as, us
     )
     relaunched = api.post(f"runs/{run['Id']}/relaunch")
     assert relaunched.status_code == 202
-    assert relaunched.json()["RelaunchOf"] == run["Id"] and relaunched.json()["Attempt"] == 2
+    assert relaunched.json()["RelaunchOf"] == run["Id"]
+    assert relaunched.json()["Attempt"] == 2
 
 
 # Bulk reads and lists ----------------------------------------------------------------
@@ -341,7 +369,7 @@ def test_a_bulk_read_takes_1000_ids_and_refuses_1001(api_as, users, interactions
     assert found.status_code == 200
     assert [item["Id"] for item in found.json()["Items"]] == [str(export.id)]
     assert len(found.json()["NotFound"]) == 999
-    refused = api.post("exports/lookup", {"Ids": ids + ["00000000-0000-4000-8000-999999999999"]})
+    refused = api.post("exports/lookup", {"Ids": [*ids, "00000000-0000-4000-8000-999999999999"]})
     assert refused.status_code == 400
     assert refused.json()["Fields"] == {"Ids": ["at most 1,000 per request, got 1,001"]}
     assert api.post("runs/lookup", {"Ids": ids + ids[:1]}).status_code == 400
@@ -358,7 +386,8 @@ def test_lists_filter_like_the_manage_exports_page_and_cap_the_page_size(
     page = api.get("exports", page_size=1000).json()
     assert (page["Count"], page["PageSize"], len(page["Items"]), page["NextPage"]) == (6, 3, 3, 2)
     last = api.get("exports", page_size=1000, page=2).json()
-    assert len(last["Items"]) == 3 and last["NextPage"] is None
+    assert len(last["Items"]) == 3
+    assert last["NextPage"] is None
     assert api.get("exports", page=99).json()["Items"] == []
     assert [e["Name"] for e in api.get("exports", q="nightly").json()["Items"]] == ["Profiles nightly"]
     assert api.get("exports", export_type="periodic_full").json()["Count"] == 1
@@ -367,26 +396,24 @@ def test_lists_filter_like_the_manage_exports_page_and_cap_the_page_size(
     names = [e["Name"] for e in api.get("exports", sort="name", q="Opens").json()["Items"]]
     assert names == ["Opens 0", "Opens 1", "Opens 2"]
     bad = api.get("exports", status="draft")
-    assert bad.status_code == 400 and "status[0]" in bad.json()["Fields"]
+    assert bad.status_code == 400
+    assert "status[0]" in bad.json()["Fields"]
 
 
 def test_lists_take_a_constant_number_of_queries(api_as, users, interactions, django_assert_max_num_queries):
     api = api_as(users["owner"])
     for n in range(3):
-        launch_export(draft(users["owner"], interactions, name=f"E{n}"), user=users["owner"])
+        queue_run(draft(users["owner"], interactions, name=f"E{n}"), user=users["owner"])
     api.get("exports")  # the token's last use is recorded once a minute, not counted below
 
     def count(path):
-        from django.db import connection
-        from django.test.utils import CaptureQueriesContext
-
         with CaptureQueriesContext(connection) as captured:
             assert api.get(path).status_code == 200
         return len(captured)
 
     few = {path: count(path) for path in ("exports", "runs")}
     for n in range(3, 20):
-        launch_export(draft(users["owner"], interactions, name=f"E{n}"), user=users["owner"])
+        queue_run(draft(users["owner"], interactions, name=f"E{n}"), user=users["owner"])
     assert {path: count(path) for path in ("exports", "runs")} == few
 
 
@@ -401,7 +428,8 @@ def test_a_token_past_its_rate_limit_gets_429_with_retry_after(api_as, users, se
         limited = api.get("exports")
         assert limited.status_code == 429
         assert limited["Retry-After"] == "45"
-        assert limited.json()["Code"] == "RATE_LIMITED" and "45 s" in limited.json()["Message"]
+        assert limited.json()["Code"] == "RATE_LIMITED"
+        assert "45 s" in limited.json()["Message"]
         assert other.get("exports").status_code == 200  # per token
     with time_machine.travel(datetime(2031, 5, 5, 12, 1, 0, tzinfo=UTC), tick=False):
         assert api.get("exports").status_code == 200  # a new minute
@@ -410,7 +438,8 @@ def test_a_token_past_its_rate_limit_gets_429_with_retry_after(api_as, users, se
 def test_an_unknown_address_under_the_api_is_a_json_404(api_as, users):
     api = api_as(users["owner"])
     for response in [api.get("/api/v1/nothing/here"), api.post("/api/v1/exports//schedule")]:
-        assert response.status_code == 404 and response.json()["Code"] == "NOT_FOUND"  # never the CSRF page
+        assert response.status_code == 404
+        assert response.json()["Code"] == "NOT_FOUND"  # never the CSRF page
 
 
 def test_the_schema_and_its_documentation_page_are_served(client):
@@ -419,7 +448,8 @@ def test_the_schema_and_its_documentation_page_are_served(client):
     assert "/api/v1/exports/{export_id}/run-now" in schema["paths"]
     assert schema["components"]["securitySchemes"]["TokenAuth"] == {"type": "http", "scheme": "bearer"}
     page = client.get("/api/v1/docs")
-    assert page.status_code == 200 and b"/static/ninja/swagger-ui-bundle.js" in page.content  # no CDN
+    assert page.status_code == 200
+    assert b"/static/ninja/swagger-ui-bundle.js" in page.content  # no CDN
 
 
 # Signed download URLs -----------------------------------------------------------------
@@ -428,10 +458,11 @@ def test_the_schema_and_its_documentation_page_are_served(client):
 @pytest.fixture
 def succeeded_run(transactional_db, users, interactions):
     export = draft(users["owner"], interactions, rows_per_file=3_000, compression="none")
-    run, _ = launch_export(export, user=users["owner"])
+    run = queue_run(export, user=users["owner"])
     run_worker()
     run.refresh_from_db()
-    assert run.status == Run.Status.SUCCEEDED and run.files.count() == 2
+    assert run.status == Run.Status.SUCCEEDED
+    assert run.files.count() == 2
     return run
 
 
@@ -445,7 +476,8 @@ def with_query(url: str, **changes) -> str:
 def test_signed_urls_download_without_a_session_until_they_expire(api_as, users, succeeded_run, settings):
     settings.API_DOWNLOAD_URL_SECONDS = 60
     body = api_as(users["owner"]).get(f"runs/{succeeded_run.id}").json()
-    assert body["Status"] == "Success" and body["ExpiresUtc"] is not None
+    assert body["Status"] == "Success"
+    assert body["ExpiresUtc"] is not None
     stranger = Client()  # no session, no token
     parts = []
     for file in body["Files"]:
@@ -459,7 +491,8 @@ def test_signed_urls_download_without_a_session_until_they_expire(api_as, users,
     url = body["Files"][0]["Url"]
     with time_machine.travel(time.time() + 61, tick=False):
         expired = stranger.get(url)
-    assert expired.status_code == 403 and expired.json()["Code"] == "URL_EXPIRED"
+    assert expired.status_code == 403
+    assert expired.json()["Code"] == "URL_EXPIRED"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -482,18 +515,18 @@ def test_a_tampered_signed_url_is_refused(api_as, users, succeeded_run):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_signed_url_stops_working_when_the_run_expires(api_as, users, succeeded_run):
-    from exports.scheduler import expire_downloads
-
     url = api_as(users["owner"]).get(f"runs/{succeeded_run.id}").json()["Files"][0]["Url"]
     expire_downloads(succeeded_run.expires_at + timedelta(seconds=1))
     response = Client().get(url)
-    assert response.status_code == 410 and response.json()["Code"] == "RUN_EXPIRED"
+    assert response.status_code == 410
+    assert response.json()["Code"] == "RUN_EXPIRED"
     body = api_as(users["owner"]).get(f"runs/{succeeded_run.id}").json()
-    assert body["Status"] == "Expired" and all(file["Url"] is None for file in body["Files"])
+    assert body["Status"] == "Expired"
+    assert all(file["Url"] is None for file in body["Files"])
 
 
 def test_a_run_that_has_not_succeeded_offers_no_urls(api_as, users, interactions):
-    run, _ = launch_export(draft(users["owner"], interactions), user=users["owner"])
+    run = queue_run(draft(users["owner"], interactions), user=users["owner"])
     assert api_as(users["owner"]).get(f"runs/{run.id}").json()["Files"] == []
 
 

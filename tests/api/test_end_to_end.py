@@ -71,7 +71,8 @@ def poll_until_finished(http: Http, run_id: str, timeout: float = 120) -> dict:
 def force_run_and_wait(http: Http, export_id: str) -> dict:
     status, run = http("POST", f"exports/{export_id}/run-now")
     assert status == 202, run
-    assert run["Status"] == "Pending" and run["ExportId"] == export_id
+    assert run["Status"] == "Pending"
+    assert run["ExportId"] == export_id
     worker = threading.Thread(target=run_worker)
     worker.start()
     try:
@@ -126,7 +127,9 @@ def test_an_incremental_export_to_s3_through_the_api_alone(live_server, users, d
         },
     )
     assert status == 201, export
-    assert export["Status"] == "Draft" and export["Compression"] == "gzip" and export["End"] is not None
+    assert export["Status"] == "Draft"
+    assert export["Compression"] == "gzip"
+    assert export["End"] is not None
 
     status, export = http("POST", f"exports/{export['Id']}/schedule")
     assert status == 200, export
@@ -135,7 +138,8 @@ def test_an_incremental_export_to_s3_through_the_api_alone(live_server, users, d
 
     first = force_run_and_wait(http, export["Id"])
     assert first["Status"] == "Success", first
-    assert first["Trigger"] == "api" and first["ExpiresUtc"] is None  # files live in the customer's bucket
+    assert first["Trigger"] == "api"
+    assert first["ExpiresUtc"] is None  # files live in the customer's bucket
     assert first["DeliveryFolder"].startswith(f"api-e2e/{tmp_path.name}/{export['Id']}/")
     assert len(first["Files"]) == 3  # 5,000 rows, 2,000 per file
     columns = [
@@ -152,7 +156,8 @@ def test_an_incremental_export_to_s3_through_the_api_alone(live_server, users, d
             [(100_000 + n, "2026-01-01 00:00:00") for n in range(25)],
         )
     status, export = http("GET", f"exports/{export['Id']}")
-    assert export["Watermark"] == "5000" and export["LastRunStatus"] == "Success"
+    assert export["Watermark"] == "5000"
+    assert export["LastRunStatus"] == "Success"
     second = force_run_and_wait(http, export["Id"])
     assert second["Status"] == "Success", second
     new_rows = source_rows(source, "SELECT * FROM interactions WHERE id >= 100000 ORDER BY id")
@@ -169,4 +174,5 @@ def test_an_incremental_export_to_s3_through_the_api_alone(live_server, users, d
     s3.client().delete_object(Bucket=connector.options["bucket"], Key=second["Files"][0]["Path"])
     with pytest.raises(urllib.error.HTTPError) as gone:
         fetch(second["Files"][0]["Url"])
-    assert gone.value.code == 410 and json.loads(gone.value.read())["Code"] == "FILE_GONE"
+    assert gone.value.code == 410
+    assert json.loads(gone.value.read())["Code"] == "FILE_GONE"

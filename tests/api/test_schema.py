@@ -10,7 +10,9 @@ from datetime import timedelta
 
 import pytest
 import schemathesis
+from django.core import signals
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from django.utils import timezone
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -21,8 +23,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from exports import actions
+from exports.actions import queue_run
 from exports.models import ApiToken, Export
-from exports.runs import launch_export
 
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", get_wsgi_application())
 CHECKS = [
@@ -38,9 +41,6 @@ CHECKS = [
 def wsgi_in_test_transaction():
     """Keep the test's connection open across requests, as Django's test client does:
     the WSGI handler would otherwise close it (and the test's transaction) after each."""
-    from django.core import signals
-    from django.db import close_old_connections
-
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
     yield
@@ -95,8 +95,8 @@ def targets(db, users, demo_database, s3, settings, wsgi_in_test_transaction) ->
         schedule_start=timezone.now() + timedelta(days=1),
         schedule_end=timezone.now() + timedelta(days=90),
     )
-    incremental.schedule()
-    run, _ = launch_export(one_shot, user=owner)
+    incremental = actions.schedule(incremental.owner, incremental)
+    run = queue_run(one_shot, user=owner)
     # Drafts for the operations that change them; every example works on the same rows.
     draft = one_shot.copy(name="Fuzzed draft", owner=owner)
     return Targets(

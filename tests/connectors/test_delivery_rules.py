@@ -85,7 +85,8 @@ def test_the_tnf_is_written_after_every_file(setup, monkeypatch):
         ("upload", f"{folder}/rules-2.csv"),
         ("write", tnf),
     ]
-    assert tnf.startswith(f"{run.export_id}/tnfs/") and tnf.endswith("Z.tnf")
+    assert tnf.startswith(f"{run.export_id}/tnfs/")
+    assert tnf.endswith("Z.tnf")
     assert [f.path for f in delivered] == [f"{folder}/rules-1.csv", f"{folder}/rules-2.csv"]
 
 

@@ -9,12 +9,13 @@ import posixpath
 import pytest
 from django.urls import reverse
 
+from connectors.models import Connector
 from connectors.probe import probe
 from exports.models import Export, Run
 from tests import services
 from tests.conftest import PASSWORD
 from tests.connectors.test_delivery import check_delivery, export_to, run_once
-from tests.stores import S3_BUCKET, S3Side
+from tests.stores import S3_BUCKET, SFTP_CLIENT_KEY, SFTP_KEY_PASSPHRASE, S3Side
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,7 +39,8 @@ def assert_probe_fails(connector, step: str, problem: str, *fragments: str) -> N
     for fragment in fragments:
         assert fragment in failed.detail
     connector.refresh_from_db()
-    assert connector.last_test_ok is False and problem in connector.last_test_message
+    assert connector.last_test_ok is False
+    assert problem in connector.last_test_message
 
 
 def test_wrong_s3_credentials_then_fixed(client, users, demo_database, worker, s3):
@@ -51,12 +53,15 @@ def test_wrong_s3_credentials_then_fixed(client, users, demo_database, worker, s
 
     failed = run_once(export, owner, worker)
 
-    assert failed.status == Run.Status.FAILED and failed.error_code == Run.ErrorCode.DESTINATION_AUTH_FAILED
-    assert connector.name in failed.error_message and failed.is_relaunchable
+    assert failed.status == Run.Status.FAILED
+    assert failed.error_code == Run.ErrorCode.DESTINATION_AUTH_FAILED
+    assert connector.name in failed.error_message
+    assert failed.is_relaunchable
     assert s3.objects(f"{connector.base_path}/{export.id}/") == []
     client.login(username=owner.username, password=PASSWORD)
     page = client.get(failed.get_absolute_url())
-    assert b"DESTINATION_AUTH_FAILED" in page.content and b'id="relaunch"' in page.content
+    assert b"DESTINATION_AUTH_FAILED" in page.content
+    assert b'id="relaunch"' in page.content
 
     connector.set_secrets({"secret_access_key": s3.secret_access_key})
     connector.save()
@@ -64,7 +69,8 @@ def test_wrong_s3_credentials_then_fixed(client, users, demo_database, worker, s
     fixed = relaunch(client, owner, failed, worker)
 
     assert fixed.status == Run.Status.SUCCEEDED, fixed.error_message
-    assert fixed.attempt == 2 and fixed.trigger == Run.Trigger.RELAUNCH
+    assert fixed.attempt == 2
+    assert fixed.trigger == Run.Trigger.RELAUNCH
     check_delivery(s3.objects(f"{connector.base_path}/{export.id}/"), fixed, fixed.delivery_folder)
 
 
@@ -204,7 +210,8 @@ def test_an_unpinned_sftp_server_must_be_confirmed_first(client, users, demo_dat
     owner = users["owner"]
     connector = external_sftp.connector(owner, pin=False)
     report = probe(connector)
-    assert report.failure.problem == "Host key mismatch" and report.unconfirmed_host_key == external_sftp.fingerprint
+    assert report.failure.problem == "Host key mismatch"
+    assert report.unconfirmed_host_key == external_sftp.fingerprint
     export = export_to(connector, owner, demo_database.datasets.get(name="profiles"))
     failed = run_once(export, owner, worker)
     assert failed.error_code == Run.ErrorCode.DESTINATION_HOST_KEY_MISMATCH
@@ -212,16 +219,14 @@ def test_an_unpinned_sftp_server_must_be_confirmed_first(client, users, demo_dat
 
     client.login(username=owner.username, password=PASSWORD)
     page = client.post(reverse("connectors-test", args=[connector.id]), HTTP_HX_REQUEST="true")
-    assert external_sftp.fingerprint.encode() in page.content and b"Trust this host key" in page.content
+    assert external_sftp.fingerprint.encode() in page.content
+    assert b"Trust this host key" in page.content
     client.post(reverse("connectors-trust-host-key", args=[connector.id]), {"fingerprint": external_sftp.fingerprint})
     connector.refresh_from_db()
     assert probe(connector).ok
 
 
 def test_an_sftp_connector_signs_in_with_an_encrypted_private_key(client, users, demo_database, worker, external_sftp):
-    from connectors.models import Connector
-    from tests.stores import SFTP_CLIENT_KEY, SFTP_KEY_PASSPHRASE
-
     owner = users["owner"]
     client.login(username=owner.username, password=PASSWORD)
     data = {

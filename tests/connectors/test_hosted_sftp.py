@@ -76,7 +76,8 @@ def test_the_owner_fetches_delivered_files_with_the_real_sftp_client(
 ):
     owner = users["owner"]
     connector = create_hosted_connector(client, owner)
-    assert connector.sftp_login == "alice" and connector.key_fingerprint.startswith("SHA256:")
+    assert connector.sftp_login == "alice"
+    assert connector.key_fingerprint.startswith("SHA256:")
     page = client.get(connector.get_absolute_url()).content.decode()
     for shown in ("alice", "127.0.0.1", host_key_fingerprint(), connector.key_fingerprint, "Download private key"):
         assert shown in page
@@ -94,7 +95,8 @@ def test_the_owner_fetches_delivered_files_with_the_real_sftp_client(
     assert tnf["DataFolder"] == f"exports/{export.id}/unscheduled"
     for entry in tnf["Files"]:
         data = (tmp_path / entry["Name"]).read_bytes()
-        assert len(data) == entry["Size"] and hashlib.sha256(data).hexdigest() == entry["Sha256"]
+        assert len(data) == entry["Size"]
+        assert hashlib.sha256(data).hexdigest() == entry["Sha256"]
     _host, key_type, key_blob = (tmp_path / "known_hosts").read_text().split()[:3]
     assert fingerprint_of_public_key(f"{key_type} {key_blob}") == host_key_fingerprint()  # the one the page shows
     events = list(connector.key_events.values_list("action", "user__username"))
@@ -110,7 +112,8 @@ def test_nobody_but_the_owner_may_download_the_key(client, users, sftpd):
         assert response.status_code == 403, other
         assert b"PRIVATE KEY" not in response.content
         page = client.get(connector.get_absolute_url())
-        assert b"Download private key" not in page.content and b"PRIVATE KEY" not in page.content
+        assert b"Download private key" not in page.content
+        assert b"PRIVATE KEY" not in page.content
         assert client.post(reverse("connectors-key-rotate", args=[connector.id])).status_code == 403
     assert not connector.key_events.filter(action=KeyEvent.Action.DOWNLOADED).exists()
     client.logout()
@@ -129,12 +132,14 @@ def test_each_user_sees_only_their_own_zone(client, users, demo_database, worker
 
     listing = sftp(bob_key, "bob", sftpd.service.port, "ls -la /\nls -la /..\nls -la ../..\n", tmp_path)
     assert listing.returncode == 0, listing.stderr
-    assert "alice" not in listing.stdout and "exports" not in listing.stdout
+    assert "alice" not in listing.stdout
+    assert "exports" not in listing.stdout
     escaped = sftp(bob_key, "bob", sftpd.service.port, f"get ../alice/exports/{export.id}/tnfs/*\n", tmp_path)
     assert escaped.returncode != 0
     assert not list(tmp_path.glob("*.tnf"))
     linked = sftp(bob_key, "bob", sftpd.service.port, "symlink ../alice escape\n", tmp_path)
-    assert linked.returncode != 0 and "denied" in linked.stderr.lower()
+    assert linked.returncode != 0
+    assert "denied" in linked.stderr.lower()
     # Bob's key does not open Alice's zone, and Alice's opens it.
     assert sftp(bob_key, "alice", sftpd.service.port, "ls /\n", tmp_path).returncode != 0
     assert sftp(owner_key, "alice", sftpd.service.port, f"ls /exports/{export.id}\n", tmp_path).returncode == 0
@@ -147,7 +152,8 @@ def test_a_rotated_key_stops_working_at_once(client, users, sftpd, tmp_path):
     assert sftp(old_key, "alice", sftpd.service.port, "ls /\n", tmp_path).returncode == 0
 
     confirm = client.get(reverse("connectors-key-rotate", args=[connector.id]))
-    assert b"Rotate key" in confirm.content and b"stops logging in" in confirm.content
+    assert b"Rotate key" in confirm.content
+    assert b"stops logging in" in confirm.content
     response = client.post(reverse("connectors-key-rotate", args=[connector.id]))
     assert response.status_code == 302
 

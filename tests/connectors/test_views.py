@@ -81,7 +81,8 @@ def test_each_kind_checks_its_settings(client, users, kind, data, field, message
     response = client.post(reverse("connectors-new") + f"?kind={kind}", {"kind": kind, "name": "X", **data})
     assert response.status_code == 200
     errors = response.context["form"].errors
-    assert field in errors and message in " ".join(errors[field]), errors
+    assert field in errors, errors
+    assert message in " ".join(errors[field]), errors
 
 
 @pytest.mark.django_db
@@ -111,7 +112,8 @@ def test_switching_the_azure_sign_in_method_forgets_the_old_secret(client, users
         },
     )
     connector.refresh_from_db()
-    assert set(connector.secret_values()) == {"sas_token"} and connector.options["auth"] == "sas_token"
+    assert set(connector.secret_values()) == {"sas_token"}
+    assert connector.options["auth"] == "sas_token"
 
 
 @pytest.mark.django_db
@@ -146,7 +148,9 @@ def test_deleting_is_refused_while_an_export_uses_the_connector(client, users, d
     )
     login(client, owner)
     modal = client.get(reverse("connectors-delete", args=[connector.id])).content.decode()
-    assert "can't be deleted" in modal and "Nightly CRM" in modal and 'class="danger"' not in modal
+    assert "can't be deleted" in modal
+    assert "Nightly CRM" in modal
+    assert 'class="danger"' not in modal
     response = client.post(reverse("connectors-delete", args=[connector.id]), follow=True)
     assert "used by 1 export(s)" in response.content.decode()
     assert Connector.objects.filter(id=connector.id).exists()
@@ -155,7 +159,8 @@ def test_deleting_is_refused_while_an_export_uses_the_connector(client, users, d
     modal = client.get(reverse("connectors-delete", args=[connector.id])).content.decode()
     assert "Delete the connector" in modal
     response = client.post(reverse("connectors-delete", args=[connector.id]))
-    assert response.status_code == 302 and not Connector.objects.filter(id=connector.id).exists()
+    assert response.status_code == 302
+    assert not Connector.objects.filter(id=connector.id).exists()
 
 
 @pytest.mark.django_db
@@ -166,7 +171,8 @@ def test_the_wizard_delivers_to_a_chosen_connector_and_previews_the_path(client,
     login(client, owner)
     url = reverse("exports-wizard", args=[export.id, "destination"])
     page = client.get(url).content.decode()
-    assert "Team bucket" in page and "Desktop: download from the run report" in page
+    assert "Team bucket" in page
+    assert "Desktop: download from the run report" in page
 
     preview = client.get(
         reverse("exports-folder-preview", args=[export.id]),
@@ -174,7 +180,8 @@ def test_the_wizard_delivers_to_a_chosen_connector_and_previews_the_path(client,
         HTTP_HX_REQUEST="true",
     ).content.decode()
     assert f"s3://team-bucket/crm/{export.id}/unscheduled/CRM_feed_" in preview
-    assert f"s3://team-bucket/crm/{export.id}/CRM_feed_2" in preview and "/tnfs/" in preview
+    assert f"s3://team-bucket/crm/{export.id}/CRM_feed_2" in preview
+    assert "/tnfs/" in preview
     bad = client.get(
         reverse("exports-folder-preview", args=[export.id]),
         {"connector": str(connector.id), "folder_template": "../%NOPE%"},
@@ -182,11 +189,13 @@ def test_the_wizard_delivers_to_a_chosen_connector_and_previews_the_path(client,
     assert "unknown token %NOPE%" in bad
 
     response = client.post(url, {"connector": str(connector.id), "folder_template": "../up"})
-    assert response.status_code == 200 and "not allowed" in response.content.decode()
+    assert response.status_code == 200
+    assert "not allowed" in response.content.decode()
     response = client.post(url, {"connector": str(connector.id), "folder_template": "%DATETIME(YYYYMMdd)%"})
     assert response.status_code == 302
     export.refresh_from_db()
-    assert export.connector_id == connector.id and export.folder_template == "%DATETIME(YYYYMMdd)%"
+    assert export.connector_id == connector.id
+    assert export.folder_template == "%DATETIME(YYYYMMdd)%"
     summary = client.get(reverse("exports-wizard", args=[export.id, "summary"])).content.decode()
     assert "Team bucket" in summary
 
@@ -196,4 +205,5 @@ def test_the_path_preview_takes_a_malformed_connector_id_for_desktop(client, use
     export = Export.objects.create(name="x", owner=users["owner"], dataset=demo_database.datasets.get(name="profiles"))
     login(client, users["owner"])
     response = client.get(reverse("exports-folder-preview", args=[export.id]), {"connector": "not-a-uuid"})
-    assert response.status_code == 200 and b"<dt>Download</dt>" in response.content
+    assert response.status_code == 200
+    assert b"<dt>Download</dt>" in response.content

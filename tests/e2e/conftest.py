@@ -4,6 +4,9 @@ import os
 import shutil
 
 import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.conftest import PASSWORD
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
 # around it are still plain synchronous calls.
@@ -24,8 +27,6 @@ ARGS = [
 @pytest.fixture(scope="session")
 def chromium():
     """Debian's Chromium, once per session (Playwright can't download its own here)."""
-    from playwright.sync_api import sync_playwright
-
     if not os.path.exists(CHROMIUM):
         pytest.fail("Chromium is missing: `make test` installs Debian's chromium package")
     with sync_playwright() as playwright:
@@ -57,8 +58,6 @@ def browser_no_js(chromium):
 
 
 def log_in(page, base_url: str, username: str) -> None:
-    from tests.conftest import PASSWORD
-
     page.goto(f"{base_url}/accounts/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)

@@ -62,10 +62,12 @@ def test_a_marketer_delivers_an_export_to_s3(page, live_server, users, demo_data
     worker.join()
     run = Run.objects.get()
     tnf_path = page.locator("#run-tnf").inner_text()
-    assert tnf_path == run.tnf_path and tnf_path.startswith(f"crm/daily/{run.export_id}/tnfs/")
+    assert tnf_path == run.tnf_path
+    assert tnf_path.startswith(f"crm/daily/{run.export_id}/tnfs/")
     assert page.locator("#run-folder").inner_text() == f"crm/daily/{run.export_id}/unscheduled/"
     tnf = json.loads(s3.client().get_object(Bucket=S3_BUCKET, Key=tnf_path)["Body"].read())
-    assert tnf["RowCount"] == 5_000 and tnf["DeliveryId"] == str(run.id)
+    assert tnf["RowCount"] == 5_000
+    assert tnf["DeliveryId"] == str(run.id)
     page.screenshot(path=str(tmp_path / "run-report-s3.png"), full_page=True)
 
 
@@ -83,4 +85,5 @@ def test_an_sftp_host_key_is_confirmed_from_the_test_result(page, live_server, u
     page.wait_for_selector("#test-result .badge:has-text('OK')")
     connector.refresh_from_db()
     assert connector.options["host_key_fingerprint"] == external_sftp.fingerprint
-    assert SFTP_PASSWORD not in page.content() and SFTP_USER in page.content()
+    assert SFTP_PASSWORD not in page.content()
+    assert SFTP_USER in page.content()

@@ -73,8 +73,10 @@ def test_a_new_user_exports_interactions_and_downloads_them(
     download = caught.value
     saved = Path(tmp_path / download.suggested_filename)
     download.save_as(saved)
-    assert saved.name.startswith("Interactions_for_the_BI_team_") and saved.name.endswith("-1.csv.gz")
+    assert saved.name.startswith("Interactions_for_the_BI_team_")
+    assert saved.name.endswith("-1.csv.gz")
     columns = dataset.columns
     exported = normalise_rows(read_file(saved, "csv"), columns, milliseconds=True)
     expected = normalise_rows(source_rows(demo_path, "SELECT * FROM interactions"), columns, milliseconds=True)
-    assert exported == expected and len(exported) == 5_000
+    assert exported == expected
+    assert len(exported) == 5_000

@@ -33,7 +33,8 @@ def test_tabs_filters_and_actions_work_without_javascript(browser_no_js, live_se
     page.check("input[name=data_type][value=profile]")
     page.click("text=Apply filters")
     page.wait_for_url("**data_type=profile**")
-    assert "Profiles draft" in page.inner_text("#results") and "Orders draft" not in page.inner_text("#results")
+    assert "Profiles draft" in page.inner_text("#results")
+    assert "Orders draft" not in page.inner_text("#results")
 
     # Tabs are links that keep the filters.
     page.click("text=Clear filters")

@@ -7,6 +7,8 @@ import csv
 import gzip
 import io
 import json
+import tempfile
+import zipfile
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -25,9 +27,6 @@ def read_file(path: Path, file_format: str, *, delimiter: str = ",") -> list[dic
 
 
 def read_zip_or_file(content: bytes, name: str, file_format: str) -> list[dict]:
-    import tempfile
-    import zipfile
-
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         if name.endswith(".zip"):

@@ -7,14 +7,17 @@ import gzip
 import hashlib
 import json
 import os
+import random
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from exports.engine import FileSpec, file_extension, write_files
+from exports.engine import FileSpec, _format_timestamps, write_files
+from exports.layout import file_extension
 
 SCHEMA = pa.schema(
     [
@@ -188,7 +191,8 @@ def test_the_same_rows_give_the_same_bytes(tmp_path):
 def test_no_rows_still_gives_one_valid_file(tmp_path, file_format):
     compression = "gzip" if file_format != "parquet" else "snappy"
     [written] = write_files([], SCHEMA, FileSpec(file_format, compression, 10, "e"), tmp_path)
-    assert written.rows == 0 and written.part == 1
+    assert written.rows == 0
+    assert written.part == 1
     if file_format == "parquet":
         assert pq.read_table(written.path).schema == SCHEMA
     elif file_format == "csv":
@@ -228,12 +232,6 @@ def _points_into(link: str, folder) -> bool:
 
 
 def test_timestamps_print_like_strftime_across_the_epoch_and_centuries():
-    import random
-
-    import pyarrow.compute as pc
-
-    from exports.engine import _format_timestamps
-
     rng = random.Random(7)
     micros = [rng.randint(-(10**17), 10**17) for _ in range(20_000)] + [None, -1, 0, 1, -86_400_000_000]
     for zone in ("UTC", None):

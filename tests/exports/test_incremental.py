@@ -8,12 +8,18 @@ import csv
 import sqlite3
 import threading
 import time
+from datetime import UTC, datetime
+from itertools import pairwise
 
+import psycopg
 import pytest
+from django.core import mail
 from django.core.files.storage import storages
 
+from exports.actions import queue_run
+from exports.incremental import window_for
 from exports.models import Database, Export, Run, refresh_datasets
-from exports.runs import launch_export
+from exports.notify import notify_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,13 +68,13 @@ def run_incremental_while_inserting(users, dataset, worker, inserter: Inserter, 
     inserter.start()
     try:
         for _ in range(5):
-            run, _ = launch_export(export, user=users["owner"])
+            run = queue_run(export, user=users["owner"])
             worker()
             runs.append(run)
             time.sleep(0.2)
     finally:
         inserter.stop()
-    run, _ = launch_export(export, user=users["owner"])  # picks up the last inserted rows
+    run = queue_run(export, user=users["owner"])  # picks up the last inserted rows
     worker()
     runs.append(run)
     for run in runs:
@@ -81,7 +87,7 @@ def run_incremental_while_inserting(users, dataset, worker, inserter: Inserter, 
     assert len(seen) == len(set(seen)), "a row was delivered twice"
     assert sorted(seen) == expected, f"{len(set(expected) - set(seen))} rows were never delivered"
     assert runs[0].window_from is None
-    for earlier, later in zip(runs, runs[1:], strict=False):
+    for earlier, later in pairwise(runs):
         assert later.window_from == earlier.window_to  # windows are contiguous
     export.refresh_from_db()
     assert export.watermark["value"] == str(expected[-1])
@@ -110,8 +116,6 @@ def test_no_row_is_missed_or_repeated_while_rows_arrive_on_sqlite(users, worker,
 
 
 def test_no_row_is_missed_or_repeated_while_rows_arrive_on_postgresql(users, worker, pg_source_url, pg_table):
-    import psycopg
-
     with psycopg.connect(pg_source_url, autocommit=True) as conn:
         conn.execute(f'CREATE TABLE "{pg_table}" (id bigserial PRIMARY KEY, payload text NOT NULL)')
         conn.execute(f"INSERT INTO \"{pg_table}\" (payload) SELECT 'seed ' || n FROM generate_series(1, 2000) n")
@@ -144,10 +148,11 @@ def test_a_failed_delivery_leaves_the_watermark_where_it_was(users, demo_databas
         cursor_column="id",
         watermark={"column": "id", "value": "100"},
     )
-    run, _ = launch_export(export, user=users["owner"])
+    run = queue_run(export, user=users["owner"])
     worker()
     run.refresh_from_db()
-    assert run.status == Run.Status.FAILED and run.error_code == Run.ErrorCode.DESTINATION_AUTH_FAILED
+    assert run.status == Run.Status.FAILED
+    assert run.error_code == Run.ErrorCode.DESTINATION_AUTH_FAILED
     assert (run.window_from, run.window_to) == ("100", "400")
     export.refresh_from_db()
     assert export.watermark == {"column": "id", "value": "100"}
@@ -171,10 +176,6 @@ class _FakeReader:
 
 
 def test_the_safety_lag_leaves_the_newest_timestamps_for_the_next_run(users, demo_database):
-    from datetime import UTC, datetime
-
-    from exports.incremental import window_for
-
     interactions = demo_database.datasets.get(name="interactions")
     export = Export(
         dataset=interactions,
@@ -196,10 +197,6 @@ def test_the_safety_lag_leaves_the_newest_timestamps_for_the_next_run(users, dem
 
 
 def test_a_successful_run_mails_only_when_asked(users, demo_database, settings):
-    from django.core import mail
-
-    from exports.notify import notify_run
-
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     export = Export.objects.create(
         name="Nightly",
@@ -208,10 +205,12 @@ def test_a_successful_run_mails_only_when_asked(users, demo_database, settings):
         report_recipients="bi@example.com",
     )
     run = Run.objects.create(export=export, status=Run.Status.SUCCEEDED, row_count=400)
-    assert not notify_run(run) and mail.outbox == []
+    assert not notify_run(run)
+    assert mail.outbox == []
     export.notify_on_success = True
     export.save()
     run.refresh_from_db()
     assert notify_run(run)
     [message] = mail.outbox
-    assert message.subject == "[Exports] Nightly: run succeeded" and "Rows:         400" in message.body
+    assert message.subject == "[Exports] Nightly: run succeeded"
+    assert "Rows:         400" in message.body

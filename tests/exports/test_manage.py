@@ -8,9 +8,10 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
+from exports.actions import queue_run
 from exports.models import Export, Run
-from exports.runs import launch_export
 from tests.exports.test_views import login
+from tests.pages import refusal_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,23 +59,32 @@ def page(client, **params):
 def test_each_tab_holds_its_own_rows_with_counts(client, users, world):
     login(client, users["viewer"])
     draft = page(client)
-    assert "Weekly orders" in draft and "Profiles for CRM" in draft and "Nightly orders" not in draft
-    assert 'id="tab-draft"' in draft and '<span class="count">2</span>' in draft
+    assert "Weekly orders" in draft
+    assert "Profiles for CRM" in draft
+    assert "Nightly orders" not in draft
+    assert 'id="tab-draft"' in draft
+    assert '<span class="count">2</span>' in draft
     assert "Nightly orders" in page(client, tab="scheduled")
     in_progress = page(client, tab="in_progress")
-    assert "Nightly orders" in in_progress and 'value="40"' in in_progress and 'hx-trigger="every 2s"' in in_progress
+    assert "Nightly orders" in in_progress
+    assert 'value="40"' in in_progress
+    assert 'hx-trigger="every 2s"' in in_progress
     finished = page(client, tab="finished")
-    assert "Orders once" in finished and "SOURCE_UNAVAILABLE" in finished
+    assert "Orders once" in finished
+    assert "SOURCE_UNAVAILABLE" in finished
     assert 'hx-trigger="every 2s"' not in finished
 
 
 def test_search_and_filters_combine_and_live_in_the_url(client, users, world, demo_database):
     login(client, users["viewer"])
-    assert "Weekly orders" not in page(client, q="crm") and "Profiles for CRM" in page(client, q="crm")
+    assert "Weekly orders" not in page(client, q="crm")
+    assert "Profiles for CRM" in page(client, q="crm")
     profile_only = page(client, data_type="profile")
-    assert "Profiles for CRM" in profile_only and "Weekly orders" not in profile_only
+    assert "Profiles for CRM" in profile_only
+    assert "Weekly orders" not in profile_only
     both = page(client, data_type=["profile", "order"], database=str(demo_database.id))
-    assert "Profiles for CRM" in both and "Weekly orders" in both
+    assert "Profiles for CRM" in both
+    assert "Weekly orders" in both
     assert "Weekly orders" not in page(client, data_type="order", q="profiles")
     assert "Nightly orders" in page(client, tab="scheduled", export_type="periodic_full")
     assert "Nightly orders" not in page(client, tab="scheduled", export_type="incremental")
@@ -90,16 +100,20 @@ def test_sorting_and_paging(client, users, demo_database):
         Export.objects.create(name=f"export {number:02d}", owner=users["owner"], dataset=dataset)
     login(client, users["viewer"])
     ascending = page(client, sort="name")
-    assert "export 00" in ascending and "export 29" not in ascending and "Page 1 of 2" in ascending
+    assert "export 00" in ascending
+    assert "export 29" not in ascending
+    assert "Page 1 of 2" in ascending
     descending = page(client, sort="-name")
-    assert "export 29" in descending and "export 00" not in descending
+    assert "export 29" in descending
+    assert "export 00" not in descending
     assert "export 00" in page(client, sort="-name", page="2")
 
 
 def test_htmx_gets_only_the_results(client, users, world):
     login(client, users["viewer"])
     response = client.get(reverse("exports-list"), {"tab": "finished"}, HTTP_HX_REQUEST="true")
-    assert b"<html" not in response.content and b'id="manage-results"' in response.content
+    assert b"<html" not in response.content
+    assert b'id="manage-results"' in response.content
 
 
 def test_actions_follow_status_and_ownership(client, users, world):
@@ -127,8 +141,10 @@ def test_copy_asks_a_name_and_opens_the_copy(client, users, world):
     response = client.post(url, {"name": "Orders again"})
     copy = Export.objects.get(name="Orders again")
     assert response.url == reverse("exports-edit", args=[copy.id])
-    assert copy.status == Export.Status.DRAFT and copy.copied_from == world["finished"]
-    assert copy.dataset == world["finished"].dataset and copy.owner == users["owner"]
+    assert copy.status == Export.Status.DRAFT
+    assert copy.copied_from == world["finished"]
+    assert copy.dataset == world["finished"].dataset
+    assert copy.owner == users["owner"]
 
 
 def test_delete_asks_first_and_only_takes_drafts(client, users, world):
@@ -138,39 +154,53 @@ def test_delete_asks_first_and_only_takes_drafts(client, users, world):
     assert Export.objects.filter(id=world["draft"].id).exists()
     client.post(url)
     assert not Export.objects.filter(id=world["draft"].id).exists()
-    assert client.post(reverse("exports-delete", args=[world["scheduled"].id])).status_code == 403
+    assert refusal_of(client.post(reverse("exports-delete", args=[world["scheduled"].id]))) == "NOT_A_DRAFT"
+    assert Export.objects.filter(id=world["scheduled"].id).exists()
 
 
 def test_unschedule_sends_the_export_back_to_draft(client, users, world):
     login(client, users["owner"])
     client.post(reverse("exports-unschedule", args=[world["scheduled"].id]))
     world["scheduled"].refresh_from_db()
-    assert world["scheduled"].status == Export.Status.DRAFT and world["scheduled"].next_run_at is None
-    assert client.post(reverse("exports-unschedule", args=[world["draft"].id])).status_code == 403
+    assert world["scheduled"].status == Export.Status.DRAFT
+    assert world["scheduled"].next_run_at is None
+    # A second Unschedule (a double click) changes nothing and is no error page.
+    again = client.post(reverse("exports-unschedule", args=[world["scheduled"].id]))
+    assert refusal_of(again) == "NOT_SCHEDULED"
+    assert again.url == reverse("exports-list")
+    world["scheduled"].refresh_from_db()
+    assert world["scheduled"].status == Export.Status.DRAFT
 
 
 def test_edit_is_for_drafts_only(client, users, world):
     login(client, users["owner"])
     assert client.get(reverse("exports-edit", args=[world["draft"].id])).status_code == 302
     assert client.get(reverse("exports-wizard", args=[world["draft"].id, "file"])).status_code == 200
-    assert client.get(reverse("exports-wizard", args=[world["scheduled"].id, "file"])).status_code == 403
-    assert client.get(reverse("exports-edit", args=[world["scheduled"].id])).status_code == 403
+    for url in (
+        reverse("exports-wizard", args=[world["scheduled"].id, "file"]),
+        reverse("exports-edit", args=[world["scheduled"].id]),
+    ):
+        response = client.get(url)
+        assert refusal_of(response) == "NOT_A_DRAFT"
+        assert response.url == world["scheduled"].get_absolute_url()
     client.logout()
     login(client, users["teammate"])
     assert client.get(reverse("exports-edit", args=[world["draft"].id])).status_code == 403
 
 
 def test_cancel_drops_a_queued_run_and_its_job(client, users, world, worker):
-    run, _ = launch_export(world["draft"], user=users["owner"])
+    run = queue_run(world["draft"], user=users["owner"])
     login(client, users["owner"])
     client.post(reverse("runs-cancel", args=[run.id]))
     run.refresh_from_db()
-    assert run.status == Run.Status.CANCELLED and run.error_code == "CANCELLED"
+    assert run.status == Run.Status.CANCELLED
+    assert run.error_code == "CANCELLED"
     assert django_rq.get_queue(settings.EXPORTS_QUEUE).count == 0
     worker()
     run.refresh_from_db()
-    assert run.status == Run.Status.CANCELLED and run.files.count() == 0
-    assert client.post(reverse("runs-cancel", args=[run.id])).status_code == 403
+    assert run.status == Run.Status.CANCELLED
+    assert run.files.count() == 0
+    assert refusal_of(client.post(reverse("runs-cancel", args=[run.id]))) == "NOT_IN_PROGRESS"
 
 
 def test_relaunch_only_for_failures_a_relaunch_can_fix(client, users, world, worker):
@@ -178,14 +208,16 @@ def test_relaunch_only_for_failures_a_relaunch_can_fix(client, users, world, wor
     response = client.post(reverse("runs-relaunch", args=[world["failed_run"].id]))
     new_run = Run.objects.get(relaunch_of=world["failed_run"])
     assert response.url == new_run.get_absolute_url()
-    assert new_run.trigger == Run.Trigger.RELAUNCH and new_run.attempt == 2
+    assert new_run.trigger == Run.Trigger.RELAUNCH
+    assert new_run.attempt == 2
     worker()
     new_run.refresh_from_db()
     assert new_run.status == Run.Status.SUCCEEDED
     query_failed = Run.objects.create(
         export=world["finished"], status=Run.Status.FAILED, error_code="SOURCE_QUERY_FAILED"
     )
-    assert client.post(reverse("runs-relaunch", args=[query_failed.id])).status_code == 403
+    assert refusal_of(client.post(reverse("runs-relaunch", args=[query_failed.id]))) == "NOT_RELAUNCHABLE"
+    assert not Run.objects.filter(relaunch_of=query_failed).exists()
 
 
 def test_view_definition_is_a_modal_or_a_page(client, users, world):
@@ -193,7 +225,8 @@ def test_view_definition_is_a_modal_or_a_page(client, users, world):
     url = reverse("exports-definition", args=[world["scheduled"].id])
     assert b"<dialog" in client.get(url, HTTP_HX_REQUEST="true").content
     full = client.get(url).content
-    assert b"<html" in full and str(world["scheduled"].id).encode() in full
+    assert b"<html" in full
+    assert str(world["scheduled"].id).encode() in full
 
 
 def test_htmx_results_carry_the_tab_and_sort_back_to_the_filters(client, users, world):
@@ -201,7 +234,8 @@ def test_htmx_results_carry_the_tab_and_sort_back_to_the_filters(client, users, 
     response = client.get(reverse("exports-list"), {"tab": "finished", "sort": "name"}, HTTP_HX_REQUEST="true")
     text = response.content.decode()
     assert 'id="manage-state" hx-swap-oob="true"' in text
-    assert 'name="tab" value="finished"' in text and 'name="sort" value="name"' in text
+    assert 'name="tab" value="finished"' in text
+    assert 'name="sort" value="name"' in text
 
 
 def test_the_detail_page_draws_the_run_history(client, users, world):
@@ -215,7 +249,9 @@ def test_the_detail_page_draws_the_run_history(client, users, world):
         )
     login(client, users["viewer"])
     text = client.get(world["finished"].get_absolute_url()).content.decode()
-    assert "<svg" in text and text.count('class="bar succeeded"') == 3 and 'class="bar failed"' in text
+    assert "<svg" in text
+    assert text.count('class="bar succeeded"') == 3
+    assert 'class="bar failed"' in text
     assert "up to 400" in text
     assert "<svg" not in client.get(world["draft"].get_absolute_url()).content.decode()  # no runs, no chart
 

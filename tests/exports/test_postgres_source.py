@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from exports.actions import queue_run
 from exports.models import Database, Export, Run, refresh_datasets
-from exports.runs import launch_export
 from tests.exports.readback import normalise_rows
 from tests.exports.test_runs import read_run
 
@@ -70,7 +70,8 @@ def test_it_discovers_postgresql_column_types(pg_dataset):
         "uid": "text",
         "ratio": "float",
     }
-    assert pg_dataset.column("amount")["precision"] == 12 and pg_dataset.column("amount")["scale"] == 2
+    assert pg_dataset.column("amount")["precision"] == 12
+    assert pg_dataset.column("amount")["scale"] == 2
     assert pg_dataset.schema_name == "public"
 
 
@@ -87,7 +88,7 @@ def test_it_exports_postgresql_rows_exactly(users, pg_dataset, pg_source_url, wo
         compression=compression,
         rows_per_file=1000,
     )
-    launch_export(export, user=users["owner"])
+    queue_run(export, user=users["owner"])
     worker()
     run = export.runs.get()
     assert run.status == Run.Status.SUCCEEDED, run.error_message
@@ -116,7 +117,7 @@ def test_it_applies_filters_on_postgresql(users, pg_dataset, pg_source_url, work
             {"column": "happened_at", "operator": "lt", "value": "2025-01-02T12:00:00+02:00"},
         ],
     )
-    launch_export(export, user=users["owner"])
+    queue_run(export, user=users["owner"])
     worker()
     run = export.runs.get()
     assert run.status == Run.Status.SUCCEEDED, run.error_message

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import django_rq
@@ -12,8 +16,12 @@ import pytest
 from django.conf import settings
 from django.core.files.storage import storages
 
+from exports import actions
+from exports.actions import queue_run
+from exports.demo import build_demo_database
+from exports.jobs import RunCancelled, _Progress
 from exports.models import Database, Export, Run, refresh_datasets
-from exports.runs import launch_export
+from tests.conftest import BASE_DIR, _test_database_url
 from tests.exports.readback import normalise_rows, read_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,15 +57,17 @@ def columns_of(dataset, names=None) -> list[dict]:
 def test_it_exports_a_whole_table_as_gzip_csv(users, demo_database, demo_path, worker):
     dataset = demo_database.datasets.get(name="interactions")
     export = make_export(users["owner"], dataset, file_format="csv", compression="gzip")
-    run, created = launch_export(export, user=users["owner"])
-    assert created and run.status == Run.Status.QUEUED
+    run = queue_run(export, user=users["owner"])
+    assert run.status == Run.Status.QUEUED
     worker()
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED, run.error_message
     assert run.row_count == 5_000 == dataset.estimated_rows
-    assert run.started_at <= run.finished_at and run.duration.total_seconds() >= 0
+    assert run.started_at <= run.finished_at
+    assert run.duration.total_seconds() >= 0
     [run_file] = run.files.all()
-    assert run_file.name.endswith("-1.csv.gz") and run_file.rows == 5_000
+    assert run_file.name.endswith("-1.csv.gz")
+    assert run_file.rows == 5_000
     columns = columns_of(dataset)
     exported = normalise_rows(read_run(run, export), columns, milliseconds=True)
     expected = normalise_rows(source_rows(demo_path, "SELECT * FROM interactions"), columns, milliseconds=True)
@@ -94,7 +104,7 @@ def test_it_exports_filtered_columns_in_every_format(
             {"column": "id", "operator": "lte", "value": "4500"},
         ],
     )
-    launch_export(export, user=users["owner"])
+    queue_run(export, user=users["owner"])
     worker()
     run = export.runs.get()
     assert run.status == Run.Status.SUCCEEDED, run.error_message
@@ -107,7 +117,8 @@ def test_it_exports_filtered_columns_in_every_format(
     files = list(run.files.order_by("part"))
     assert [f.part for f in files] == list(range(1, len(files) + 1))
     assert all(f.name.endswith(f"-{f.part}.{extension}") for f in files)
-    assert all(f.rows == 700 for f in files[:-1]) and 0 < files[-1].rows <= 700
+    assert all(f.rows == 700 for f in files[:-1])
+    assert 0 < files[-1].rows <= 700
     assert run.row_count == len(expected_rows) == sum(f.rows for f in files)
     exported = read_run(run, export)
     assert list(exported[0]) == names
@@ -118,8 +129,6 @@ def test_it_exports_filtered_columns_in_every_format(
 
 
 def test_it_records_size_and_sha256_of_every_file(users, demo_database, worker):
-    import hashlib
-
     export = make_export(
         users["owner"],
         demo_database.datasets.get(name="orders"),
@@ -127,7 +136,7 @@ def test_it_records_size_and_sha256_of_every_file(users, demo_database, worker):
         compression="snappy",
         rows_per_file=100,
     )
-    launch_export(export, user=users["owner"])
+    queue_run(export, user=users["owner"])
     worker()
     run = export.runs.get()
     assert run.status == Run.Status.SUCCEEDED, run.error_message
@@ -139,7 +148,7 @@ def test_it_records_size_and_sha256_of_every_file(users, demo_database, worker):
 
 def test_a_duplicated_job_does_nothing(users, demo_database, worker):
     export = make_export(users["owner"], demo_database.datasets.get(name="subscriptions"))
-    run, _ = launch_export(export, user=users["owner"])
+    run = queue_run(export, user=users["owner"])
     queue = django_rq.get_queue(settings.EXPORTS_QUEUE)
     duplicate = queue.enqueue("exports.jobs.run_export", str(run.id), job_id=f"{run.id}-again")
     worker()
@@ -151,12 +160,16 @@ def test_a_duplicated_job_does_nothing(users, demo_database, worker):
     assert Run.objects.filter(export=export).count() == 1
 
 
-def test_a_second_launch_while_running_returns_the_same_run(users, demo_database):
+def test_a_second_launch_while_running_is_refused_with_the_same_run(users, demo_database):
     export = make_export(users["owner"], demo_database.datasets.get(name="orders"))
-    first, created = launch_export(export, user=users["owner"])
-    second, created_again = launch_export(export, user=users["owner"])
-    assert created and not created_again
-    assert first.id == second.id
+    first = actions.launch(users["owner"], export)
+    with pytest.raises(actions.ActionRefused) as refused:
+        actions.launch(users["owner"], export)
+    assert (refused.value.code, refused.value.run_id, refused.value.already) == ("ALREADY_RUNNING", first.id, True)
+    # Past the checks, the partial unique index still refuses a second active run.
+    with pytest.raises(actions.ActionRefused, match="already has a run"):
+        queue_run(export, user=users["owner"])
+    assert export.runs.count() == 1
     assert django_rq.get_queue(settings.EXPORTS_QUEUE).count == 1
 
 
@@ -178,7 +191,7 @@ def test_a_missing_source_file_fails_with_source_unavailable(users, demo_databas
     database = Database.objects.create(name="Soon gone", url=f"sqlite:///{copy}")
     refresh_datasets(database)
     export = make_export(users["owner"], database.datasets.get(name="orders"))
-    run, _ = launch_export(export, user=users["owner"])
+    run = queue_run(export, user=users["owner"])
     copy.unlink()
     worker()
     _assert_failed_cleanly(run, "SOURCE_UNAVAILABLE", "does not exist")
@@ -189,7 +202,7 @@ def test_an_unreachable_postgresql_source_fails_with_source_unavailable(users, d
     database = Database.objects.create(name="Down", url="postgresql://postgres@127.0.0.1:1/nowhere")
     dataset = database.datasets.create(name="t", columns=[{"name": "id", "type": "integer"}])
     export = make_export(users["owner"], dataset)
-    run, _ = launch_export(export, user=users["owner"])
+    run = queue_run(export, user=users["owner"])
     worker()
     _assert_failed_cleanly(run, "SOURCE_UNAVAILABLE", "cannot connect")
 
@@ -205,7 +218,7 @@ def _copy_of_demo(demo_path, tmp_path, name) -> tuple[Database, Path]:
 def test_a_dropped_table_fails_with_a_clear_message(users, demo_database, demo_path, tmp_path, worker):
     database, copy = _copy_of_demo(demo_path, tmp_path, "dropped")
     export = make_export(users["owner"], database.datasets.get(name="orders"))
-    run, _ = launch_export(export, user=users["owner"])
+    run = queue_run(export, user=users["owner"])
     with sqlite3.connect(copy) as conn:
         conn.execute("DROP TABLE orders")
     worker()
@@ -215,7 +228,7 @@ def test_a_dropped_table_fails_with_a_clear_message(users, demo_database, demo_p
 def test_a_dropped_column_fails_with_a_clear_message(users, demo_database, demo_path, tmp_path, worker):
     database, copy = _copy_of_demo(demo_path, tmp_path, "dropped-column")
     export = make_export(users["owner"], database.datasets.get(name="orders"), columns=["id", "coupon_code"])
-    run, _ = launch_export(export, user=users["owner"])
+    run = queue_run(export, user=users["owner"])
     with sqlite3.connect(copy) as conn:
         conn.execute("ALTER TABLE orders DROP COLUMN coupon_code")
     worker()
@@ -228,7 +241,7 @@ def test_an_invalid_stored_filter_fails_the_run_with_its_reason(users, demo_data
         demo_database.datasets.get(name="orders"),
         filters=[{"column": "total_amount", "operator": "gt", "value": "a lot"}],
     )
-    run, _ = launch_export(export, user=users["owner"])
+    run = queue_run(export, user=users["owner"])
     worker()
     _assert_failed_cleanly(run, "SOURCE_QUERY_FAILED", "'a lot' is not a decimal number")
 
@@ -244,21 +257,20 @@ def test_a_failure_after_some_files_were_written_leaves_no_file(users, db, tmp_p
     database = Database.objects.create(name="Bad data", url=f"sqlite:///{path}")
     refresh_datasets(database)
     export = make_export(users["owner"], database.datasets.get(name="events"), rows_per_file=20_000)
-    run, _ = launch_export(export, user=users["owner"])
+    run = queue_run(export, user=users["owner"])
     worker()
     _assert_failed_cleanly(run, "SOURCE_QUERY_FAILED", "'not a time'")
 
 
 def test_progress_is_recorded_and_a_cancelled_run_stops(users, demo_database):
-    from exports.jobs import RunCancelled, _Progress
-
     export = make_export(users["owner"], demo_database.datasets.get(name="orders"))
-    run, _ = launch_export(export, user=users["owner"])
+    run = queue_run(export, user=users["owner"])
     run = Run.claim(run.id)
     progress = _Progress(run, interval=0)
     progress(1_234)
     run.refresh_from_db()
-    assert run.rows_done == 1_234 and run.progress_percent is not None
+    assert run.rows_done == 1_234
+    assert run.progress_percent is not None
     Run.objects.filter(id=run.id).update(status=Run.Status.CANCELLED)
     with pytest.raises(RunCancelled):
         progress(2_000)
@@ -266,14 +278,6 @@ def test_progress_is_recorded_and_a_cancelled_run_stops(users, demo_database):
 
 
 def test_cancelling_a_running_export_stops_it_with_nothing_delivered(users, db, tmp_path):
-    import subprocess
-    import sys
-    import time
-
-    from exports.demo import build_demo_database
-    from exports.runs import cancel_run
-    from tests.conftest import BASE_DIR, _test_database_url
-
     path = tmp_path / "big.sqlite3"
     build_demo_database(path, profiles=1_000, interactions=600_000)
     database = Database.objects.create(name="Big", url=f"sqlite:///{path}")
@@ -285,7 +289,7 @@ def test_cancelling_a_running_export_stops_it_with_nothing_delivered(users, db, 
         compression="gzip",
         rows_per_file=50_000,
     )
-    run, _ = launch_export(export, user=users["owner"])
+    run = queue_run(export, user=users["owner"])
     env = dict(os.environ, DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="tests.settings")
     worker = subprocess.Popen(
         [sys.executable, "manage.py", "rqworker", "--burst", "--skip-checks", settings.EXPORTS_QUEUE],
@@ -302,16 +306,19 @@ def test_cancelling_a_running_export_stops_it_with_nothing_delivered(users, db, 
             if run.status == Run.Status.RUNNING and run.rows_done > 0:
                 break
             time.sleep(0.05)
-        assert run.status == Run.Status.RUNNING and 0 < run.rows_done < 600_000, run.status
-        assert cancel_run(run)
+        assert run.status == Run.Status.RUNNING, run.status
+        assert 0 < run.rows_done < 600_000, run.rows_done
+        assert actions.cancel(users["owner"], run).status == Run.Status.CANCELLED
         _, stderr = worker.communicate(timeout=120)
     finally:
         if worker.poll() is None:
             worker.kill()
     assert worker.returncode == 0, stderr[-2000:]
     run.refresh_from_db()
-    assert run.status == Run.Status.CANCELLED and run.error_code == "CANCELLED"
-    assert run.files.count() == 0 and run.row_count is None
+    assert run.status == Run.Status.CANCELLED
+    assert run.error_code == "CANCELLED"
+    assert run.files.count() == 0
+    assert run.row_count is None
     folder = Path(storages["exports"].path(f"{export.id}/{run.id}"))
     assert not folder.exists() or not any(folder.iterdir())
     assert not (settings.EXPORT_WORK_DIR / str(run.id)).exists()

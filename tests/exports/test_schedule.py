@@ -5,6 +5,7 @@ changes in both directions (Europe/Brussels: 2026-03-29 02:00 → 03:00 and 2026
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -64,7 +65,7 @@ def test_an_hourly_schedule_keeps_exact_intervals_across_dst(hours, start):
     plan = Schedule(start=start, unit=HOUR, interval=hours, tz=BRUSSELS)
     runs = plan.upcoming(start - timedelta(seconds=1), count=12)
     assert runs[0] == start
-    assert {later - earlier for earlier, later in zip(runs, runs[1:], strict=False)} == {timedelta(hours=hours)}
+    assert {later - earlier for earlier, later in pairwise(runs)} == {timedelta(hours=hours)}
 
 
 @pytest.mark.parametrize("interval", [1, 2, 7])

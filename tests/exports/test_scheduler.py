@@ -5,15 +5,21 @@ and schedule again, download expiry, lost jobs, report e-mails, and the schedule
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import django_rq
 import pytest
 import time_machine
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from exports.models import Export, Profile, Run, SkippedSlot
+from exports import actions
+from exports.actions import queue_run
+from exports.delivery import desktop_storage
+from exports.models import Export, Profile, Run, RunFile, SkippedSlot
 from exports.scheduler import expire_downloads, tick
 from tests.conftest import PASSWORD
 
@@ -39,17 +45,19 @@ def finish(run: Run) -> None:
 def test_a_due_slot_becomes_exactly_one_run(users, demo_database, django_capture_on_commit_callbacks):
     export = repeating(users, demo_database)
     with time_machine.travel(START - timedelta(hours=1), tick=False):
-        assert export.schedule()
+        export = actions.schedule(export.owner, export)
     assert export.next_run_at == START
     assert tick(START - timedelta(minutes=1)).created == []
 
     with django_capture_on_commit_callbacks(execute=True):
         report = tick(START + timedelta(seconds=5))
     [run] = report.created
-    assert run.scheduled_for == START and run.trigger == Run.Trigger.SCHEDULE
+    assert run.scheduled_for == START
+    assert run.trigger == Run.Trigger.SCHEDULE
     assert tick(START + timedelta(seconds=10)).created == []  # not due any more
     export.refresh_from_db()
-    assert export.next_run_at == START + timedelta(days=1) and export.last_scheduled_for == START
+    assert export.next_run_at == START + timedelta(days=1)
+    assert export.last_scheduled_for == START
     assert django_rq.get_queue(settings.EXPORTS_QUEUE).fetch_job(str(run.id)) is not None
 
 
@@ -57,7 +65,7 @@ def test_a_due_slot_becomes_exactly_one_run(users, demo_database, django_capture
 def test_missed_slots_collapse_into_one_catch_up_run(users, demo_database):
     export = repeating(users, demo_database, schedule_unit="hour", schedule_interval=3)
     with time_machine.travel(START - timedelta(hours=1), tick=False):
-        export.schedule()
+        export = actions.schedule(export.owner, export)
     first = tick(START).created[0]
     finish(first)
     # The scheduler was down for a day and a half.
@@ -72,13 +80,14 @@ def test_missed_slots_collapse_into_one_catch_up_run(users, demo_database):
 def test_a_slot_is_skipped_and_recorded_while_the_previous_run_is_going(users, demo_database):
     export = repeating(users, demo_database)
     with time_machine.travel(START - timedelta(hours=1), tick=False):
-        export.schedule()
+        export = actions.schedule(export.owner, export)
     still_running = tick(START).created[0]
     Run.objects.filter(id=still_running.id).update(status=Run.Status.RUNNING)
     report = tick(START + timedelta(days=1))
     assert report.created == []
     [skip] = report.skipped
-    assert skip.scheduled_for == START + timedelta(days=1) and "still in progress" in skip.reason
+    assert skip.scheduled_for == START + timedelta(days=1)
+    assert "still in progress" in skip.reason
     assert export.runs.count() == 1
     export.refresh_from_db()
     assert export.next_run_at == START + timedelta(days=2)
@@ -88,23 +97,27 @@ def test_a_slot_is_skipped_and_recorded_while_the_previous_run_is_going(users, d
 def test_the_schedule_ends_and_the_export_is_finished(users, demo_database):
     export = repeating(users, demo_database, schedule_end=START + timedelta(days=1, hours=1))
     with time_machine.travel(START - timedelta(hours=1), tick=False):
-        export.schedule()
+        export = actions.schedule(export.owner, export)
     finish(tick(START).created[0])
     tick(START + timedelta(days=1))
     export.refresh_from_db()
-    assert export.status == Export.Status.FINISHED and export.next_run_at is None
+    assert export.status == Export.Status.FINISHED
+    assert export.next_run_at is None
     assert export.runs.count() == 2
 
 
 @pytest.mark.django_db
-def test_run_now_brings_the_next_run_forward(client, users, demo_database):
+def test_run_now_starts_the_run_at_once_and_keeps_the_next_slot(client, users, demo_database):
     export = repeating(users, demo_database)
     with time_machine.travel(START - timedelta(hours=5), tick=False):
-        export.schedule()
+        export = actions.schedule(export.owner, export)
         client.login(username="alice", password=PASSWORD)
         response = client.post(reverse("exports-run-now", args=[export.id]))
+        [run] = export.runs.all()
         assert response.status_code == 302
-        [run] = tick().created
+        assert response["Location"] == run.get_absolute_url()
+        assert tick().created == []  # the scheduler doesn't start it a second time
+    assert (run.trigger, run.launched_by) == (Run.Trigger.MANUAL, users["owner"])
     assert run.scheduled_for == START - timedelta(hours=5)
     export.refresh_from_db()
     assert export.next_run_at == START  # the regular slots go on
@@ -116,14 +129,15 @@ def test_unschedule_stops_future_runs_and_scheduling_again_continues_from_the_wa
         users, demo_database, export_type=Export.Type.INCREMENTAL, cursor_column="id", watermark={"value": "250"}
     )
     with time_machine.travel(START - timedelta(hours=1), tick=False):
-        export.schedule()
+        export = actions.schedule(export.owner, export)
     running = tick(START).created[0]
     Run.objects.filter(id=running.id).update(status=Run.Status.RUNNING)
     client.login(username="alice", password=PASSWORD)
     with time_machine.travel(START + timedelta(hours=1), tick=False):
         client.post(reverse("exports-unschedule", args=[export.id]))
     export.refresh_from_db()
-    assert export.status == Export.Status.DRAFT and export.next_run_at is None
+    assert export.status == Export.Status.DRAFT
+    assert export.next_run_at is None
     assert Run.objects.get(id=running.id).status == Run.Status.RUNNING  # it finishes
     assert tick(START + timedelta(days=3)).created == []
 
@@ -142,9 +156,6 @@ def test_unschedule_stops_future_runs_and_scheduling_again_continues_from_the_wa
 
 @pytest.mark.django_db
 def test_expired_downloads_are_deleted_and_shown_expired(users, demo_database, tmp_path):
-    from exports.delivery import desktop_storage
-    from exports.models import RunFile
-
     export = Export.objects.create(name="x", owner=users["owner"], dataset=demo_database.datasets.get(name="profiles"))
     storage = desktop_storage()
     path = storage.save(f"{export.id}/old/file-1.csv", __import__("io").BytesIO(b"id\n1\n"))
@@ -154,7 +165,8 @@ def test_expired_downloads_are_deleted_and_shown_expired(users, demo_database, t
     RunFile.objects.create(run=run, part=1, name="file-1.csv", path=path, size_bytes=5, rows=1, sha256="0" * 64)
     expire_downloads(START)
     run.refresh_from_db()
-    assert run.status == Run.Status.EXPIRED and not run.is_downloadable
+    assert run.status == Run.Status.EXPIRED
+    assert not run.is_downloadable
     assert not storage.exists(path)
 
 
@@ -203,14 +215,18 @@ def test_the_schedule_step_refuses_bad_combinations_and_previews_five_runs(clien
             response = client.post(url, data)
             assert response.status_code == 200, data
             errors = response.context["form"].errors
-            assert field in errors and message in " ".join(errors[field]), (data, errors)
+            assert field in errors, (data, errors)
+            assert message in " ".join(errors[field]), (data, errors)
 
         preview = client.get(
             reverse("exports-schedule-preview", args=[export.id]),
             {"export_type": "periodic_full", "schedule_start": "2026-03-27T06:00", "cadence": "day"},
             HTTP_HX_REQUEST="true",
         ).content.decode()
-        assert preview.count("06:00") == 5 and "CET" in preview and "CEST" in preview  # across the DST change
+        # across the DST change
+        assert preview.count("06:00") == 5
+        assert "CET" in preview
+        assert "CEST" in preview
 
         response = client.post(
             url,
@@ -234,16 +250,15 @@ def test_the_schedule_step_refuses_bad_combinations_and_previews_five_runs(clien
 def test_the_scheduled_tab_warns_when_the_end_is_near(client, users, demo_database):
     export = repeating(users, demo_database, schedule_end=START + timedelta(days=10))
     with time_machine.travel(START - timedelta(hours=1), tick=False):
-        export.schedule()
+        export = actions.schedule(export.owner, export)
         client.login(username="alice", password=PASSWORD)
         page = client.get(reverse("exports-list") + "?tab=scheduled").content.decode()
-    assert "ends in 1\xa0week, 3\xa0days" in page and "Run now" in page
+    assert "ends in 1\xa0week, 3\xa0days" in page
+    assert "Run now" in page
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_run_mails_its_report_to_the_recipients(users, demo_database, worker):
-    from exports.runs import launch_export
-
     mail_dir = Path(settings.EMAIL_FILE_PATH)
     before = set(mail_dir.glob("*")) if mail_dir.exists() else set()
     database = demo_database
@@ -254,7 +269,7 @@ def test_a_failed_run_mails_its_report_to_the_recipients(users, demo_database, w
         filters=[{"column": "nope", "operator": "eq", "value": "1"}],
         report_recipients="ops@example.com, bi@example.com",
     )
-    run, _ = launch_export(export, user=users["owner"])
+    run = queue_run(export, user=users["owner"])
     worker()
     run.refresh_from_db()
     assert run.status == Run.Status.FAILED
@@ -268,8 +283,6 @@ def test_a_failed_run_mails_its_report_to_the_recipients(users, demo_database, w
 @pytest.mark.django_db
 def test_two_schedulers_in_one_database_never_share_a_slot(users, demo_database):
     """The constraint that backs the row lock: a second run for a slot is refused."""
-    from django.db import IntegrityError, transaction
-
     export = repeating(users, demo_database)
     Run.objects.create(export=export, scheduled_for=START, status=Run.Status.SUCCEEDED)
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -295,8 +308,6 @@ CADENCES = [
 def test_the_clock_runs_through_a_dst_change_and_every_slot_runs_once_on_time(
     users, demo_database, export_type, unit, interval, change
 ):
-    from zoneinfo import ZoneInfo
-
     zone = ZoneInfo(BRUSSELS)
     start = datetime.fromisoformat(f"{change}T06:00").replace(tzinfo=zone) - timedelta(days=2)
     export = repeating(
@@ -311,7 +322,7 @@ def test_the_clock_runs_through_a_dst_change_and_every_slot_runs_once_on_time(
         cursor_column="id",
     )
     with time_machine.travel(start - timedelta(hours=1), tick=False) as clock:
-        export.schedule()
+        export = actions.schedule(export.owner, export)
         for _ in range(4 * 24 * 4 - 1):  # four days less 15 minutes, in 15-minute ticks
             clock.shift(timedelta(minutes=15))
             for run in tick().created:
@@ -325,7 +336,6 @@ def test_the_clock_runs_through_a_dst_change_and_every_slot_runs_once_on_time(
             (start + timedelta(days=n)).strftime("%d 06:00") for n in range(4)
         ]
     else:
-        assert {later - earlier for earlier, later in zip(slots, slots[1:], strict=False)} == {
-            timedelta(hours=interval)
-        }
-        assert slots[0] == start and len(slots) == 4 * 24 // interval + (1 if (4 * 24) % interval else 0)
+        assert {later - earlier for earlier, later in pairwise(slots)} == {timedelta(hours=interval)}
+        assert slots[0] == start
+        assert len(slots) == 4 * 24 // interval + (1 if (4 * 24) % interval else 0)

@@ -15,8 +15,8 @@ import django_rq
 import pytest
 from django.conf import settings
 
+from exports.actions import queue_run
 from exports.models import Database, Export, Run, SkippedSlot, refresh_datasets
-from exports.runs import launch_export
 from exports.schedule import for_export
 from exports.scheduler import tick
 from tests.conftest import BASE_DIR, _test_database_url
@@ -163,7 +163,7 @@ def test_a_worker_killed_mid_run_is_lost_then_retried_into_one_complete_delivery
         rows_per_file=100_000,
         compression=Export.Compression.GZIP,
     )
-    first, _ = launch_export(export, user=users["owner"])
+    first = queue_run(export, user=users["owner"])
     worker = start_worker()
     try:
         wait_until(lambda: Run.objects.get(id=first.id).rows_done > 0, timeout=60, what="the run to start writing rows")
@@ -176,10 +176,13 @@ def test_a_worker_killed_mid_run_is_lost_then_retried_into_one_complete_delivery
         assert Run.objects.get(id=first.id).status == Run.Status.RUNNING
         wait_until(lambda: bool(tick().lost), timeout=30, what="the reconciler to notice")
         first.refresh_from_db()
-        assert first.status == Run.Status.FAILED and first.error_code == Run.ErrorCode.WORKER_LOST
+        assert first.status == Run.Status.FAILED
+        assert first.error_code == Run.ErrorCode.WORKER_LOST
         tick()  # retries come after the backoff (none in the tests), on this tick or the last
         retry = Run.objects.get(relaunch_of=first)
-        assert retry.relaunch_of_id == first.id and retry.attempt == 2 and retry.trigger == Run.Trigger.RETRY
+        assert retry.relaunch_of_id == first.id
+        assert retry.attempt == 2
+        assert retry.trigger == Run.Trigger.RETRY
         worker = start_worker()
         wait_until(lambda: Run.objects.get(id=retry.id).status not in Run.ACTIVE, what="the retry to finish")
     finally:
@@ -189,7 +192,8 @@ def test_a_worker_killed_mid_run_is_lost_then_retried_into_one_complete_delivery
     objects = s3.objects(f"killed/{export.id}/")
     tnfs = [item for item in objects if "/tnfs/" in item.path]
     assert [item.path for item in tnfs] == [retry.tnf_path]  # the broken attempt left no TNF
-    assert retry.row_count == 300_000 and first.files.count() == 0
+    assert retry.row_count == 300_000
+    assert first.files.count() == 0
     assert not (settings.EXPORT_WORK_DIR / str(first.id)).exists()
 
 
@@ -198,7 +202,7 @@ def test_runs_queued_when_redis_lost_its_jobs_still_run(users, demo_database, wo
     runs = []
     for n in range(3):
         export = Export.objects.create(name=f"queued {n}", owner=users["owner"], dataset=dataset)
-        runs.append(launch_export(export, user=users["owner"])[0])
+        runs.append(queue_run(export, user=users["owner"]))
     django_rq.get_connection(settings.EXPORTS_QUEUE).flushdb()  # Redis restarted empty
     assert django_rq.get_queue(settings.EXPORTS_QUEUE).count == 0
 

@@ -4,6 +4,7 @@ import shutil
 import sqlite3
 
 import pytest
+from django.db import connection
 
 from exports import sources
 from exports.models import Database, Dataset, refresh_datasets
@@ -28,9 +29,12 @@ def test_it_discovers_tables_views_types_and_labels(copied_demo):
     assert datasets["orders"].data_type == Dataset.DataType.ORDER
     assert datasets["interactions"].estimated_rows == 5_000
     assert datasets["interactions"].cursor_column == "occurred_at"
-    types = {c["name"]: sources.type_label(c) for c in datasets["profiles"].columns}
-    assert types["lifetime_value"] == "decimal(12,2)" and types["email_opt_in"] == "boolean"
-    assert types["birth_date"] == "date" and types["created_at"] == "timestamp"
+    types = {c["name"]: c["type"] for c in datasets["profiles"].columns}
+    lifetime_value = datasets["profiles"].column("lifetime_value")
+    assert (types["lifetime_value"], lifetime_value["precision"], lifetime_value["scale"]) == ("decimal", 12, 2)
+    assert types["email_opt_in"] == "boolean"
+    assert types["birth_date"] == "date"
+    assert types["created_at"] == "timestamp"
 
 
 def test_a_refresh_keeps_chosen_labels_and_marks_dropped_tables_missing(copied_demo):
@@ -43,7 +47,8 @@ def test_a_refresh_keeps_chosen_labels_and_marks_dropped_tables_missing(copied_d
     datasets = {d.name: d for d in database.datasets.all()}
     assert datasets["subscriptions"].missing_since is not None
     assert datasets["orders"].data_type == Dataset.DataType.CUSTOM
-    assert datasets["events"].missing_since is None and datasets["events"].data_type == Dataset.DataType.INTERACTION
+    assert datasets["events"].missing_since is None
+    assert datasets["events"].data_type == Dataset.DataType.INTERACTION
 
 
 def test_a_refresh_of_a_missing_file_says_so_and_creates_nothing(db, tmp_path):
@@ -58,7 +63,6 @@ def test_a_refresh_of_a_missing_file_says_so_and_creates_nothing(db, tmp_path):
 
 def test_the_source_url_is_encrypted_at_rest(db, demo_path):
     Database.objects.create(name="Secret", url="postgresql://user:hunter2@db.internal/crm")
-    from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT url FROM exports_database WHERE name = 'Secret'")
@@ -79,10 +83,12 @@ def test_sqlite_reads_stay_typed_when_the_first_rows_are_null(tmp_path):
             ],
         )
     [found] = sources.discover(f"sqlite:///{path}")
-    with sources.DatasetReader(f"sqlite:///{path}", "", "t", found.columns, [], batch_rows=1024) as reader:
+    with sources.SqliteReader(f"sqlite:///{path}", "", "t", found.columns, [], batch_rows=1024) as reader:
         rows = [row for batch in reader.batches() for row in batch.to_pylist()]
-    assert len(rows) == 4000 and rows[0] == {"id": 0, "note": None, "amount": None, "at": None}
-    assert str(rows[-1]["amount"]) == "2.00" and str(rows[-2]["amount"]) == "2.50"
+    assert len(rows) == 4000
+    assert rows[0] == {"id": 0, "note": None, "amount": None, "at": None}
+    assert str(rows[-1]["amount"]) == "2.00"
+    assert str(rows[-2]["amount"]) == "2.50"
     assert rows[-1]["at"].isoformat() == "2026-01-01T08:00:00+00:00"
 
 

@@ -90,7 +90,8 @@ def test_it_asks_before_revoking_then_the_api_refuses_the_token(client, users):
     assert not token.is_revoked
 
     response = client.post(url)
-    assert response.status_code == 302 and response.url == reverse("profile")
+    assert response.status_code == 302
+    assert response.url == reverse("profile")
     token.refresh_from_db()
     assert token.is_revoked
 
@@ -147,7 +148,8 @@ def test_an_anonymous_user_is_sent_to_log_in(client, users):
         ("post", revoke),
     ]:
         response = getattr(client, method)(url, {"name": "sneaky"} if method == "post" else {})
-        assert response.status_code == 302 and response.url.startswith(reverse("login")), (method, url)
+        assert response.status_code == 302, (method, url)
+        assert response.url.startswith(reverse("login")), (method, url)
     assert ApiToken.objects.count() == 1
     token.refresh_from_db()
     assert not token.is_revoked
@@ -157,7 +159,8 @@ def test_a_superuser_revokes_someones_token_in_the_admin_without_seeing_a_secret
     token, secret = ApiToken.issue(users["owner"], "left the company")
     client.login(username=users["superuser"].username, password=PASSWORD)
     listing = client.get("/admin/exports/apitoken/")
-    assert "left the company" in listing.content.decode() and secret not in listing.content.decode()
+    assert "left the company" in listing.content.decode()
+    assert secret not in listing.content.decode()
     response = client.post("/admin/exports/apitoken/", {"action": "revoke_tokens", "_selected_action": [token.id]})
     assert response.status_code == 302
     token.refresh_from_db()

@@ -3,10 +3,13 @@ the query string so a view can be bookmarked and shared."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from django.core.paginator import Paginator
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.http import QueryDict
 
 from exports.models import Database, Dataset, Export, Run
 
@@ -19,6 +22,13 @@ TABS = {
 FINISHED = [Run.Status.SUCCEEDED, Run.Status.FAILED, Run.Status.CANCELLED, Run.Status.EXPIRED]
 SORTS = {"name": "name", "last_run": "last run", "next_run": "next run"}
 PAGE_SIZE = 25
+# ASCII digits only (`"²".isdigit()` is true), and small enough for any database's integer.
+_DATABASE_ID = re.compile(r"[0-9]{1,18}")
+_PAGE = re.compile(r"[0-9]{1,9}")
+
+
+def _printable(text: str) -> str:
+    return text.replace("\x00", "").encode("utf-8", "ignore").decode("utf-8")
 
 
 @dataclass
@@ -26,26 +36,28 @@ class ManageQuery:
     tab: str = "draft"
     q: str = ""
     databases: list[int] = field(default_factory=list)
-    data_types: list[str] = field(default_factory=list)
-    export_types: list[str] = field(default_factory=list)
+    # Sequences: the API passes its lists of Literal choices.
+    data_types: Sequence[str] = field(default_factory=list)
+    export_types: Sequence[str] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
     sort: str = "-last_run"
     page: str = "1"
 
     @classmethod
-    def from_request(cls, params) -> ManageQuery:
-        """Read the query string; anything unknown is dropped, never an error."""
+    def from_request(cls, params: QueryDict) -> ManageQuery:
+        """Read the query string; anything unknown or malformed is dropped, never an error."""
         tab = params.get("tab", "draft")
         sort = params.get("sort", "-last_run")
         return cls(
             tab=tab if tab in TABS else "draft",
-            q=params.get("q", "").strip()[:200],
-            databases=[int(v) for v in params.getlist("database") if v.isdigit()],
+            # NUL can't go into a PostgreSQL query; lone surrogates can't be encoded.
+            q=_printable(params.get("q", "")).strip()[:200],
+            databases=[int(v) for v in params.getlist("database") if _DATABASE_ID.fullmatch(v)],
             data_types=[v for v in params.getlist("data_type") if v in Dataset.DataType.values],
             export_types=[v for v in params.getlist("export_type") if v in Export.Type.values],
             statuses=[v for v in params.getlist("status") if v in Run.Status.values],
             sort=sort if sort.lstrip("-") in SORTS else "-last_run",
-            page=params.get("page", "1"),
+            page=params.get("page", "1") if _PAGE.fullmatch(params.get("page", "1")) else "1",
         )
 
     def export_filter(self, prefix: str = "") -> Q:
@@ -80,11 +92,11 @@ def with_last_run(exports: QuerySet) -> QuerySet:
 def exports_for(query: ManageQuery, status: str) -> QuerySet:
     queryset = with_last_run(
         Export.objects.filter(query.export_filter(), status=status).select_related("dataset__database", "owner")
-    )
+    ).annotate(has_active_run=Exists(Run.objects.active().filter(export=OuterRef("pk"))))
     return order_rows(queryset, query.sort, name="name", last_run="last_run_at", next_run="next_run_at")
 
 
-def runs_for(query: ManageQuery, statuses: list[str]) -> QuerySet:
+def runs_for(query: ManageQuery, statuses: Sequence[str]) -> QuerySet:
     wanted = [s for s in query.statuses if s in statuses] or statuses
     queryset = Run.objects.filter(query.export_filter("export__"), status__in=wanted).select_related(
         "export__dataset__database", "export__owner"
@@ -107,7 +119,7 @@ def counts(query: ManageQuery) -> dict[str, int]:
     return {**exports, **runs}
 
 
-def page_of(query: ManageQuery, counts: dict[str, int]):
+def page_of(query: ManageQuery, counts: dict[str, int]) -> Page:
     if query.tab == "draft":
         rows = exports_for(query, Export.Status.DRAFT)
     elif query.tab == "scheduled":

@@ -1,0 +1,504 @@
+"""Every action on exports and runs, in one place.
+
+Pages, the API, the scheduler, the reconciler and the admin call these functions; none
+of them re-implements a rule. Each action runs in a transaction, re-reads (and on
+PostgreSQL locks) the row it acts on, checks permission and state, does the work, and
+returns its result or raises one `ActionRefused(code, message)`. The codes are stable:
+the API returns them (docs/api.md) and pages show the message.
+
+A run only comes to exist through `queue_run`, and a job only reaches Redis through
+`enqueue_run`, after the transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+from uuid import UUID
+
+import django_rq
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job
+
+from exports.delivery import desktop_storage
+from exports.models import Export, Run, RunFile, SkippedSlot
+from exports.permissions import Actor, can_change, can_create
+from exports.schedule import for_export
+
+logger = logging.getLogger(__name__)
+
+# The codes an action may refuse with. Permission and existence refusals map to 403 and
+# 404, invalid input to 400, every other one is a conflict with the current state (409).
+FORBIDDEN = "FORBIDDEN"
+NOT_FOUND = "NOT_FOUND"
+VALIDATION_FAILED = "VALIDATION_FAILED"
+NOT_A_DRAFT = "NOT_A_DRAFT"
+NOT_SCHEDULED = "NOT_SCHEDULED"
+NOT_ONE_SHOT = "NOT_ONE_SHOT"
+NOT_INCREMENTAL = "NOT_INCREMENTAL"
+ALREADY_RUNNING = "ALREADY_RUNNING"
+DATASET_BUSY = "DATASET_BUSY"
+RUN_IN_PROGRESS = "RUN_IN_PROGRESS"
+CANNOT_SCHEDULE = "CANNOT_SCHEDULE"
+CANNOT_LAUNCH = "CANNOT_LAUNCH"
+NOT_IN_PROGRESS = "NOT_IN_PROGRESS"
+NOT_RELAUNCHABLE = "NOT_RELAUNCHABLE"
+EXPIRED = "EXPIRED"
+
+_STATUS = {FORBIDDEN: 403, NOT_FOUND: 404, VALIDATION_FAILED: 400}
+
+CHANGE_FORBIDDEN = "only the export's owner (a marketer) or an admin may do this"
+
+
+class ActionRefused(Exception):
+    """An action that can't be done, and why.
+
+    `already` says the state the action wants holds already (a second Unschedule, Cancel
+    or Launch): pages treat that as a quiet no-op. `run_id` names the run a conflict is
+    about; `fields` the input at fault."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        run_id: Any = None,
+        already: bool = False,
+        fields: dict[str, list[str]] | None = None,
+    ):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.run_id = run_id
+        self.already = already
+        self.fields = fields
+
+    @property
+    def status(self) -> int:
+        return _STATUS.get(self.code, 409)
+
+
+# Reading and checking --------------------------------------------------------------
+
+
+def _locked(export: Export) -> Export:
+    """The export's row as it is now, locked until the transaction ends (PostgreSQL;
+    SQLite serialises writers anyway)."""
+    rows = Export.objects.select_related("dataset__database", "connector", "owner").filter(id=export.id)
+    if connection.features.has_select_for_update:
+        rows = rows.select_for_update(of=("self",))
+    current = rows.first()
+    if current is None:
+        raise ActionRefused(NOT_FOUND, "this export no longer exists")
+    return current
+
+
+def require_change(user: Actor, export: Export) -> User:
+    """The user, once it is clear they may change `export` (so they are signed in).
+    Pages ask it before showing a form that leads to an action."""
+    if not can_change(user, export):
+        raise ActionRefused(FORBIDDEN, CHANGE_FORBIDDEN)
+    return cast(User, user)
+
+
+def require_create(user: Actor) -> User:
+    """The user, once it is clear they may create exports."""
+    if not can_create(user):
+        raise ActionRefused(FORBIDDEN, "viewers can't create exports")
+    return cast(User, user)
+
+
+def check_editable(user: Actor, export: Export) -> None:
+    """Changing a definition: its owner or an admin, and only while it is a draft."""
+    require_change(user, export)
+    if not export.is_draft:
+        raise ActionRefused(NOT_A_DRAFT, "only drafts can be edited: unschedule the export first")
+
+
+def _check_startable(export: Export) -> None:
+    """A new run of `export` may start: its dataset exists and it has no run going."""
+    active = export.runs.active().first()
+    if active is not None:
+        raise ActionRefused(
+            ALREADY_RUNNING, "this export already has a run queued or running", run_id=active.id, already=True
+        )
+    if export.dataset.missing_since is not None:
+        raise ActionRefused(
+            CANNOT_LAUNCH, f"the dataset {export.dataset.qualified_name} no longer exists in its database"
+        )
+
+
+def delete_refusal(user: Actor, export: Export) -> ActionRefused | None:
+    """Why `export` can't be deleted by `user` (None: it can). Pages use it to say why on
+    the button; `delete` to refuse. An `has_active_run` annotation saves the query."""
+    if not can_change(user, export):
+        return ActionRefused(FORBIDDEN, CHANGE_FORBIDDEN)
+    if not export.is_draft:
+        return ActionRefused(NOT_A_DRAFT, "only drafts can be deleted: unschedule the export first")
+    active = getattr(export, "has_active_run", None)
+    if active is None:
+        active = export.runs.active().exists()
+    if active:
+        return ActionRefused(
+            RUN_IN_PROGRESS, "a run of this export is queued or running: cancel it, or wait until it finishes"
+        )
+    return None
+
+
+# Runs: created and enqueued here only ----------------------------------------------
+
+
+def enqueue_run(run_id: UUID | str) -> None:
+    """Hand a run to the workers. The job id is the run id, and the job only gets the id."""
+    queue = django_rq.get_queue(settings.EXPORTS_QUEUE)
+    queue.enqueue("exports.jobs.run_export", str(run_id), job_id=str(run_id))
+
+
+def queue_run(
+    export: Export,
+    *,
+    trigger: str = Run.Trigger.MANUAL,
+    user: User | None = None,
+    relaunch_of: Run | None = None,
+    scheduled_for: datetime | None = None,
+    enqueue: bool = True,
+) -> Run:
+    """Create a queued run of `export` and enqueue its job once the transaction commits,
+    so a failed request leaves no job behind and the worker always finds the row.
+
+    Launch, Run now, Relaunch, the scheduler and the reconciler's retries all come here;
+    callers check the rules first. Two partial unique indexes back them up when two
+    requests race: one active run per export, one run per schedule slot."""
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                export=export,
+                trigger=trigger,
+                launched_by=user,
+                estimated_rows=export.dataset.estimated_rows,
+                relaunch_of=relaunch_of,
+                attempt=relaunch_of.attempt + 1 if relaunch_of else 1,
+                scheduled_for=scheduled_for,
+            )
+    except IntegrityError:
+        active = export.runs.active().first()
+        raise ActionRefused(
+            ALREADY_RUNNING,
+            "this export already has a run queued or running",
+            run_id=active.id if active else None,
+            already=True,
+        ) from None
+    if export.export_type == Export.Type.ONE_SHOT and export.is_draft:
+        # A launched one-shot is no longer a definition in progress.
+        export.status = Export.Status.FINISHED
+        export.save(update_fields=["status", "updated_at"])
+    if enqueue:
+        transaction.on_commit(lambda: enqueue_run(run.id))
+    return run
+
+
+def _refuse_if_dataset_busy(user: User, export: Export) -> None:
+    busy = (
+        Run.objects.active()
+        .filter(export__dataset_id=export.dataset_id)
+        .filter(Q(launched_by=user) | Q(export__owner=user))
+        .first()
+    )
+    if busy is not None:
+        raise ActionRefused(
+            DATASET_BUSY,
+            f"you already have a run of {export.dataset.qualified_name} queued or running ({busy.id}); "
+            "choose Queue anyway (in the API, send QueueAnyway: true) to queue this one too",
+            run_id=busy.id,
+        )
+
+
+def launch(user: Actor, export: Export, *, queue_anyway: bool = False, trigger: str = Run.Trigger.MANUAL) -> Run:
+    """Run a one-shot now.
+
+    Refused while the same user has a run of the same dataset queued or running, unless
+    `queue_anyway` (so a retrying script doesn't pile up identical exports); an export
+    never has two runs at once."""
+    with transaction.atomic():
+        export = _locked(export)
+        person = require_change(user, export)
+        if export.export_type != Export.Type.ONE_SHOT:
+            raise ActionRefused(
+                NOT_ONE_SHOT, "only one-shot exports are launched; schedule a repeating one, then run it now"
+            )
+        _check_startable(export)
+        if not queue_anyway:
+            _refuse_if_dataset_busy(person, export)
+        return queue_run(export, trigger=trigger, user=person)
+
+
+def relaunch(user: Actor, run: Run) -> Run:
+    """Run a failed run again, after its cause was fixed (credentials, a bucket...)."""
+    with transaction.atomic():
+        export = _locked(run.export)
+        person = require_change(user, export)
+        run.refresh_from_db()
+        if not run.is_relaunchable:
+            raise ActionRefused(
+                NOT_RELAUNCHABLE, "only runs that failed for a reason a relaunch can fix are relaunched"
+            )
+        _check_startable(export)
+        return queue_run(export, trigger=Run.Trigger.RELAUNCH, user=person, relaunch_of=run)
+
+
+def retry(run: Run) -> Run:
+    """The reconciler's automatic retry of a run that failed for a passing reason."""
+    with transaction.atomic():
+        export = _locked(run.export)
+        _check_startable(export)
+        return queue_run(export, trigger=Run.Trigger.RETRY, relaunch_of=run)
+
+
+def cancel(user: Actor, run: Run) -> Run:
+    """Queued or running → cancelled: its job leaves the queue, or the worker stops at
+    its next batch and delivers nothing."""
+    with transaction.atomic():
+        require_change(user, run.export)
+        if not run.cancel():
+            run.refresh_from_db()
+            if run.status == Run.Status.CANCELLED:
+                raise ActionRefused(NOT_IN_PROGRESS, "the run is cancelled already", already=True)
+            raise ActionRefused(NOT_IN_PROGRESS, f"the run is {run.get_status_display().lower()}, not in progress")
+        transaction.on_commit(lambda: _drop_job(run.id))
+    run.refresh_from_db()
+    return run
+
+
+def _drop_job(run_id: UUID) -> None:
+    try:
+        Job.fetch(str(run_id), connection=django_rq.get_connection(settings.EXPORTS_QUEUE)).cancel()
+    except (NoSuchJobError, InvalidJobOperation):
+        pass  # already gone, or already finishing: the run's status is what counts
+
+
+# Schedules ---------------------------------------------------------------------------
+
+
+def schedule(user: Actor, export: Export) -> Export:
+    """Draft → scheduled, with its first run time. Slots that passed while it was a draft
+    are not caught up: it starts with the next one."""
+    now = timezone.now()
+    with transaction.atomic():
+        export = _locked(export)
+        require_change(user, export)
+        if export.is_scheduled:
+            raise ActionRefused(NOT_A_DRAFT, f"{export.name!r} is scheduled already", already=True)
+        if not export.is_draft:
+            raise ActionRefused(NOT_A_DRAFT, "only drafts can be scheduled")
+        plan = for_export(export)
+        if plan is None:
+            raise ActionRefused(CANNOT_SCHEDULE, "it has no start time: give it a Start in its schedule")
+        first = plan.slot(0) if plan.slot(0) >= now else plan.next_after(now)
+        if first is None:
+            raise ActionRefused(
+                CANNOT_SCHEDULE, "no run time is left: its start (one shot) or its end has passed; change its schedule"
+            )
+        export.schedule(
+            first_run_at=first, last_scheduled_for=plan.latest_due(None, now) if plan.slot(0) < now else None, now=now
+        )
+    return export
+
+
+def unschedule(user: Actor, export: Export) -> Export:
+    """Scheduled → draft. A run in progress finishes; the watermark is kept."""
+    with transaction.atomic():
+        export = _locked(export)
+        require_change(user, export)
+        if not export.unschedule():
+            if export.is_draft:
+                raise ActionRefused(NOT_SCHEDULED, f"{export.name!r} is a draft already", already=True)
+            raise ActionRefused(NOT_SCHEDULED, "only scheduled exports can be unscheduled")
+        export.refresh_from_db()
+    return export
+
+
+@dataclass
+class SlotOutcome:
+    run: Run | None = None
+    skipped: SkippedSlot | None = None
+
+
+def start_due_run(export_id: UUID, now: datetime, *, trigger: str = Run.Trigger.SCHEDULE) -> SlotOutcome:
+    """The scheduler: start the run of a due export's latest slot, exactly once.
+
+    The export's row is locked and skipped when another scheduler holds it
+    (PostgreSQL), and re-checked to be still due; `run_one_per_slot` backs this up."""
+    with transaction.atomic():
+        due = Export.objects.select_related("dataset").filter(
+            id=export_id, status=Export.Status.SCHEDULED, next_run_at__lte=now
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True, of=("self",))
+        export = due.first()
+        if export is None:
+            return SlotOutcome()  # another scheduler has it, or it is no longer due
+        return _start_slot(export, now, trigger)
+
+
+def _start_slot(export: Export, now: datetime, trigger: str, user: User | None = None) -> SlotOutcome:
+    """Start the run of the slot due at `now` (or brought forward to it), or record
+    why it was skipped; then move the export on to its next slot."""
+    plan = for_export(export)
+    slot = plan.latest_due(export.last_scheduled_for, now) if plan else None
+    if slot is None:
+        slot = export.next_run_at  # brought forward by Run now
+    outcome = SlotOutcome()
+    reason = ""
+    if export.runs.active().exists():
+        reason = "the previous run was still in progress"
+    elif export.dataset.missing_since is not None:
+        reason = "the dataset no longer exists"
+    else:
+        try:
+            outcome.run = queue_run(export, trigger=trigger, user=user, scheduled_for=slot)
+        except ActionRefused:
+            pass  # the slot's run exists already: created by another scheduler
+    if reason:
+        skip, created = SkippedSlot.objects.get_or_create(
+            export=export, scheduled_for=slot, defaults={"reason": reason}
+        )
+        if created:
+            outcome.skipped = skip
+            logger.info("export %s: slot %s skipped: %s", export.id, slot, reason)
+    export.last_scheduled_for = max(filter(None, [export.last_scheduled_for, slot]))
+    export.next_run_at = plan.next_after(now) if plan else None
+    if export.next_run_at is None:
+        export.status = Export.Status.FINISHED
+    export.save(update_fields=["last_scheduled_for", "next_run_at", "status", "updated_at"])
+    return outcome
+
+
+def run_now(user: Actor, export: Export, *, trigger: str = Run.Trigger.MANUAL) -> Run:
+    """Start a scheduled export's next run now (incremental: from its watermark); later
+    runs keep their times."""
+    now = timezone.now()
+    with transaction.atomic():
+        export = _locked(export)
+        person = require_change(user, export)
+        if not export.is_scheduled:
+            raise ActionRefused(NOT_SCHEDULED, "only scheduled exports run now; launch a one-shot draft instead")
+        _check_startable(export)
+        export.next_run_at = now
+        run = _start_slot(export, now, trigger, person).run
+        if run is None:
+            raise ActionRefused(CANNOT_LAUNCH, "the export changed meanwhile; read it again")
+    return run
+
+
+def reset_watermark(user: Actor, export: Export) -> Export:
+    """Incremental: the next run exports every row again. Not while a run is going: its
+    success would move the watermark on again."""
+    with transaction.atomic():
+        export = _locked(export)
+        require_change(user, export)
+        if not export.is_incremental:
+            raise ActionRefused(NOT_INCREMENTAL, "only incremental exports have a watermark")
+        active = export.runs.active().first()
+        if active is not None:
+            raise ActionRefused(
+                RUN_IN_PROGRESS,
+                "a run of this export is in progress; reset the watermark once it has finished",
+                run_id=active.id,
+            )
+        export.reset_watermark()
+    return export
+
+
+# Definitions ---------------------------------------------------------------------------
+
+
+def save_draft(user: Actor, export: Export) -> Export:
+    """Create a draft, or save a draft's changed definition.
+
+    The caller validated the input with the wizard's forms (or the admin's); the model's
+    own checks run again here, so nothing saved can bypass them."""
+    with transaction.atomic():
+        if export._state.adding:
+            require_create(user)
+        else:
+            check_editable(user, _locked(export))
+        try:
+            export.full_clean(validate_unique=False, validate_constraints=False)
+        except ValidationError as exc:
+            fields = exc.message_dict
+            summary = "; ".join(f"{name}: {' '.join(problems)}" for name, problems in fields.items())
+            raise ActionRefused(VALIDATION_FAILED, f"the definition is not valid: {summary}", fields=fields) from None
+        export.save()
+    return export
+
+
+MAX_NAME: int = Export._meta.get_field("name").max_length or 200
+
+
+def copy(user: Actor, export: Export, name: str | None = None) -> Export:
+    """A new draft with the same definition, remembering where it came from."""
+    name = (f"Copy of {export.name}"[:MAX_NAME] if name is None else name).strip()
+    with transaction.atomic():
+        export = _locked(export)
+        person = require_change(user, export)
+        if export.status == Export.Status.EXPIRED:
+            raise ActionRefused(EXPIRED, "an expired export can't be copied")
+        problem = ""
+        if not name:
+            problem = "the copy needs a name"
+        elif len(name) > MAX_NAME:
+            problem = f"a name has at most {MAX_NAME} characters, got {len(name)}"
+        elif "\x00" in name:
+            problem = "a name can't contain NUL characters"
+        if problem:
+            raise ActionRefused(VALIDATION_FAILED, f"Name: {problem}", fields={"Name": [problem]})
+        return export.copy(name=name, owner=person)
+
+
+def desktop_files_of(export: Export) -> list[str]:
+    """Paths of the Desktop files an export's runs keep (in the exports storage)."""
+    return list(
+        RunFile.objects.filter(run__export=export, run__destination_kind="desktop").values_list("path", flat=True)
+    )
+
+
+def delete(user: Actor, export: Export) -> int:
+    """Delete a draft with its runs and their Desktop files; returns how many files went.
+
+    Files in a connector's store stay: they were delivered to someone. Never while a run
+    is queued or running: its worker would lose its row, and the report its run."""
+    with transaction.atomic():
+        export = _locked(export)
+        refusal = delete_refusal(user, export)
+        if refusal is not None:
+            raise refusal
+        paths = desktop_files_of(export)
+        export_id = export.id
+        export.delete()
+        transaction.on_commit(lambda: _remove_desktop_files(export_id, paths))
+    return len(paths)
+
+
+def _remove_desktop_files(export_id: UUID, paths: list[str]) -> None:
+    storage = desktop_storage()
+    for path in paths:
+        try:
+            storage.delete(path)
+        except OSError as exc:
+            logger.warning("export %s: could not delete %s: %s", export_id, path, exc)
+    # On local disk, the export's folder (its runs' empty folders, and anything a crash
+    # left behind) goes too.
+    try:
+        folder = storage.path(str(export_id))
+    except NotImplementedError:
+        return  # a remote storage: there are no folders to remove
+    shutil.rmtree(folder, ignore_errors=True)

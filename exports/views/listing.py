@@ -1,0 +1,221 @@
+"""Manage Exports and an export's page: the list, and every row action on an export.
+Each action is a call to exports/actions.py; a refusal comes back as a message."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from exports import actions, listing
+from exports.actions import ActionRefused
+from exports.charts import run_history
+from exports.listing import TABS, ManageQuery
+from exports.models import Export, Run
+from exports.permissions import can_change, can_download
+from exports.views.pages import (
+    HtmxHttpRequest,
+    back_to_list,
+    export_for,
+    list_target,
+    modal_or_page,
+    query_string,
+    refused,
+)
+
+
+@login_required
+def exports_list(request: HtmxHttpRequest) -> HttpResponse:
+    """Manage Exports: the page, or for htmx just the tabs and results."""
+    query = ManageQuery.from_request(request.GET)
+    counts = listing.counts(query)
+    page = listing.page_of(query, counts)
+    context = {
+        "query": query,
+        "tabs": TABS,
+        "counts": counts,
+        "page": page,
+        "choices": listing.sidebar_choices(),
+        "base_query": query_string(request.GET, drop=("tab", "page")),
+        "page_query": query_string(request.GET, drop=("page",)),
+        "sort_query": query_string(request.GET, drop=("sort", "page")),
+        "sorts": listing.SORTS,
+    }
+    for row in page:
+        export = row if isinstance(row, Export) else row.export
+        row.user_can_change = can_change(request.user, export)
+        row.user_can_download = can_download(request.user, export)
+        if row is export and export.is_draft:  # a Draft tab row: say why it can't be deleted
+            refusal = actions.delete_refusal(request.user, export)
+            row.delete_refusal = refusal.message if refusal else ""
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "exports/_manage_results.html", context)
+    return render(request, "exports/manage.html", context)
+
+
+@login_required
+def exports_detail(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
+    export = export_for(export_id)
+    runs = list(export.runs.order_by("-queued_at")[:100])
+    return render(
+        request,
+        "exports/detail.html",
+        {
+            "export": export,
+            "runs": runs,
+            "chart": run_history(list(reversed(runs[:40]))),
+            "can_change": can_change(request.user, export),
+            "active_run": next((run for run in runs if run.is_active), None),
+            # Launch was refused with DATASET_BUSY: offer to queue it anyway.
+            "busy_run": _busy_run(request.GET.get("busy", "")),
+        },
+    )
+
+
+def _busy_run(run_id: str) -> Run | None:
+    try:
+        return Run.objects.active().filter(id=run_id).first() if run_id else None
+    except ValidationError:  # not a UUID
+        return None
+
+
+@login_required
+def exports_definition(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
+    return modal_or_page(request, "exports/definition_modal.html", {"export": export_for(export_id)})
+
+
+def launch_and_redirect(request: HtmxHttpRequest, export: Export) -> HttpResponse:
+    """Launch from a page (the export's page, a list row, the wizard's summary)."""
+    try:
+        run = actions.launch(request.user, export, queue_anyway=bool(request.POST.get("queue_anyway")))
+    except ActionRefused as refusal:
+        if refusal.code == actions.ALREADY_RUNNING and refusal.run_id:
+            messages.info(request, "This export is already running; here is its run.", extra_tags=refusal.code)
+            return redirect("runs-detail", refusal.run_id)
+        if refusal.code == actions.DATASET_BUSY:
+            return refused(request, refusal, f"{export.get_absolute_url()}?busy={refusal.run_id}")
+        return refused(request, refusal, export)
+    return redirect(run)
+
+
+@login_required
+@require_POST
+def exports_launch(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
+    return launch_and_redirect(request, export_for(export_id))
+
+
+def schedule_and_redirect(request: HtmxHttpRequest, export: Export) -> HttpResponse:
+    try:
+        export = actions.schedule(request.user, export)
+    except ActionRefused as refusal:
+        if refusal.code == actions.CANNOT_SCHEDULE:
+            return refused(request, refusal, reverse("exports-wizard", args=[export.id, "schedule"]))
+        return refused(request, refusal, f"{reverse('exports-list')}?tab=scheduled")
+    when = timezone.localtime(export.next_run_at)
+    messages.success(request, f"Scheduled {export.name!r}: the next run is at {when:%Y-%m-%d %H:%M %Z}.")
+    return redirect(f"{reverse('exports-list')}?tab=scheduled")
+
+
+@login_required
+@require_POST
+def exports_schedule(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
+    return schedule_and_redirect(request, export_for(export_id))
+
+
+@login_required
+@require_POST
+def exports_run_now(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
+    """Start a scheduled export's next run now; the page follows the run."""
+    export = export_for(export_id)
+    try:
+        run = actions.run_now(request.user, export)
+    except ActionRefused as refusal:
+        if refusal.code == actions.ALREADY_RUNNING and refusal.run_id:
+            messages.info(request, "This export is already running; here is its run.", extra_tags=refusal.code)
+            return redirect("runs-detail", refusal.run_id)
+        return refused(request, refusal, list_target(request))
+    messages.success(request, f"{export.name!r} is running now; its later runs keep their times.")
+    return redirect(run)
+
+
+@login_required
+@require_POST
+def exports_unschedule(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
+    export = export_for(export_id)
+    try:
+        actions.unschedule(request.user, export)
+    except ActionRefused as refusal:
+        return refused(request, refusal, list_target(request))
+    messages.success(request, f"{export.name!r} is a draft again.")
+    return back_to_list(request)
+
+
+@login_required
+def exports_reset_watermark(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
+    """Asks first (GET); then the next incremental run exports everything again (POST)."""
+    export = export_for(export_id)
+    if request.method == "POST":
+        try:
+            actions.reset_watermark(request.user, export)
+        except ActionRefused as refusal:
+            return refused(request, refusal, export)
+        messages.success(request, f"The next run of {export.name!r} exports every row again.")
+        return redirect(export)
+    try:
+        actions.require_change(request.user, export)
+    except ActionRefused as refusal:
+        return refused(request, refusal, export)
+    return modal_or_page(request, "exports/reset_watermark_modal.html", {"export": export})
+
+
+@login_required
+def exports_copy(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
+    """Asks for the copy's name (GET); then makes the draft and opens the wizard on it (POST)."""
+    export = export_for(export_id)
+    name = f"Copy of {export.name}"[: actions.MAX_NAME]
+    error = ""
+    if request.method == "POST":
+        name = request.POST.get("name", "")
+        try:
+            copy = actions.copy(request.user, export, name)
+        except ActionRefused as refusal:
+            if refusal.code != actions.VALIDATION_FAILED:
+                return refused(request, refusal, export)
+            problem = (refusal.fields or {}).get("Name", [refusal.message])[0]
+            error = problem[:1].upper() + problem[1:] + "."
+        else:
+            messages.success(request, f"Copied {export.name!r} as the draft {copy.name!r}.")
+            return redirect("exports-edit", copy.id)
+    else:
+        try:
+            actions.require_change(request.user, export)
+        except ActionRefused as refusal:
+            return refused(request, refusal, export)
+    return modal_or_page(request, "exports/copy_modal.html", {"export": export, "name": name, "error": error})
+
+
+@login_required
+def exports_delete(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
+    """Asks first, saying what goes with it (GET); then deletes the draft (POST)."""
+    export = export_for(export_id)
+    if request.method == "POST":
+        name = export.name
+        try:
+            removed = actions.delete(request.user, export)
+        except ActionRefused as refusal:
+            return refused(request, refusal, list_target(request))
+        files = f" and its {removed} downloadable file{'s' if removed != 1 else ''}" if removed else ""
+        messages.success(request, f"Deleted the draft {name!r}{files}.")
+        return back_to_list(request)
+    why_not = actions.delete_refusal(request.user, export)
+    if why_not is not None:
+        return refused(request, why_not, list_target(request))
+    context = {"export": export, "desktop_files": len(actions.desktop_files_of(export))}
+    return modal_or_page(request, "exports/delete_modal.html", context)

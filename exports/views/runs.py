@@ -1,0 +1,70 @@
+"""A run's report, its download, and the actions on a run (cancel, relaunch)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from exports import actions
+from exports.actions import ActionRefused
+from exports.delivery import download_response
+from exports.permissions import can_change, can_download
+from exports.views.pages import HtmxHttpRequest, back_to_list, list_target, refused, run_for
+
+
+@login_required
+def runs_detail(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
+    run = run_for(run_id)
+    context = {
+        "run": run,
+        "export": run.export,
+        "files": run.files.all(),
+        "can_download": can_download(request.user, run.export),
+        "can_change": can_change(request.user, run.export),
+    }
+    if request.htmx:
+        return render(request, "exports/_run_report.html", context)
+    return render(request, "exports/run.html", context)
+
+
+@login_required
+def runs_download(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
+    """The run's Desktop files, from where the run put them (whatever the export says now)."""
+    run = run_for(run_id)
+    if not can_download(request.user, run.export):
+        raise PermissionDenied("only the export's owner, staff and admins may download its files")
+    if not run.is_downloadable:
+        raise Http404("this run has no files to download (it did not succeed, or its files expired)")
+    return download_response(run)
+
+
+@login_required
+@require_POST
+def runs_cancel(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
+    run = run_for(run_id)
+    try:
+        actions.cancel(request.user, run)
+    except ActionRefused as refusal:
+        return refused(request, refusal, list_target(request))
+    messages.success(request, f"Cancelled the run of {run.export.name!r}.")
+    return back_to_list(request)
+
+
+@login_required
+@require_POST
+def runs_relaunch(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
+    run = run_for(run_id)
+    try:
+        new_run = actions.relaunch(request.user, run)
+    except ActionRefused as refusal:
+        if refusal.code == actions.ALREADY_RUNNING and refusal.run_id:
+            messages.info(request, "This export is already running; here is its run.", extra_tags=refusal.code)
+            return redirect("runs-detail", refusal.run_id)
+        return refused(request, refusal, run)
+    return redirect(new_run)

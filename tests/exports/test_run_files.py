@@ -1,0 +1,190 @@
+"""A run's files follow the run: where it delivered them is fixed when it is created, so
+downloads, expiry and deletion don't follow the export's later changes; and nothing
+deletes what a run still needs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.files.storage import storages
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from connectors.models import Connector
+from exports import actions
+from exports.demo import build_demo_database
+from exports.models import ApiToken, Database, Export, Run, refresh_datasets
+from exports.scheduler import expire_downloads
+from tests.api.conftest import ApiClient
+from tests.conftest import BASE_DIR, _test_database_url
+from tests.pages import refusal_of
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def on_disk(run: Run) -> list[Path]:
+    storage = storages["exports"]
+    return [Path(storage.path(f.path)) for f in run.files.order_by("part")]
+
+
+def signed_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def finished_desktop_run(owner, dataset, worker, **fields) -> tuple[Export, Run]:
+    fields.setdefault("export_type", Export.Type.INCREMENTAL)
+    fields.setdefault("cursor_column", "id")
+    export = Export.objects.create(name="Follows its run", owner=owner, dataset=dataset, rows_per_file=2_000, **fields)
+    run = actions.queue_run(export, user=owner)
+    worker()
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED, run.error_message
+    return export, run
+
+
+def test_a_run_keeps_its_desktop_files_after_the_export_moves_to_a_connector(users, demo_database, worker):
+    owner = users["owner"]
+    export, run = finished_desktop_run(owner, demo_database.datasets.get(name="interactions"), worker)
+    paths = on_disk(run)
+    assert len(paths) == 3
+    assert all(path.is_file() for path in paths)
+    digests = [f.sha256 for f in run.files.order_by("part")]
+
+    # The export now delivers to S3 (a store this test never reaches).
+    connector = Connector.objects.create(
+        name="Lake", kind=Connector.Kind.S3, owner=owner, options={"bucket": "lake", "region": "us-east-1"}
+    )
+    Export.objects.filter(id=export.id).update(connector=connector)
+    run.refresh_from_db()
+    assert (run.destination_kind, run.connector_id, run.is_downloadable) == ("desktop", None, True)
+
+    # The page's download still reads the Desktop files: a zip of the three parts.
+    page = signed_in(owner).get(reverse("runs-download", args=[run.id]))
+    assert page.status_code == 200
+    assert page["Content-Type"] == "application/zip"
+    assert len(b"".join(page.streaming_content)) > sum(path.stat().st_size for path in paths)
+
+    # So do the API's signed URLs, which need no token.
+    api = ApiClient(Client(), ApiToken.issue(owner, "files")[1])
+    report = api.get(f"runs/{run.id}").json()
+    assert report["ExpiresUtc"] is not None
+    for document, digest in zip(report["Files"], digests, strict=True):
+        response = Client().get(document["Url"])
+        assert response.status_code == 200, response.content
+        assert hashlib.sha256(b"".join(response.streaming_content)).hexdigest() == digest
+
+    # And they expire on time, from the Desktop storage.
+    expire_downloads(run.expires_at - timedelta(seconds=1))
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED
+    assert all(path.is_file() for path in paths)
+    expire_downloads(run.expires_at + timedelta(seconds=1))
+    run.refresh_from_db()
+    assert run.status == Run.Status.EXPIRED
+    assert not any(path.exists() for path in paths)
+    assert Client().get(report["Files"][0]["Url"]).json()["Code"] == "RUN_EXPIRED"
+
+
+def test_deleting_a_draft_removes_its_desktop_files_from_disk(users, demo_database, worker):
+    owner = users["owner"]
+    export, run = finished_desktop_run(owner, demo_database.datasets.get(name="orders"), worker)
+    paths = on_disk(run)
+    folder = Path(storages["exports"].path(str(export.id)))
+    assert paths
+    assert all(path.is_file() for path in paths)
+    assert folder.is_dir()
+
+    browser = signed_in(owner)
+    asked = browser.get(reverse("exports-delete", args=[export.id])).content.decode()
+    assert f"the {len(paths)} downloadable file" in asked
+    response = browser.post(reverse("exports-delete", args=[export.id]))
+    assert response.status_code == 302
+    assert not Export.objects.filter(id=export.id).exists()
+    assert not any(path.exists() for path in paths)
+    assert not folder.exists()
+
+
+def test_a_draft_whose_run_is_running_cannot_be_deleted_and_its_run_finishes_intact(users, db, tmp_path):
+    """Unschedule while the run goes on, then try to delete through the page and the
+    API: both refuse, the run finishes, and its report and files are all there."""
+    path = tmp_path / "big.sqlite3"
+    build_demo_database(path, profiles=1_000, interactions=400_000)
+    database = Database.objects.create(name="Big", url=f"sqlite:///{path}")
+    refresh_datasets(database)
+    owner = users["owner"]
+    export = Export.objects.create(
+        name="Long feed",
+        owner=owner,
+        dataset=database.datasets.get(name="interactions"),
+        export_type=Export.Type.INCREMENTAL,
+        cursor_column="id",
+        schedule_unit="hour",
+        schedule_interval=3,
+        schedule_start=timezone.now() + timedelta(hours=1),
+        schedule_end=timezone.now() + timedelta(days=30),
+        file_format=Export.Format.NDJSON,
+        rows_per_file=100_000,
+    )
+    actions.schedule(owner, export)
+    run = actions.run_now(owner, export)
+    env = dict(os.environ, DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="tests.settings")
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", "--burst", "--skip-checks", settings.EXPORTS_QUEUE],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            run.refresh_from_db()
+            if run.status == Run.Status.RUNNING and run.rows_done > 0:
+                break
+            time.sleep(0.05)
+        assert run.status == Run.Status.RUNNING, run.status
+
+        browser = signed_in(owner)
+        assert refusal_of(browser.post(reverse("exports-unschedule", args=[export.id]))) == ""
+        export.refresh_from_db()
+        assert export.is_draft
+        # The list says why there is no Delete.
+        drafts = browser.get(reverse("exports-list") + "?tab=draft").content.decode()
+        assert "a run of this export is queued or running" in drafts
+        assert refusal_of(browser.post(reverse("exports-delete", args=[export.id]))) == "RUN_IN_PROGRESS"
+        api = ApiClient(Client(enforce_csrf_checks=True), ApiToken.issue(owner, "delete")[1])
+        refused = api.delete(f"exports/{export.id}")
+        assert refused.status_code == 409
+        assert refused.json()["Code"] == "RUN_IN_PROGRESS"
+        assert Export.objects.filter(id=export.id).exists()
+
+        _, stderr = worker.communicate(timeout=180)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, stderr[-2000:]
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED, run.error_message
+    assert run.row_count == 400_000
+    paths = on_disk(run)
+    assert len(paths) == 4
+    assert all(path.is_file() for path in paths)
+    assert sum(f.rows for f in run.files.all()) == 400_000
+    report = signed_in(owner).get(reverse("runs-detail", args=[run.id]))
+    assert report.status_code == 200
+    assert "400,000" in report.content.decode()
+    # Once the run is over, the draft can go, its files with it.
+    assert refusal_of(signed_in(owner).post(reverse("exports-delete", args=[export.id]))) == ""
+    assert not any(path.exists() for path in paths)
