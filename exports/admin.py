@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from exports import actions
+from exports.forms import FileStepForm
 from exports.models import ApiToken, Database, Dataset, Export, Run, RunFile
 
 
@@ -39,18 +40,9 @@ class ExportAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "export_type", "file_format"]
     search_fields = ["name"]
-    EDITABLE = [
-        "name",
-        "file_format",
-        "compression",
-        "csv_delimiter",
-        "csv_header",
-        "rows_per_file",
-        "file_template",
-        "folder_template",
-        "report_recipients",
-        "notify_on_success",
-    ]
+    # The definition's plain fields; what needs the wizard (dataset, columns, filters,
+    # destination, schedule) stays read-only.
+    EDITABLE = ["name", *FileStepForm.Meta.fields, "folder_template", "report_recipients", "notify_on_success"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # the wizard creates exports

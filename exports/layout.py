@@ -146,11 +146,10 @@ def render_template(template: str, context: LayoutContext) -> str:
     return _TOKEN.sub(replace, template)
 
 
-def context_for_run(run) -> LayoutContext:
-    export = run.export
-    connector = run.connector
+def context_for(export, connector, *, delivery_id: str, moment: datetime) -> LayoutContext:
+    """The tokens' values for a delivery of `export` to `connector` (None: Desktop)."""
     return LayoutContext(
-        delivery_id=str(run.id),
+        delivery_id=delivery_id,
         export_id=str(export.id),
         export_name=export.name,
         dataset_id=str(export.dataset_id),
@@ -158,8 +157,13 @@ def context_for_run(run) -> LayoutContext:
         destination=connector.get_kind_display() if connector else "Desktop",
         destination_instance_name=connector.name if connector else "Desktop",
         destination_instance_id=str(connector.id) if connector else "desktop",
-        moment=run.started_at or run.queued_at,
+        moment=moment,
     )
+
+
+def context_for_run(run) -> LayoutContext:
+    """A run's tokens: its own destination, whatever the export says now."""
+    return context_for(run.export, run.connector, delivery_id=str(run.id), moment=run.started_at or run.queued_at)
 
 
 UNSCHEDULED = "unscheduled"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -89,6 +90,30 @@ def _test_database_url() -> str:
     password = f":{config['PASSWORD']}" if config.get("PASSWORD") else ""
     host = f"{config['HOST'] or '127.0.0.1'}:{config['PORT'] or 5432}"
     return f"postgres://{config['USER']}{password}@{host}/{config['NAME']}"
+
+
+def start_worker_in_background() -> subprocess.Popen:
+    """A real RQ worker in burst mode, left to run while the test acts on its run."""
+    env = dict(os.environ, DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="tests.settings")
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", "--burst", "--skip-checks", settings.EXPORTS_QUEUE],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until_running(run, timeout: float = 60) -> None:
+    """Until the worker has claimed `run` and written some rows."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.status == run.Status.RUNNING and run.rows_done > 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the run is {run.status}, not running, after {timeout} s")
 
 
 def run_worker(timeout: float = 300) -> subprocess.CompletedProcess:

@@ -96,9 +96,6 @@ def launch_and_redirect(request: HtmxHttpRequest, export: Export) -> HttpRespons
     try:
         run = actions.launch(request.user, export, queue_anyway=bool(request.POST.get("queue_anyway")))
     except ActionRefused as refusal:
-        if refusal.code == actions.ALREADY_RUNNING and refusal.run_id:
-            messages.info(request, "This export is already running; here is its run.", extra_tags=refusal.code)
-            return redirect("runs-detail", refusal.run_id)
         if refusal.code == actions.DATASET_BUSY:
             return refused(request, refusal, f"{export.get_absolute_url()}?busy={refusal.run_id}")
         return refused(request, refusal, export)
@@ -137,9 +134,6 @@ def exports_run_now(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
     try:
         run = actions.run_now(request.user, export)
     except ActionRefused as refusal:
-        if refusal.code == actions.ALREADY_RUNNING and refusal.run_id:
-            messages.info(request, "This export is already running; here is its run.", extra_tags=refusal.code)
-            return redirect("runs-detail", refusal.run_id)
         return refused(request, refusal, list_target(request))
     messages.success(request, f"{export.name!r} is running now; its later runs keep their times.")
     return redirect(run)

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django_htmx.middleware import HtmxDetails
 
-from exports.actions import FORBIDDEN, NOT_FOUND, ActionRefused
+from exports.actions import ALREADY_RUNNING, FORBIDDEN, NOT_FOUND, ActionRefused
 from exports.models import Export, Run
 
 
@@ -37,11 +37,15 @@ def refused(request: HttpRequest, refusal: ActionRefused, to: Any) -> HttpRespon
     """A refused action on a page: permission is a 403 and a vanished row a 404, as
     anywhere; a conflict with the current state is a message on the page the user goes
     back to. When the state the action wanted holds already (a double click), the
-    message is only informative. The message carries the refusal's code as a tag."""
+    message is only informative, and a run already going is shown. The message carries
+    the refusal's code as a tag."""
     if refusal.code == FORBIDDEN:
         raise PermissionDenied(refusal.message)
     if refusal.code == NOT_FOUND:
         raise Http404(refusal.message)
+    if refusal.code == ALREADY_RUNNING and refusal.run_id:
+        messages.info(request, "This export is already running; here is its run.", extra_tags=refusal.code)
+        return redirect("runs-detail", refusal.run_id)
     level = messages.INFO if refusal.already else messages.ERROR
     messages.add_message(request, level, _sentence(refusal.message), extra_tags=refusal.code)
     return redirect(to)

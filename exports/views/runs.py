@@ -63,8 +63,5 @@ def runs_relaunch(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
     try:
         new_run = actions.relaunch(request.user, run)
     except ActionRefused as refusal:
-        if refusal.code == actions.ALREADY_RUNNING and refusal.run_id:
-            messages.info(request, "This export is already running; here is its run.", extra_tags=refusal.code)
-            return redirect("runs-detail", refusal.run_id)
         return refused(request, refusal, run)
     return redirect(new_run)

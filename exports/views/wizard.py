@@ -32,7 +32,7 @@ from exports.forms import (
     SourceStepForm,
     clean_filters,
 )
-from exports.layout import UNSCHEDULED, LayoutContext, file_extension, render_template, tnf_name, validate_template
+from exports.layout import UNSCHEDULED, context_for, file_extension, render_template, tnf_name, validate_template
 from exports.models import Export, time_zone_of
 from exports.schedule import for_export
 from exports.views.listing import launch_and_redirect, schedule_and_redirect
@@ -66,17 +66,7 @@ def destination_preview(export: Export, connector: Connector | None, template: s
     except ValidationError as exc:
         return {"error": exc.messages[0]}
     now = timezone.now()
-    context = LayoutContext(
-        delivery_id="<delivery GUID>",
-        export_id=str(export.id),
-        export_name=export.name,
-        dataset_id=str(export.dataset_id),
-        dataset_name=export.dataset.name,
-        destination=connector.get_kind_display() if connector else "Desktop",
-        destination_instance_name=connector.name if connector else "Desktop",
-        destination_instance_id=str(connector.id) if connector else "desktop",
-        moment=now,
-    )
+    context = context_for(export, connector, delivery_id="<delivery GUID>", moment=now)
     try:
         extension = file_extension(export.file_format, export.compression)
     except ValueError:

@@ -5,15 +5,10 @@ deletes what a run still needs."""
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.core.files.storage import storages
 from django.test import Client
 from django.urls import reverse
@@ -25,7 +20,7 @@ from exports.demo import build_demo_database
 from exports.models import ApiToken, Database, Export, Run, refresh_datasets
 from exports.scheduler import expire_downloads
 from tests.api.conftest import ApiClient
-from tests.conftest import BASE_DIR, _test_database_url
+from tests.conftest import start_worker_in_background, wait_until_running
 from tests.pages import refusal_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -138,23 +133,9 @@ def test_a_draft_whose_run_is_running_cannot_be_deleted_and_its_run_finishes_int
     )
     actions.schedule(owner, export)
     run = actions.run_now(owner, export)
-    env = dict(os.environ, DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="tests.settings")
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "--burst", "--skip-checks", settings.EXPORTS_QUEUE],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    worker = start_worker_in_background()
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            run.refresh_from_db()
-            if run.status == Run.Status.RUNNING and run.rows_done > 0:
-                break
-            time.sleep(0.05)
-        assert run.status == Run.Status.RUNNING, run.status
+        wait_until_running(run)
 
         browser = signed_in(owner)
         assert refusal_of(browser.post(reverse("exports-unschedule", args=[export.id]))) == ""

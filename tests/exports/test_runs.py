@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import django_rq
@@ -21,7 +17,7 @@ from exports.actions import queue_run
 from exports.demo import build_demo_database
 from exports.jobs import RunCancelled, _Progress
 from exports.models import Database, Export, Run, refresh_datasets
-from tests.conftest import BASE_DIR, _test_database_url
+from tests.conftest import start_worker_in_background, wait_until_running
 from tests.exports.readback import normalise_rows, read_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -290,23 +286,9 @@ def test_cancelling_a_running_export_stops_it_with_nothing_delivered(users, db, 
         rows_per_file=50_000,
     )
     run = queue_run(export, user=users["owner"])
-    env = dict(os.environ, DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="tests.settings")
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "--burst", "--skip-checks", settings.EXPORTS_QUEUE],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    worker = start_worker_in_background()
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            run.refresh_from_db()
-            if run.status == Run.Status.RUNNING and run.rows_done > 0:
-                break
-            time.sleep(0.05)
-        assert run.status == Run.Status.RUNNING, run.status
+        wait_until_running(run)
         assert 0 < run.rows_done < 600_000, run.rows_done
         assert actions.cancel(users["owner"], run).status == Run.Status.CANCELLED
         _, stderr = worker.communicate(timeout=120)
