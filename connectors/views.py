@@ -119,9 +119,14 @@ def connectors_trust_host_key(request, connector_id):
 def connectors_delete(request, connector_id):
     connector = _get_connector_for_user(request, connector_id, write=True)
     exports = list(connector.in_use_by()[:20])
+    # A queued or running run delivers where it was created to: its connector must stay.
+    runs = list(connector.runs.active().select_related("export")[:20])
     if request.method == "POST":
         if exports:
             messages.error(request, f"{connector.name!r} is used by {len(exports)} export(s): change them first.")
+            return redirect(connector)
+        if runs:
+            messages.error(request, f"{connector.name!r} has {len(runs)} run(s) queued or running: wait for them.")
             return redirect(connector)
         name = connector.name
         connector.delete()
@@ -130,7 +135,7 @@ def connectors_delete(request, connector_id):
     return render(
         request,
         "connectors/delete_modal.html",
-        {"connector": connector, "exports": exports, "as_modal": bool(request.htmx)},
+        {"connector": connector, "exports": exports, "runs": runs, "as_modal": bool(request.htmx)},
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import shutil
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
@@ -235,10 +235,21 @@ def launch(user: Actor, export: Export, *, queue_anyway: bool = False, trigger: 
             raise ActionRefused(
                 NOT_ONE_SHOT, "only one-shot exports are launched; schedule a repeating one, then run it now"
             )
+        if export.is_scheduled:
+            raise ActionRefused(
+                NOT_A_DRAFT, "it is scheduled to run at its start: Run now runs it at once, Unschedule cancels that"
+            )
         _check_startable(export)
         if not queue_anyway:
             _refuse_if_dataset_busy(person, export)
         return queue_run(export, trigger=trigger, user=person)
+
+
+def _refuse_if_relaunched(run: Run) -> None:
+    """A failed run is run again once: by hand or by the reconciler, not both."""
+    again = Run.objects.filter(relaunch_of=run).order_by("-queued_at").first()
+    if again is not None:
+        raise ActionRefused(NOT_RELAUNCHABLE, "this run was run again already", run_id=again.id, already=True)
 
 
 def relaunch(user: Actor, run: Run) -> Run:
@@ -251,14 +262,32 @@ def relaunch(user: Actor, run: Run) -> Run:
             raise ActionRefused(
                 NOT_RELAUNCHABLE, "only runs that failed for a reason a relaunch can fix are relaunched"
             )
+        _refuse_if_relaunched(run)
         _check_startable(export)
         return queue_run(export, trigger=Run.Trigger.RELAUNCH, user=person, relaunch_of=run)
 
 
-def retry(run: Run) -> Run:
-    """The reconciler's automatic retry of a run that failed for a passing reason."""
+# Failures that may pass by themselves: the reconciler retries them.
+AUTO_RETRY = frozenset(
+    {Run.ErrorCode.WORKER_LOST, Run.ErrorCode.DESTINATION_UNREACHABLE, Run.ErrorCode.SOURCE_UNAVAILABLE}
+)
+
+
+def retry(run: Run, now: datetime) -> Run:
+    """The reconciler's automatic retry of a run that failed for a passing reason: once,
+    after a wait that doubles with each attempt, up to EXPORT_MAX_ATTEMPTS attempts; not
+    a scheduled run whose export was unscheduled since."""
     with transaction.atomic():
         export = _locked(run.export)
+        run.refresh_from_db()
+        if not (run.is_failed and run.error_code in AUTO_RETRY and run.attempt < settings.EXPORT_MAX_ATTEMPTS):
+            raise ActionRefused(NOT_RELAUNCHABLE, "not a failure to retry, or its attempts are used up")
+        wait = timedelta(seconds=settings.EXPORT_RETRY_BACKOFF * 2 ** (run.attempt - 1))
+        if run.finished_at is not None and run.finished_at > now - wait:
+            raise ActionRefused(NOT_RELAUNCHABLE, f"it is retried {wait.total_seconds():.0f} s after it failed")
+        if export.is_draft and run.trigger == Run.Trigger.SCHEDULE:
+            raise ActionRefused(NOT_SCHEDULED, "its export was unscheduled since")
+        _refuse_if_relaunched(run)
         _check_startable(export)
         return queue_run(export, trigger=Run.Trigger.RETRY, relaunch_of=run)
 
@@ -272,7 +301,10 @@ def cancel(user: Actor, run: Run) -> Run:
             run.refresh_from_db()
             if run.status == Run.Status.CANCELLED:
                 raise ActionRefused(NOT_IN_PROGRESS, "the run is cancelled already", already=True)
-            raise ActionRefused(NOT_IN_PROGRESS, f"the run is {run.get_status_display().lower()}, not in progress")
+            raise ActionRefused(
+                NOT_IN_PROGRESS,
+                f"the run is over ({run.get_status_display().lower()}): only queued or running runs stop",
+            )
         transaction.on_commit(lambda: _drop_job(run.id))
     run.refresh_from_db()
     return run
@@ -375,7 +407,8 @@ def _start_slot(export: Export, now: datetime, trigger: str, user: User | None =
             outcome.skipped = skip
             logger.info("export %s: slot %s skipped: %s", export.id, slot, reason)
     export.last_scheduled_for = max(filter(None, [export.last_scheduled_for, slot]))
-    export.next_run_at = plan.next_after(now) if plan else None
+    # A one-shot runs once: brought forward by Run now, it doesn't run again at its start.
+    export.next_run_at = plan.next_after(now) if plan and plan.repeats else None
     if export.next_run_at is None:
         export.status = Export.Status.FINISHED
     export.save(update_fields=["last_scheduled_for", "next_run_at", "status", "updated_at"])
@@ -399,14 +432,19 @@ def run_now(user: Actor, export: Export, *, trigger: str = Run.Trigger.MANUAL) -
     return run
 
 
+def check_watermark_reset(user: Actor, export: Export) -> None:
+    """Before asking to confirm a reset: its owner or an admin, an incremental export."""
+    require_change(user, export)
+    if not export.is_incremental:
+        raise ActionRefused(NOT_INCREMENTAL, "only incremental exports have a watermark")
+
+
 def reset_watermark(user: Actor, export: Export) -> Export:
     """Incremental: the next run exports every row again. Not while a run is going: its
     success would move the watermark on again."""
     with transaction.atomic():
         export = _locked(export)
-        require_change(user, export)
-        if not export.is_incremental:
-            raise ActionRefused(NOT_INCREMENTAL, "only incremental exports have a watermark")
+        check_watermark_reset(user, export)
         active = export.runs.active().first()
         if active is not None:
             raise ActionRefused(
@@ -425,9 +463,12 @@ def save_draft(user: Actor, export: Export) -> Export:
     """Create a draft, or save a draft's changed definition.
 
     The caller validated the input with the wizard's forms (or the admin's); the model's
-    own checks run again here, so nothing saved can bypass them."""
+    own checks run again here, so nothing saved can bypass them. Only the definition is
+    written: the state (status, watermark, schedule position) may have moved since the
+    caller read the row, and only the actions move it."""
     with transaction.atomic():
-        if export._state.adding:
+        adding = export._state.adding
+        if adding:
             require_create(user)
         else:
             check_editable(user, _locked(export))
@@ -437,11 +478,19 @@ def save_draft(user: Actor, export: Export) -> Export:
             fields = exc.message_dict
             summary = "; ".join(f"{name}: {' '.join(problems)}" for name, problems in fields.items())
             raise ActionRefused(VALIDATION_FAILED, f"the definition is not valid: {summary}", fields=fields) from None
-        export.save()
+        export.save(update_fields=None if adding else Export.definition_fields())
     return export
 
 
 MAX_NAME: int = Export._meta.get_field("name").max_length or 200
+
+
+def check_copy(user: Actor, export: Export) -> User:
+    """Before asking for the copy's name: who may copy it, and not an expired export."""
+    person = require_change(user, export)
+    if export.status == Export.Status.EXPIRED:
+        raise ActionRefused(EXPIRED, "an expired export can't be copied")
+    return person
 
 
 def copy(user: Actor, export: Export, name: str | None = None) -> Export:
@@ -449,9 +498,7 @@ def copy(user: Actor, export: Export, name: str | None = None) -> Export:
     name = (f"Copy of {export.name}"[:MAX_NAME] if name is None else name).strip()
     with transaction.atomic():
         export = _locked(export)
-        person = require_change(user, export)
-        if export.status == Export.Status.EXPIRED:
-            raise ActionRefused(EXPIRED, "an expired export can't be copied")
+        person = check_copy(user, export)
         problem = ""
         if not name:
             problem = "the copy needs a name"
@@ -464,15 +511,18 @@ def copy(user: Actor, export: Export, name: str | None = None) -> Export:
         return export.copy(name=name, owner=person)
 
 
-def desktop_files_of(export: Export) -> list[str]:
-    """Paths of the Desktop files an export's runs keep (in the exports storage)."""
-    return list(
-        RunFile.objects.filter(run__export=export, run__destination_kind="desktop").values_list("path", flat=True)
-    )
+def desktop_files_of(export: Export, *, kept_only: bool = False) -> list[str]:
+    """Paths of the Desktop files an export's runs recorded (in the exports storage);
+    `kept_only`: just those still there to download (not expired)."""
+    files = RunFile.objects.filter(run__export=export, run__destination_kind="desktop")
+    if kept_only:
+        files = files.filter(run__status=Run.Status.SUCCEEDED)
+    return list(files.values_list("path", flat=True))
 
 
 def delete(user: Actor, export: Export) -> int:
-    """Delete a draft with its runs and their Desktop files; returns how many files went.
+    """Delete a draft with its runs and their Desktop files; returns how many of them were
+    still there to download (expired runs' files went already; any left are removed too).
 
     Files in a connector's store stay: they were delivered to someone. Never while a run
     is queued or running: its worker would lose its row, and the report its run."""
@@ -482,10 +532,11 @@ def delete(user: Actor, export: Export) -> int:
         if refusal is not None:
             raise refusal
         paths = desktop_files_of(export)
+        kept = len(desktop_files_of(export, kept_only=True))
         export_id = export.id
         export.delete()
         transaction.on_commit(lambda: _remove_desktop_files(export_id, paths))
-    return len(paths)
+    return kept
 
 
 def _remove_desktop_files(export_id: UUID, paths: list[str]) -> None:

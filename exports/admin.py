@@ -48,16 +48,22 @@ class ExportAdmin(admin.ModelAdmin):
         return False  # the wizard creates exports
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        every = [field.name for field in Export._meta.concrete_fields]
-        if obj is not None and obj.is_draft:
-            return [name for name in every if name not in self.EDITABLE]
-        return every
+        return [field.name for field in Export._meta.concrete_fields if field.name not in self.EDITABLE]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Only drafts, only by who may change them: anything else is shown read-only."""
+        if obj is not None:
+            try:
+                actions.check_editable(request.user, obj)
+            except actions.ActionRefused:
+                return False
+        return super().has_change_permission(request, obj)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         try:
             actions.save_draft(request.user, obj)
         except actions.ActionRefused as refusal:
-            # Refused between the form and the save (it was scheduled meanwhile, say).
+            # Scheduled between the check above and this save: say so, loudly.
             self.message_user(request, f"Not saved: {refusal.message}", level=messages.ERROR)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:

@@ -204,30 +204,20 @@ class Export(models.Model):
     def is_scheduled(self) -> bool:
         return self.status == self.Status.SCHEDULED
 
+    # What is not the definition: identity, ownership and the state the actions move.
+    STATE_FIELDS = frozenset(
+        {"id", "owner", "status", "next_run_at", "watermark", "last_scheduled_for", "copied_from", "created_at"}
+    )
+
+    @classmethod
+    def definition_fields(cls) -> list[str]:
+        """The fields a user defines (the wizard's, the API's), `updated_at` with them."""
+        return [f.name for f in cls._meta.concrete_fields if f.name not in cls.STATE_FIELDS]
+
     def copy(self, *, name: str, owner) -> Export:
         """A new draft with the same definition, remembering where it came from."""
-        return Export.objects.create(
-            name=name,
-            owner=owner,
-            copied_from=self,
-            **{
-                f.name: getattr(self, f.name)
-                for f in self._meta.concrete_fields
-                if f.name
-                not in {
-                    "id",
-                    "name",
-                    "owner",
-                    "status",
-                    "next_run_at",
-                    "watermark",
-                    "last_scheduled_for",
-                    "copied_from",
-                    "created_at",
-                    "updated_at",
-                }
-            },
-        )
+        fields = {name: getattr(self, name) for name in self.definition_fields() if name not in {"name", "updated_at"}}
+        return Export.objects.create(name=name, owner=owner, copied_from=self, **fields)
 
     def unschedule(self) -> bool:
         return bool(

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 import django_rq
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from rq.job import Job
 
@@ -33,12 +34,6 @@ from exports.models import DESKTOP, Export, Run, SkippedSlot
 from exports.notify import notify_run
 
 logger = logging.getLogger(__name__)
-
-AUTO_RETRY = {
-    Run.ErrorCode.WORKER_LOST,
-    Run.ErrorCode.DESTINATION_UNREACHABLE,
-    Run.ErrorCode.SOURCE_UNAVAILABLE,
-}
 
 
 @dataclass
@@ -92,24 +87,20 @@ def reconcile(now: datetime, report: TickReport | None = None) -> None:
             report.requeued.append(run)
             logger.warning("run %s: its job was lost from Redis; enqueued again", run.id)
 
+    # Candidates; actions.retry holds the rules, under the export's lock.
     retryable = Run.objects.filter(
         status=Run.Status.FAILED,
-        error_code__in=AUTO_RETRY,
+        error_code__in=actions.AUTO_RETRY,
         attempt__lt=settings.EXPORT_MAX_ATTEMPTS,
         finished_at__gte=now - timedelta(days=1),
-    ).select_related("export__dataset")
-    for run in retryable:
-        wait = timedelta(seconds=settings.EXPORT_RETRY_BACKOFF * 2 ** (run.attempt - 1))
-        if run.finished_at > now - wait or Run.objects.filter(relaunch_of=run).exists():
-            continue
-        if run.export.status == Export.Status.DRAFT and run.trigger == Run.Trigger.SCHEDULE:
-            continue  # unscheduled meanwhile: leave it
+    ).exclude(Exists(Run.objects.filter(relaunch_of=OuterRef("pk"))))
+    for run in retryable.select_related("export__dataset"):
         try:
-            report.retried.append(actions.retry(run))
+            report.retried.append(actions.retry(run, now))
         except actions.ActionRefused as exc:
-            # Another run is going (the retry waits for a later tick), or the dataset is
-            # gone (the run stays failed).
-            if exc.code != actions.ALREADY_RUNNING:
+            # Most refusals only mean "not now" (waiting, another run going); a dataset
+            # that is gone leaves the run failed, and says so.
+            if exc.code == actions.CANNOT_LAUNCH:
                 logger.warning("run %s: not retried: %s", run.id, exc)
 
 

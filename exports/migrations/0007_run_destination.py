@@ -5,17 +5,51 @@ import exports.layout
 from django.db import migrations, models
 
 
+SCHEMES = {"s3://": "s3", "gs://": "gcs", "azure://": "azure_blob", "sftp://": "sftp"}
+
+
+def _location(connector) -> str:
+    """Connector.location as it was when this migration was written (hosted SFTP aside,
+    whose address depends on settings: matched by kind alone)."""
+    path = connector.base_path.strip("/")
+    suffix = f"/{path}" if path else ""
+    options = connector.options or {}
+    if connector.kind == "s3":
+        return f"s3://{options.get('bucket', '')}{suffix}/"
+    if connector.kind == "gcs":
+        return f"gs://{options.get('bucket', '')}{suffix}/"
+    if connector.kind == "azure_blob":
+        return f"azure://{options.get('container', '')}{suffix}/"
+    if connector.kind == "sftp":
+        return f"sftp://{options.get('username', '')}@{options.get('host', '')}:{options.get('port', 22)}/{path}"
+    return ""
+
+
 def remember_destinations(apps, schema_editor):
-    """Runs made before runs kept their destination: the export's connector is the best
-    we know (for a Desktop run, the files' paths are in the exports storage anyway)."""
+    """Runs made before runs kept their destination. The worker wrote `destination` when
+    a run started ("Desktop", or the connector's location), so that is what says where
+    its files are; the export's connector only tells which connector that was when it
+    still matches, and where a run that never started would have gone."""
     Run = apps.get_model("exports", "Run")
-    for run in Run.objects.select_related("export__connector").filter(destination_kind="").iterator():
-        connector = run.export.connector
-        run.destination_kind = connector.kind if connector else "desktop"
-        run.connector = connector
-        if not run.destination:
-            run.destination = "Desktop" if connector is None else ""
-        run.save(update_fields=["destination_kind", "connector", "destination"])
+    Connector = apps.get_model("connectors", "Connector")
+    Run.objects.filter(destination_kind="", destination="Desktop").update(destination_kind="desktop", connector=None)
+    pairs = (
+        Run.objects.filter(destination_kind="").values_list("destination", "export__connector_id").distinct().order_by()
+    )
+    for destination, connector_id in list(pairs):
+        runs = Run.objects.filter(destination_kind="", destination=destination, export__connector_id=connector_id)
+        connector = Connector.objects.filter(id=connector_id).first() if connector_id else None
+        if not destination:  # never started: it would have gone where the export says
+            runs.update(destination_kind=connector.kind if connector else "desktop", connector=connector)
+            continue
+        kind = next((kind for scheme, kind in SCHEMES.items() if destination.startswith(scheme)), "")
+        same = connector is not None and (
+            _location(connector) == destination or (connector.kind == "hosted_sftp" and kind == "sftp")
+        )
+        if same:
+            runs.update(destination_kind=connector.kind, connector=connector)
+        else:  # delivered to a connector the export no longer uses: its kind, no connector
+            runs.update(destination_kind=kind or "unknown", connector=None)
 
 
 class Migration(migrations.Migration):

@@ -134,7 +134,7 @@ def exports_run_now(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
     try:
         run = actions.run_now(request.user, export)
     except ActionRefused as refusal:
-        return refused(request, refusal, list_target(request))
+        return refused(request, refusal, list_target(request, default=export.get_absolute_url()))
     messages.success(request, f"{export.name!r} is running now; its later runs keep their times.")
     return redirect(run)
 
@@ -163,7 +163,7 @@ def exports_reset_watermark(request: HtmxHttpRequest, export_id: UUID) -> HttpRe
         messages.success(request, f"The next run of {export.name!r} exports every row again.")
         return redirect(export)
     try:
-        actions.require_change(request.user, export)
+        actions.check_watermark_reset(request.user, export)
     except ActionRefused as refusal:
         return refused(request, refusal, export)
     return modal_or_page(request, "exports/reset_watermark_modal.html", {"export": export})
@@ -189,7 +189,7 @@ def exports_copy(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
             return redirect("exports-edit", copy.id)
     else:
         try:
-            actions.require_change(request.user, export)
+            actions.check_copy(request.user, export)
         except ActionRefused as refusal:
             return refused(request, refusal, export)
     return modal_or_page(request, "exports/copy_modal.html", {"export": export, "name": name, "error": error})
@@ -211,5 +211,5 @@ def exports_delete(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
     why_not = actions.delete_refusal(request.user, export)
     if why_not is not None:
         return refused(request, why_not, list_target(request))
-    context = {"export": export, "desktop_files": len(actions.desktop_files_of(export))}
+    context = {"export": export, "desktop_files": len(actions.desktop_files_of(export, kept_only=True))}
     return modal_or_page(request, "exports/delete_modal.html", context)

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django_htmx.middleware import HtmxDetails
 
-from exports.actions import ALREADY_RUNNING, FORBIDDEN, NOT_FOUND, ActionRefused
+from exports.actions import FORBIDDEN, NOT_FOUND, ActionRefused
 from exports.models import Export, Run
 
 
@@ -43,12 +43,23 @@ def refused(request: HttpRequest, refusal: ActionRefused, to: Any) -> HttpRespon
         raise PermissionDenied(refusal.message)
     if refusal.code == NOT_FOUND:
         raise Http404(refusal.message)
-    if refusal.code == ALREADY_RUNNING and refusal.run_id:
-        messages.info(request, "This export is already running; here is its run.", extra_tags=refusal.code)
-        return redirect("runs-detail", refusal.run_id)
+    if refusal.already and refusal.run_id:  # the run it would start exists: show it
+        messages.info(request, f"{_sentence(refusal.message)} Here it is.", extra_tags=refusal.code)
+        return _go(request, reverse("runs-detail", args=[refusal.run_id]))
     level = messages.INFO if refusal.already else messages.ERROR
     messages.add_message(request, level, _sentence(refusal.message), extra_tags=refusal.code)
-    return redirect(to)
+    return _go(request, to)
+
+
+def _go(request: HttpRequest, to: Any) -> HttpResponse:
+    """A redirect; for htmx (a modal asked for, say), a whole-page one, so the message
+    shows on the page it belongs to rather than inside the modal."""
+    response = redirect(to)
+    if not getattr(request, "htmx", False):
+        return response
+    whole_page = HttpResponse(status=204)
+    whole_page["HX-Redirect"] = response["Location"]
+    return whole_page
 
 
 def _sentence(text: str) -> str:
@@ -59,10 +70,11 @@ def back_to_list(request: HttpRequest) -> HttpResponseRedirect:
     return HttpResponseRedirect(list_target(request))
 
 
-def list_target(request: HttpRequest) -> str:
-    """Where a row action returns: the list the user came from (only our own pages)."""
+def list_target(request: HttpRequest, default: str = "") -> str:
+    """Where a row action returns: the list the user came from (only our own pages), or
+    `default` (Manage Exports if none)."""
     target = request.POST.get("next") or request.GET.get("next") or ""
-    return target if target.startswith("/exports/") else reverse("exports-list")
+    return target if target.startswith("/exports/") else default or reverse("exports-list")
 
 
 def modal_or_page(request: HtmxHttpRequest, template: str, context: dict) -> HttpResponse:

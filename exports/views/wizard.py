@@ -197,7 +197,11 @@ def _wizard_step(request: HtmxHttpRequest, export: Export | None, key: str) -> H
                 return render(request, "exports/wizard.html", context)
         form = step.form(request, export, request.POST)
         extra = step.screen(request, export, form)
-        if saved := _save_step(request, export, step, form, extra.get("formset")):
+        try:
+            saved = _save_step(request, export, step, form, extra.get("formset"))
+        except ActionRefused as refusal:  # scheduled meanwhile, say
+            return refused(request, refusal, export or reverse("exports-list"))
+        if saved is not None:
             return redirect("exports-wizard", saved.id, STEP_KEYS[index + 1])
     else:
         initial = {"dataset": request.GET["dataset"]} if export is None and request.GET.get("dataset") else {}
@@ -208,7 +212,8 @@ def _wizard_step(request: HtmxHttpRequest, export: Export | None, key: str) -> H
 
 
 def _save_step(request: HtmxHttpRequest, export: Export | None, step: Step, form: Any, formset: Any) -> Export | None:
-    """Save a valid step through `actions.save_draft`; None (errors on the form) if not."""
+    """Save a valid step through `actions.save_draft`; None (errors on the form) if not.
+    Any other refusal is raised."""
     form_ok = form.is_valid()
     specs: list[dict] | None = []
     if step.has_filters:

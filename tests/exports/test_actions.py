@@ -19,8 +19,10 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connectors.models import Connector
 from exports import actions
 from exports.models import ApiToken, Export, Run
+from exports.scheduler import tick
 from tests.api.conftest import ApiClient
 from tests.pages import refusal_of
 
@@ -314,3 +316,69 @@ def test_any_query_string_answers_the_manage_exports_page(client, users, demo_da
     url = f"{reverse('exports-list')}?{urlencode(params, doseq=True)}"
     assert client.get(url).status_code == 200, url
     assert client.get(url, HTTP_HX_REQUEST="true").status_code == 200, url
+
+
+# Rules the review found missing -----------------------------------------------------------
+
+
+def test_a_scheduled_one_shot_run_now_runs_once_and_launch_points_to_run_now(users, demo_database):
+    owner = users["owner"]
+    one_shot = actions.schedule(owner, make_export(owner, demo_database.datasets.get(name="orders"), "one_shot"))
+    with pytest.raises(actions.ActionRefused) as refused:
+        actions.launch(owner, one_shot)
+    assert refused.value.code == "NOT_A_DRAFT"
+    run = actions.run_now(owner, one_shot)
+    one_shot.refresh_from_db()
+    assert (one_shot.status, one_shot.next_run_at) == (Export.Status.FINISHED, None)
+    Run.objects.filter(id=run.id).update(status=Run.Status.SUCCEEDED)
+    assert tick(one_shot.schedule_start + timedelta(minutes=1)).created == []  # not a second time at its start
+    assert one_shot.runs.count() == 1
+
+
+def test_saving_a_draft_keeps_the_state_that_moved_since_it_was_read(users, demo_database):
+    owner = users["owner"]
+    export = make_export(owner, demo_database.datasets.get(name="interactions"), "incremental")
+    stale = Export.objects.get(id=export.id)
+    Export.objects.filter(id=export.id).update(watermark={"column": "id", "value": "99"})  # a run finished
+    stale.rows_per_file = 10
+    actions.save_draft(owner, stale)
+    export.refresh_from_db()
+    assert (export.rows_per_file, export.watermark["value"]) == (10, "99")
+
+
+def test_a_failed_run_is_run_again_once(users, demo_database):
+    owner = users["owner"]
+    export = make_export(owner, demo_database.datasets.get(name="interactions"), "one_shot")
+    failed = put_in_state(export, "failed_run")
+    again = actions.relaunch(owner, failed)
+    Run.objects.filter(id=again.id).update(status=Run.Status.FAILED, error_code=Run.ErrorCode.TIMEOUT)
+    response = signed_in(owner).post(reverse("runs-relaunch", args=[failed.id]))
+    assert refusal_of(response) == "NOT_RELAUNCHABLE"
+    assert response.url == again.get_absolute_url()  # the run that ran it again
+    with pytest.raises(actions.ActionRefused, match="run again already"):
+        actions.retry(failed, timezone.now() + timedelta(days=1))
+    assert Run.objects.filter(relaunch_of=failed).count() == 1
+
+
+def test_a_refusal_asked_for_by_htmx_reloads_the_page_it_belongs_to(users, demo_database):
+    owner = users["owner"]
+    export = make_export(owner, demo_database.datasets.get(name="interactions"), "incremental")
+    put_in_state(export, "draft_running")
+    response = signed_in(owner).get(reverse("exports-delete", args=[export.id]), HTTP_HX_REQUEST="true")
+    assert response.status_code == 204
+    assert response["HX-Redirect"] == reverse("exports-list")
+
+
+def test_a_connector_with_a_run_going_cannot_be_deleted(users, demo_database):
+    owner = users["owner"]
+    connector = Connector.objects.create(name="Lake", kind=Connector.Kind.S3, owner=owner, options={"bucket": "b"})
+    export = make_export(owner, demo_database.datasets.get(name="orders"), "one_shot")
+    export.connector = connector
+    export.save()
+    run = actions.launch(owner, export)
+    assert (run.destination_kind, run.connector_id, run.destination) == ("s3", connector.id, "s3://b/")
+    Export.objects.filter(id=export.id).update(connector=None)  # the export moved on; its run did not
+    browser = signed_in(owner)
+    assert "can't be deleted yet" in browser.get(reverse("connectors-delete", args=[connector.id])).content.decode()
+    browser.post(reverse("connectors-delete", args=[connector.id]))
+    assert Connector.objects.filter(id=connector.id).exists()
