@@ -83,6 +83,8 @@ def main() -> None:
                     started_at=moment,
                     finished_at=moment + timedelta(seconds=30),
                     row_count=n,
+                    destination_kind="desktop",  # bulk_create skips Run.save, which records it
+                    destination="Desktop",
                 )
             )
             if len(runs) == 5000:
