@@ -30,7 +30,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
 from exports.delivery import desktop_storage
-from exports.models import Export, Run, RunFile, SkippedSlot
+from exports.models import DESKTOP, Export, Run, RunFile, SkippedSlot
 from exports.permissions import Actor, can_change, can_create
 from exports.schedule import for_export
 
@@ -514,7 +514,7 @@ def copy(user: Actor, export: Export, name: str | None = None) -> Export:
 def desktop_files_of(export: Export, *, kept_only: bool = False) -> list[str]:
     """Paths of the Desktop files an export's runs recorded (in the exports storage);
     `kept_only`: just those still there to download (not expired)."""
-    files = RunFile.objects.filter(run__export=export, run__destination_kind="desktop")
+    files = RunFile.objects.filter(run__export=export, run__destination_kind=DESKTOP)
     if kept_only:
         files = files.filter(run__status=Run.Status.SUCCEEDED)
     return list(files.values_list("path", flat=True))
