@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.incremental import kept_section
 from bench.report import render
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -214,6 +215,10 @@ def write_results(args, measured: dict, memory: list[dict], table: str) -> str:
         memory=memory,
         memory_rows=args.rows * args.memory_factor,
     )
+    # bench.incremental's section is measured on its own: keep it.
+    kept = kept_section(args.results)
+    if kept:
+        text = text.rstrip("\n") + "\n\n" + kept + "\n"
     args.results.write_text(text)
     return text
 

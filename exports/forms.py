@@ -194,6 +194,12 @@ class ScheduleStepForm(forms.ModelForm):
             (c["name"], f"{c['name']} ({c['type']})") for c in usable
         ]
         self.fields["cursor_column"].help_text = "Incremental: an ever-growing id or timestamp."
+        if export.dataset_id and export.dataset.primary_key == []:
+            self.fields["cursor_column"].help_text += (
+                f" {export.dataset.qualified_name} has no primary key, so runs can't catch rows that commit late"
+                " with an older id or timestamp (a long transaction): pick a cursor that grows in commit order,"
+                " or a table with a primary key."
+            )
         if not self.is_bound:
             if export.cadence:
                 self.initial["cadence"] = export.cadence

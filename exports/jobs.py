@@ -10,6 +10,7 @@ import time
 from contextlib import closing
 from uuid import UUID
 
+import pyarrow as pa
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -19,9 +20,9 @@ from rq.timeouts import JobTimeoutException
 from exports import delivery
 from exports.engine import FileSpec, read_ahead, write_files
 from exports.filters import validate_filters
-from exports.incremental import window_for
+from exports.incremental import Lookback, Window, window_for
 from exports.layout import context_for_run, render_template
-from exports.models import Export, Run
+from exports.models import Export, IncrementalMemory, Run
 from exports.notify import notify_run
 from exports.sources import SourceError, open_reader
 
@@ -91,6 +92,35 @@ def run_export(run_id: str) -> str:
     return run.status
 
 
+def _through(lookback: Lookback, batches, wanted: list[str]):
+    for batch in batches:
+        batch = lookback(batch)
+        if batch.num_rows:
+            yield batch.select(wanted)
+
+
+def _remember(export: Export, window: Window, lookback: Lookback | None) -> None:
+    """Keep what the next run's lookback needs, or nothing if this run had none."""
+    if lookback is None or window.settled is None:
+        IncrementalMemory.objects.filter(export=export).delete()
+        return
+    keys, count = lookback.memory()
+    IncrementalMemory.objects.update_or_create(
+        export=export,
+        defaults={
+            "dataset_id": export.dataset_id,
+            "column": window.column,
+            "cursor_type": window.cursor_type,
+            "key_columns": list(window.key),
+            "watermark": window.next_watermark,
+            "settled": window.settled,
+            "history": window.history,
+            "key_count": count,
+            "keys": keys,
+        },
+    )
+
+
 def execute_run(run: Run) -> None:
     export = run.export
     work_dir = settings.EXPORT_WORK_DIR / str(run.id)
@@ -98,11 +128,18 @@ def execute_run(run: Run) -> None:
     tnf = ""
     try:
         window = None
+        memory = None
         filter_specs = list(export.filters)
         if export.is_incremental:
-            window = window_for(export, lambda: open_reader(export.dataset, [], []), timezone.now())
+            memory = IncrementalMemory.objects.filter(export=export).first()
+            window = window_for(export, lambda: open_reader(export.dataset, [], []), timezone.now(), memory)
             filter_specs += window.filters()
-            Run.objects.filter(id=run.id).update(window_from=window.low, window_to=window.high)
+            Run.objects.filter(id=run.id).update(
+                window_from=window.low,
+                window_to=window.high,
+                lookback_from=window.lookback_from,
+                warning=window.warning,
+            )
         try:
             filters = validate_filters(filter_specs, export.dataset.columns)
         except ValidationError as exc:
@@ -115,20 +152,34 @@ def execute_run(run: Run) -> None:
             csv_delimiter=export.csv_delimiter,
             csv_header=export.csv_header,
         )
-        with open_reader(export.dataset, export.columns, filters, batch_rows=settings.EXPORT_BATCH_ROWS) as reader:
+        wanted = list(export.columns) or export.dataset.column_names
+        lookback = None
+        extra: list[str] = []
+        if window is not None and window.remembers:
+            # The lookback needs the cursor and the key, delivered or not.
+            extra = [name for name in dict.fromkeys((window.column, *window.key)) if name not in wanted]
+        with open_reader(export.dataset, wanted + extra, filters, batch_rows=settings.EXPORT_BATCH_ROWS) as reader:
             estimate = reader.estimate_rows()
             Run.objects.filter(id=run.id).update(estimated_rows=estimate)
-            with closing(read_ahead(reader.batches(), depth=1)) as batches:
-                files = write_files(batches, reader.schema, spec, work_dir, on_progress=_Progress(run))
+            schema = pa.schema([field for field in reader.schema if field.name not in extra])
+            batches = reader.batches()
+            if window is not None and window.remembers:
+                lookback = Lookback(window, memory.keys if window.lookback_from is not None and memory else None)
+                batches = _through(lookback, batches, wanted)
+            with closing(read_ahead(batches, depth=1)) as stream:
+                files = write_files(stream, schema, spec, work_dir, on_progress=_Progress(run))
+        if lookback is not None:
+            Run.objects.filter(id=run.id).update(late_rows=lookback.late_rows)
         folder, delivered, tnf = delivery.deliver(run, files)
         with transaction.atomic():
             if not run.succeed(files=delivered, delivery_folder=folder, tnf_path=tnf, peak_rss_bytes=_peak_rss_bytes()):
                 raise RunCancelled()
             if window is not None:
-                # Only a complete delivery moves the watermark.
+                # Only a complete delivery moves the watermark, and the memory with it.
                 Export.objects.filter(id=export.id).update(
                     watermark={"column": window.column, "value": window.next_watermark}
                 )
+                _remember(export, window, lookback)
         logger.info("run %s succeeded: %s rows in %s files", run.id, run.row_count, len(delivered))
     except RunCancelled:
         logger.info("run %s was cancelled", run.id)

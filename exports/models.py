@@ -70,6 +70,10 @@ class Dataset(models.Model):
     columns = models.JSONField(default=list)
     estimated_rows = models.BigIntegerField(null=True, blank=True)
     cursor_column = models.CharField(max_length=200, blank=True)
+    # The columns of the table's primary key, as the last refresh found them (empty: a
+    # view, or a table without one; None: not refreshed since we began to record it).
+    # Incremental runs read it afresh from the source.
+    primary_key = models.JSONField(null=True, blank=True)
     # Set when the last refresh no longer found the table: kept for the exports that use it.
     missing_since = models.DateTimeField(null=True, blank=True)
     refreshed_at = models.DateTimeField(null=True, blank=True)
@@ -256,6 +260,7 @@ class Export(models.Model):
     def reset_watermark(self) -> None:
         """The next incremental run exports everything again."""
         Export.objects.filter(id=self.id).update(watermark=None, updated_at=timezone.now())
+        IncrementalMemory.objects.filter(export=self).delete()
         self.watermark = None
 
     @property
@@ -341,6 +346,14 @@ class Run(models.Model):
     tnf_path = models.CharField(max_length=1024, blank=True)
     window_from = models.JSONField(null=True, blank=True)
     window_to = models.JSONField(null=True, blank=True)
+    # Incremental runs also re-read the cursor values above `lookback_from` (up to
+    # `window_from`) to catch rows that committed late; `late_rows` of them were new.
+    # Null: no lookback (the dataset has no primary key, or it is the first run).
+    lookback_from = models.JSONField(null=True, blank=True)
+    late_rows = models.BigIntegerField(null=True, blank=True)
+    # Something the run noticed that may cost rows later: a source transaction open for
+    # longer than the lookback covers.
+    warning = models.TextField(blank=True)
     error_code = models.CharField(max_length=40, choices=ErrorCode.choices, blank=True)
     error_message = models.TextField(blank=True)
     attempt = models.PositiveSmallIntegerField(default=1)
@@ -506,6 +519,36 @@ class Run(models.Model):
         )
         self.refresh_from_db()
         return bool(updated)
+
+
+class IncrementalMemory(models.Model):
+    """What an incremental export delivered near its watermark: the (key, cursor) pairs
+    of the rows whose cursor is above `settled`, so that the next run can re-read from
+    there, catch rows that committed late, and skip the ones already delivered
+    (exports/incremental.py).
+
+    Written with the watermark, in the transaction of a successful run. It applies only
+    while the export still reads the same dataset, cursor and key, from the same
+    watermark: a reset, an edit or a changed table makes it stale, and a stale memory is
+    never used.
+    """
+
+    export = models.OneToOneField(Export, on_delete=models.CASCADE, primary_key=True, related_name="memory")
+    dataset_id = models.BigIntegerField()
+    column = models.CharField(max_length=200)
+    cursor_type = models.CharField(max_length=20)
+    key_columns = models.JSONField()
+    watermark = models.JSONField()
+    settled = models.JSONField()
+    # The last runs' high-water marks: [{"clock": source time, "high": ..., "xmax": ...}].
+    history = models.JSONField(default=list)
+    key_count = models.BigIntegerField(default=0)
+    # An Arrow IPC stream of (cursor, key) rows, zstd-compressed.
+    keys = models.BinaryField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.export} lookback memory ({self.key_count} keys)"
 
 
 class SkippedSlot(models.Model):
@@ -687,6 +730,7 @@ def refresh_datasets(database: Database) -> list[Dataset]:
             )
         dataset.kind = found.kind
         dataset.columns = found.columns
+        dataset.primary_key = found.primary_key
         dataset.estimated_rows = found.estimated_rows
         dataset.missing_since = None
         dataset.refreshed_at = now

@@ -8,16 +8,18 @@ writer sees the same Arrow schema whatever the source engine.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sqlite3
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,6 +35,9 @@ LOGICAL_TYPES = ("integer", "float", "decimal", "text", "boolean", "timestamp", 
 # SQLite keeps milliseconds in its date functions; every timestamp is normalised to UTC.
 _SQLITE_TS_FORMAT = "%Y-%m-%dT%H:%M:%fZ"
 PG_BATCH_BYTES = 8 * 1024 * 1024
+# Our own sessions on a source carry this name, so that an export reading for a long
+# time is not taken for a writer's open transaction (see `transaction_horizon`).
+APPLICATION_NAME = "exportsite"
 
 
 class SourceError(Exception):
@@ -55,6 +60,31 @@ class DiscoveredDataset:
     columns: list[dict]
     estimated_rows: int | None
     error: str = ""  # set when the table or view exists but can't be read
+    primary_key: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HighWaterMark:
+    value: str | None  # the cursor's largest value; None: the table is empty
+    # The newest transaction running when it was read: once it and every older one have
+    # ended, no row can appear at or below `value` (from a sequence, `clock_timestamp()`).
+    # None: none was running, or an engine whose writers commit in order.
+    blocking: int | None = None
+
+
+@dataclass(frozen=True)
+class TransactionHorizon:
+    """What a source says about the transactions open on it when a run starts."""
+
+    now: datetime  # the source's clock, aware
+    oldest_start: datetime | None  # when the oldest open transaction (not ours) began; None: none seen
+    hidden_sessions: int = 0  # sessions of other roles whose transactions the user can't see
+
+    @property
+    def oldest_age_seconds(self) -> float:
+        if self.oldest_start is None:
+            return 0.0
+        return max(0.0, (self.now - self.oldest_start).total_seconds())
 
 
 def arrow_type(column: dict) -> pa.DataType:
@@ -123,18 +153,21 @@ def _discover_sqlite(url: str) -> list[DiscoveredDataset]:
         for name, kind in tables:
             try:
                 columns = []
+                key: list[tuple[int, str]] = []
                 for _cid, column_name, declared, notnull, _default, pk in connection.execute(
                     f"PRAGMA table_info({quote_identifier(name)})"
                 ):
                     column = {"name": column_name, "source_type": declared or "", "nullable": not (notnull or pk)}
                     column.update(_sqlite_logical_type(declared or ""))
                     columns.append(column)
+                    if pk:
+                        key.append((pk, column_name))
                 rows = connection.execute(f"SELECT count(*) FROM {quote_identifier(name)}").fetchone()[0]
             except sqlite3.Error as exc:
                 # A view over a dropped table: report it, keep discovering the rest.
                 found.append(DiscoveredDataset("", name, kind, [], None, error=str(exc)))
                 continue
-            found.append(DiscoveredDataset("", name, kind, columns, rows))
+            found.append(DiscoveredDataset("", name, kind, columns, rows, primary_key=[n for _, n in sorted(key)]))
         return found
     except sqlite3.Error as exc:
         raise SourceQueryFailed(f"cannot read the SQLite catalogue: {exc}") from None
@@ -142,7 +175,7 @@ def _discover_sqlite(url: str) -> list[DiscoveredDataset]:
         connection.close()
 
 
-def _sqlite_literal(text: str) -> str:
+def _sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -204,11 +237,52 @@ _PG_TYPES = {
 }
 
 
+_PG_PRIMARY_KEYS = """
+    SELECT n.nspname, c.relname, a.attname
+    FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+    WHERE i.indisprimary AND {where}
+    ORDER BY n.nspname, c.relname, array_position(i.indkey::int2[], a.attnum)
+"""
+
+
+# The transactions running in this database (pg_locks is readable by every user, unlike
+# other roles' rows of pg_stat_activity), with the snapshot that gives their epoch:
+# "xmin:xmax:xip|xid,xid,...".
+_PG_RUNNING = """(
+    SELECT pg_current_snapshot()::text || '|' || coalesce(string_agg(xid, ','), '') FROM (
+        SELECT l.transactionid::text AS xid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted
+          AND a.datname = current_database() AND l.pid <> pg_backend_pid()
+        UNION ALL
+        SELECT transaction::text FROM pg_prepared_xacts WHERE database = current_database()
+    ) running
+)"""
+
+
+def running_transactions(text: str | None) -> tuple[list[int], int] | None:
+    """The 64-bit ids of the transactions in `_PG_RUNNING`'s text, and the next id to be
+    assigned then (None where the engine has no such thing)."""
+    if text is None:
+        return None
+    snapshot, _, xids = text.partition("|")
+    next_xid = int(snapshot.split(":")[1])
+    epoch = next_xid & ~0xFFFFFFFF
+    running = []
+    for xid in filter(None, xids.split(",")):
+        # A 32-bit id belongs to the epoch that puts it nearest the snapshot's.
+        full = min((epoch + int(xid) + shift for shift in (-(2**32), 0, 2**32)), key=lambda v: abs(v - next_xid))
+        running.append(full)
+    return running, next_xid
+
+
 def _pg_connect_for_catalogue(url: str):
     import psycopg  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
 
     try:
-        return psycopg.connect(url, connect_timeout=10)
+        return psycopg.connect(url, connect_timeout=10, application_name=APPLICATION_NAME)
     except psycopg.Error as exc:
         raise SourceUnavailable(f"cannot connect to the PostgreSQL database: {_first_line(exc)}") from None
 
@@ -237,6 +311,9 @@ def _discover_postgresql(url: str) -> list[DiscoveredDataset]:
                 ORDER BY table_schema, table_name, ordinal_position
                 """
             ).fetchall()
+            keys = connection.execute(
+                _PG_PRIMARY_KEYS.format(where="n.nspname NOT IN ('pg_catalog', 'information_schema')")
+            ).fetchall()
         except psycopg.Error as exc:
             raise SourceQueryFailed(f"cannot read the PostgreSQL catalogue: {_first_line(exc)}") from None
     by_table: dict[tuple[str, str], list[dict]] = {}
@@ -247,6 +324,9 @@ def _discover_postgresql(url: str) -> list[DiscoveredDataset]:
         else:
             column["type"] = _PG_TYPES.get(data_type, "text")
         by_table.setdefault((schema, table), []).append(column)
+    primary_keys: dict[tuple[str, str], list[str]] = {}
+    for schema, table, name in keys:
+        primary_keys.setdefault((schema, table), []).append(name)
     return [
         DiscoveredDataset(
             schema,
@@ -254,6 +334,7 @@ def _discover_postgresql(url: str) -> list[DiscoveredDataset]:
             "view" if table_type == "VIEW" else "table",
             by_table.get((schema, table), []),
             reltuples if table_type != "VIEW" and reltuples >= 0 else None,
+            primary_key=primary_keys.get((schema, table), []),
         )
         for schema, table, table_type, reltuples in tables
     ]
@@ -275,7 +356,12 @@ def _pg_query(schema: str, table: str, columns: list[dict], filters: list[Filter
 
 
 def _pg_adbc_uri(url: str) -> str:
-    return "postgresql://" + url.split("://", 1)[1] if url.startswith("postgres://") else url
+    """The URL libpq gets through ADBC: the postgresql:// scheme, and our application name."""
+    uri = "postgresql://" + url.split("://", 1)[1] if url.startswith("postgres://") else url
+    parts = urlsplit(uri)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    query.setdefault("application_name", APPLICATION_NAME)
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
 # --- Common entry points ----------------------------------------------------------------
@@ -381,7 +467,24 @@ class DatasetReader(ABC):
     def _estimate_rows(self) -> int: ...
 
     @abstractmethod
-    def _max_value_sql(self, column: dict) -> str: ...
+    def _max_value_sql(self, column: dict) -> str:
+        """A query for (the column's largest value, the transactions running as it ends
+        as `_PG_RUNNING` gives them, or NULL where the engine has none)."""
+
+    @abstractmethod
+    def _primary_key_sql(self) -> str:
+        """A query whose rows name the table's primary key columns, in key order."""
+
+    def _horizon_sql(self) -> str | None:
+        """A query for (the source's clock, the start of its oldest open transaction other
+        than ours, how many sessions hide theirs); None where the engine can't tell (then:
+        the worker's clock, no transaction)."""
+        return None
+
+    def _running_transactions_sql(self) -> str | None:
+        """A query for the transactions running on the source, as `_PG_RUNNING` gives
+        them; None for an engine whose writers commit in the order they write (SQLite)."""
+        return None
 
     @abstractmethod
     def _query(self) -> tuple[str, list]:
@@ -410,23 +513,64 @@ class DatasetReader(ABC):
         except Exception as exc:  # noqa: BLE001 - ADBC and Arrow raise their own error types; each is a failed read
             raise _query_failed(exc, self.label) from None
 
-    def max_value(self, column: dict) -> str | None:
-        """The largest value of a column, as text the filters parse back exactly (None
-        for an empty table): an incremental run's high-water mark."""
+    def _fetch(self, sql: str) -> list[tuple]:
+        """The rows of a small catalogue or aggregate query, or a SourceError."""
         try:
-            sql = self._max_value_sql(column)
             cursor = self._cursor()
             cursor.execute(sql)
-            value = cursor.fetchone()[0]
+            return cursor.fetchall()
         except SourceError:
             raise
         except Exception as exc:  # noqa: BLE001 - ADBC and Arrow raise their own error types; each is a failed read
             raise _query_failed(exc, self.label) from None
-        if value is None:
-            return None
+
+    def max_value(self, column: dict) -> HighWaterMark:
+        """The largest value of a column, as text the filters parse back exactly (None
+        for an empty table): an incremental run's high-water mark, with the newest
+        transaction that was running when it was read."""
+        [(value, running)] = self._fetch(self._max_value_sql(column))
         if isinstance(value, datetime | date):
-            return value.isoformat()
-        return str(value)
+            value = value.isoformat()
+        found = running_transactions(running)
+        blocking = max(found[0], default=None) if found else None
+        return HighWaterMark(None if value is None else str(value), blocking)
+
+    def oldest_transaction_id(self) -> int | None:
+        """The oldest transaction running in the source's database, or the next one to be
+        assigned when none runs (None: an engine whose writers commit in order)."""
+        sql = self._running_transactions_sql()
+        if sql is None:
+            return None
+        found = running_transactions(self._fetch(sql)[0][0])
+        if found is None:
+            return None
+        running, next_xid = found
+        return min(running, default=next_xid)
+
+    def wait_for_transactions(self, blocking: int | None, seconds: float) -> int | None:
+        """Wait up to `seconds` until the transaction `blocking` and every older one have
+        ended; the oldest running transaction id at the end (None: nothing to wait for)."""
+        oldest = self.oldest_transaction_id()
+        if oldest is None or blocking is None:
+            return oldest
+        deadline = time.monotonic() + seconds
+        while oldest is not None and oldest <= blocking and time.monotonic() < deadline:
+            time.sleep(0.05)
+            oldest = self.oldest_transaction_id()
+        return oldest
+
+    def primary_key(self) -> list[str]:
+        """The table's primary key columns (none for a view or a table without one)."""
+        return [row[-1] for row in self._fetch(self._primary_key_sql())]
+
+    def transaction_horizon(self) -> TransactionHorizon:
+        """The source's clock and its oldest open transaction: how far below the
+        high-water mark rows may still appear when those transactions commit."""
+        sql = self._horizon_sql()
+        if sql is None:
+            return TransactionHorizon(datetime.now(UTC), None)
+        [(now, oldest, hidden)] = self._fetch(sql)
+        return TransactionHorizon(now, oldest, int(hidden or 0))
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         sql, params = self._query()
@@ -483,7 +627,7 @@ class SqliteReader(DatasetReader):
         """SQLite reads a double-quoted name that matches no column as a string literal,
         so a dropped column would export its own name: check the columns first."""
         cursor = self._cursor()
-        cursor.execute(f"SELECT name FROM pragma_table_info({_sqlite_literal(self.table)})")
+        cursor.execute(f"SELECT name FROM pragma_table_info({_sql_literal(self.table)})")
         present = {row[0] for row in cursor.fetchall()}
         if not present:
             raise SourceQueryFailed(
@@ -508,7 +652,11 @@ class SqliteReader(DatasetReader):
         name = quote_identifier(column["name"])
         # The filters compare timestamps in this strftime form, so the mark must be in it too.
         expression = f"strftime('%Y-%m-%dT%H:%M:%f', {name})" if column["type"] in {"timestamp", "datetime"} else name
-        return f"SELECT MAX({expression}) FROM {quote_identifier(self.table)}"
+        return f"SELECT MAX({expression}), NULL FROM {quote_identifier(self.table)}"
+
+    def _primary_key_sql(self) -> str:
+        # A view, or a table without a declared key, has no row here.
+        return f"SELECT pk, name FROM pragma_table_info({_sql_literal(self.table)}) WHERE pk > 0 ORDER BY pk"
 
     def _query(self) -> tuple[str, list]:
         return _sqlite_query(self.table, self.columns, self.filters)
@@ -555,7 +703,28 @@ class PostgresReader(DatasetReader):
         return int(plan[0]["Plan"]["Plan Rows"])
 
     def _max_value_sql(self, column: dict) -> str:
-        return f"SELECT MAX({quote_identifier(column['name'])}) FROM {self._relation()}"
+        # In one statement: the transactions running when it ends include every one whose
+        # rows MAX could not see and that had not ended since.
+        return f"SELECT MAX({quote_identifier(column['name'])}), {_PG_RUNNING} FROM {self._relation()}"
+
+    def _running_transactions_sql(self) -> str:
+        return f"SELECT {_PG_RUNNING}"
+
+    def _primary_key_sql(self) -> str:
+        return _PG_PRIMARY_KEYS.format(where=f"i.indrelid = to_regclass({_sql_literal(self._relation())})")
+
+    def _horizon_sql(self) -> str:
+        # Sessions of other roles show their transaction start only to superusers and to
+        # members of pg_read_all_stats (docs/schedules.md): grant it to the source's user.
+        return (
+            "SELECT clock_timestamp(), least("
+            "(SELECT min(xact_start) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+            f"AND application_name <> {_sql_literal(APPLICATION_NAME)}), "
+            "(SELECT min(prepared) FROM pg_prepared_xacts WHERE database = current_database())), "
+            # Sessions whose details the user may not see show no backend type.
+            "(SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND backend_type IS NULL)"
+        )
 
     def _query(self) -> tuple[str, list]:
         return _pg_query(self.schema_name, self.table, self.columns, self.filters)

@@ -136,6 +136,18 @@ EXPORT_MAX_ATTEMPTS = env_int("EXPORT_MAX_ATTEMPTS", 3, minimum=1)
 EXPORT_RETRY_BACKOFF = env_int("EXPORT_RETRY_BACKOFF", 60, minimum=0)
 EXPORT_WORK_DIR = DATA_DIR / "work"
 
+# Incremental exports re-read a lookback below the watermark to catch rows that commit
+# late (docs/schedules.md). A run first waits up to EXPORT_SETTLE_SECONDS for the
+# transactions its high-water mark could not see; the lookback then reaches below the
+# newest mark whose transactions have all ended by EXPORT_LOOKBACK_IDS ids (integer
+# cursors) or by EXPORT_LOOKBACK_SECONDS plus the age of the source's oldest open
+# transaction (timestamps), never further back than EXPORT_LOOKBACK_MAX_SECONDS (a
+# transaction open longer gets a warning in the run).
+EXPORT_SETTLE_SECONDS = env_int("EXPORT_SETTLE_SECONDS", 5, minimum=0)
+EXPORT_LOOKBACK_SECONDS = env_int("EXPORT_LOOKBACK_SECONDS", 300, minimum=0)
+EXPORT_LOOKBACK_IDS = env_int("EXPORT_LOOKBACK_IDS", 10_000, minimum=0)
+EXPORT_LOOKBACK_MAX_SECONDS = env_int("EXPORT_LOOKBACK_MAX_SECONDS", 3_600, minimum=0)
+
 # Delivery to connectors: connection-type failures are retried this many times in all,
 # waiting EXPORT_DELIVERY_BACKOFF seconds, then twice as long, and so on.
 EXPORT_DELIVERY_ATTEMPTS = env_int("EXPORT_DELIVERY_ATTEMPTS", 3, minimum=1)

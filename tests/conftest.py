@@ -92,11 +92,19 @@ def _test_database_url() -> str:
     return f"postgres://{config['USER']}{password}@{host}/{config['NAME']}"
 
 
-def start_worker_in_background() -> subprocess.Popen:
-    """A real RQ worker in burst mode, left to run while the test acts on its run."""
+def start_worker_in_background(*, burst: bool = True) -> subprocess.Popen:
+    """A real RQ worker, left to run while the test acts on its run: in burst mode it
+    stops when the queue is empty, otherwise it waits for jobs until it is stopped."""
     env = dict(os.environ, DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="tests.settings")
     return subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "--burst", "--skip-checks", settings.EXPORTS_QUEUE],
+        [
+            sys.executable,
+            "manage.py",
+            "rqworker",
+            *(["--burst"] if burst else []),
+            "--skip-checks",
+            settings.EXPORTS_QUEUE,
+        ],
         cwd=BASE_DIR,
         env=env,
         stdout=subprocess.DEVNULL,

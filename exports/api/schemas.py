@@ -156,6 +156,11 @@ class RunOut(Schema):
     TnfPath: str
     WindowFrom: Any = None
     WindowTo: Any = None
+    LookbackFrom: Any = Field(
+        None, description="Incremental: the re-read from here up to WindowFrom catches late commits"
+    )
+    LateRows: int | None = Field(None, description="Incremental: rows that committed late below the watermark, caught")
+    Warning: str | None = Field(None, description="Something that may cost rows later, e.g. a long source transaction")
     ScheduledForUtc: datetime | None
     Attempt: int
     RelaunchOf: UUID | None

@@ -20,6 +20,7 @@ from exports.actions import queue_run
 from exports.incremental import window_for
 from exports.models import Database, Export, Run, refresh_datasets
 from exports.notify import notify_run
+from exports.sources import HighWaterMark, TransactionHorizon
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -160,10 +161,14 @@ def test_a_failed_delivery_leaves_the_watermark_where_it_was(users, demo_databas
 
 
 class _FakeReader:
-    """Stands in for the source: only the high-water mark matters here."""
+    """Stands in for the source: its high-water mark (with the first transaction id it
+    could not see), primary key, oldest running transaction and open transactions."""
 
-    def __init__(self, high):
-        self.high = high
+    def __init__(self, high, key=(), horizon=None, *, blocking=None, oldest_xid=None):
+        self.mark = HighWaterMark(high, blocking)
+        self.key = list(key)
+        self.oldest_xid = oldest_xid
+        self.horizon = horizon or TransactionHorizon(datetime(2026, 11, 23, 12, 0, tzinfo=UTC), None)
 
     def __enter__(self):
         return self
@@ -172,7 +177,16 @@ class _FakeReader:
         return False
 
     def max_value(self, column):
-        return self.high
+        return self.mark
+
+    def primary_key(self):
+        return self.key
+
+    def wait_for_transactions(self, blocking, seconds):
+        return self.oldest_xid
+
+    def transaction_horizon(self):
+        return self.horizon
 
 
 def test_the_safety_lag_leaves_the_newest_timestamps_for_the_next_run(users, demo_database):
