@@ -13,6 +13,7 @@ class Problem(StrEnum):
     HOST_KEY = "host_key"
     WRITE = "write"
     CONFIG = "config"
+    NOT_ALLOWED = "not_allowed"
 
 
 # What a user reads first; the message says the specifics.
@@ -24,6 +25,7 @@ PROBLEM_LABELS = {
     Problem.HOST_KEY: "Host key mismatch",
     Problem.WRITE: "Write failed",
     Problem.CONFIG: "Invalid settings",
+    Problem.NOT_ALLOWED: "Address not allowed",
 }
 
 

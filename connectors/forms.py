@@ -17,8 +17,9 @@ from django.core.exceptions import ValidationError
 from connectors.errors import DestinationError
 from connectors.models import Connector, KeyEvent, login_for
 from connectors.sshkeys import FINGERPRINT, normalize_fingerprint
-from connectors.storage import _load_private_key
+from connectors.storage import GOOGLE_TOKEN_HOSTS, _blob_endpoint, _load_private_key
 from exports.layout import validate_template
+from exportsite import outbound
 
 _S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _GCS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
@@ -39,6 +40,17 @@ _TEXT = {"class": "wide"}
 def _secret(label: str, *, multiline: bool = False, help_text: str = "") -> forms.CharField:
     widget = forms.Textarea(attrs={"rows": 4, "autocomplete": "off"}) if multiline else forms.PasswordInput()
     return forms.CharField(label=label, required=False, widget=widget, strip=not multiline, help_text=help_text)
+
+
+def _check_outbound(check, *args, **kwargs):
+    """The outbound address policy's verdict as a form error. A name that doesn't resolve
+    is let through: Test connection then says the host is unreachable."""
+    try:
+        return check(*args, **kwargs)
+    except outbound.HostNotFound:
+        return None
+    except outbound.AddressNotAllowed as exc:
+        raise ValidationError(exc.message[:1].upper() + exc.message[1:] + ".") from None
 
 
 def _option_fields(kind: str) -> dict[str, forms.Field]:
@@ -216,7 +228,20 @@ class ConnectorForm(forms.Form):
         host = self.cleaned_data["host"].strip()
         if not _HOST.match(host):
             raise ValidationError(f"{host!r} is not a host name or IP address")
+        _check_outbound(outbound.check_host, host)
         return host
+
+    def clean_connection_string(self):
+        text = self.cleaned_data["connection_string"].strip()
+        if text:
+            _check_outbound(outbound.check_url, _blob_endpoint(text), what="its blob endpoint")
+        return text
+
+    def clean_endpoint_url(self):
+        url = self.cleaned_data["endpoint_url"].strip()
+        if url:
+            _check_outbound(outbound.check_url, url, what="the endpoint")
+        return url
 
     def clean_host_key_fingerprint(self):
         fingerprint = normalize_fingerprint(self.cleaned_data["host_key_fingerprint"])
@@ -237,6 +262,9 @@ class ConnectorForm(forms.Form):
         missing = [key for key in ("client_email", "private_key", "token_uri") if not info.get(key)]
         if missing:
             raise ValidationError(f"the key lacks {', '.join(missing)}")
+        token_host = _check_outbound(outbound.check_url, str(info["token_uri"]), what="its token_uri", bare=False)
+        if token_host and token_host not in GOOGLE_TOKEN_HOSTS and not outbound.in_allowed_network(token_host):
+            raise ValidationError(f"the address is not allowed: its token_uri must be Google's, not {token_host}")
         return text
 
     def clean(self) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import re
 import socket
 import stat
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -38,6 +39,7 @@ from django.core.files.storage import FileSystemStorage, Storage
 from connectors.errors import DestinationError, HostKeyNotTrusted, Problem
 from connectors.models import Connector
 from connectors.sshkeys import fingerprint_of_blob
+from exportsite import outbound
 
 if TYPE_CHECKING:
     from storages.backends.azure_storage import AzureStorage
@@ -72,6 +74,13 @@ class Destination:
         self.connector = connector
         self.options = connector.options
         self.root = connector.base_path.strip("/")
+        self._guard = ExitStack()
+
+    def hosts(self) -> list[str]:
+        """The hosts a user chose that this destination connects to, each checked by the
+        outbound address policy (exportsite/outbound.py) before any connection; none for
+        the fixed public endpoints of Amazon, Google and Microsoft."""
+        return []
 
     # The primitives --------------------------------------------------------
 
@@ -121,6 +130,10 @@ class Destination:
             exc.message = self.connector.redact(exc.message)
             raise
         except Exception as exc:  # noqa: BLE001 - every SDK has its own hierarchy
+            refused = _policy_refusal(exc)
+            if refused is not None:
+                # A host that resolved to an allowed address when opened, and to another now.
+                raise DestinationError(Problem.NOT_ALLOWED, refused.message) from None
             error = self.classify(exc)
             error.message = self.connector.redact(f"{what}: {error.message}")
             logger.info("destination %s: %s failed: %s", self.connector.id, what, error.message)
@@ -141,6 +154,8 @@ class Destination:
                     pass
 
     def __enter__(self):
+        # Every name resolution of these hosts, by any SDK, goes through the policy until exit.
+        self._guard.enter_context(outbound.guard(self.hosts()))
         return self
 
     def __exit__(self, *exc_info):
@@ -148,6 +163,35 @@ class Destination:
             self.close()
         except Exception:  # noqa: BLE001 - closing a broken connection may fail too
             pass
+        finally:
+            self._guard.close()
+
+
+def _policy_refusal(exc: BaseException) -> outbound.AddressNotAllowed | None:
+    """The policy's refusal somewhere in an SDK's chain of exceptions, if it is there."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, outbound.AddressNotAllowed):
+            return current
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+        pending += [arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)]
+        attributes = vars(current).values() if hasattr(current, "__dict__") else ()
+        pending += [value for value in attributes if isinstance(value, BaseException)]
+    return None
+
+
+def _endpoint_host(url: str, what: str, *, bare: bool = True) -> str:
+    try:
+        return outbound.check_url(url, what=what, bare=bare)
+    except outbound.HostNotFound as exc:
+        raise DestinationError(Problem.UNREACHABLE, exc.message) from None
+    except outbound.AddressNotAllowed as exc:
+        raise DestinationError(Problem.NOT_ALLOWED, exc.message) from None
 
 
 class StorageDestination(Destination):
@@ -251,6 +295,10 @@ class S3Destination(StorageDestination):
             transfer_config=_bounded_transfer_config(),
         )
 
+    def hosts(self) -> list[str]:
+        endpoint = self.options.get("endpoint_url")
+        return [_endpoint_host(endpoint, "the endpoint URL")] if endpoint else []
+
     def check(self) -> None:
         # Not HeadBucket: its answers have no body, so a bad key and a refusal both read "403".
         client = self.storage.connection.meta.client
@@ -299,6 +347,10 @@ class S3Destination(StorageDestination):
 # Google Cloud Storage --------------------------------------------------------
 
 
+# Where a service-account key may send its signed token request.
+GOOGLE_TOKEN_HOSTS = {"oauth2.googleapis.com", "accounts.google.com", "www.googleapis.com"}
+
+
 class GCSDestination(Destination):
     kind = Connector.Kind.GCS
 
@@ -308,12 +360,15 @@ class GCSDestination(Destination):
 
         key_json = connector.secret("service_account_json")
         endpoint = self.options.get("endpoint_url") or None
+        self.token_uri = ""
         if key_json:
             from google.oauth2 import service_account
 
             try:
-                credentials = service_account.Credentials.from_service_account_info(json.loads(key_json))
-            except (ValueError, KeyError) as exc:
+                info = json.loads(key_json)
+                self.token_uri = str(info.get("token_uri") or "")
+                credentials = service_account.Credentials.from_service_account_info(info)
+            except (ValueError, KeyError, AttributeError) as exc:
                 raise DestinationError(Problem.AUTH, f"the service-account key is not valid: {exc}") from None
         elif endpoint:
             from google.auth.credentials import AnonymousCredentials
@@ -330,6 +385,20 @@ class GCSDestination(Destination):
 
     def _key(self, name: str) -> str:
         return posixpath.join(self.root, name) if self.root else name
+
+    def hosts(self) -> list[str]:
+        hosts = []
+        endpoint = self.options.get("endpoint_url")
+        if endpoint:
+            hosts.append(_endpoint_host(endpoint, "the endpoint URL"))
+        if self.token_uri:
+            host = _endpoint_host(self.token_uri, "the key's token_uri", bare=False)
+            if host not in GOOGLE_TOKEN_HOSTS and not outbound.in_allowed_network(host):
+                raise DestinationError(
+                    Problem.NOT_ALLOWED, f"the address is not allowed: the key's token_uri must be Google's, not {host}"
+                )
+            hosts.append(host)
+        return hosts
 
     def check(self) -> None:
         self.bucket.reload(retry=None, timeout=self.timeout)
@@ -392,6 +461,16 @@ class GCSDestination(Destination):
 # Azure Blob Storage ------------------------------------------------------------
 
 
+def _blob_endpoint(connection_string: str) -> str:
+    """The blob endpoint an Azure connection string points the SDK at."""
+    fields = dict(part.split("=", 1) for part in connection_string.strip().strip(";").split(";") if "=" in part)
+    if fields.get("BlobEndpoint"):
+        return fields["BlobEndpoint"]
+    protocol = fields.get("DefaultEndpointsProtocol", "https")
+    suffix = fields.get("EndpointSuffix", "core.windows.net")
+    return f"{protocol}://{fields.get('AccountName', '')}.blob.{suffix}"
+
+
 class AzureDestination(StorageDestination):
     kind = Connector.Kind.AZURE_BLOB
     storage: AzureStorage
@@ -413,6 +492,7 @@ class AzureDestination(StorageDestination):
         account_key = connector.secret("account_key")
         sas_token = connector.secret("sas_token")
         endpoint = self.options.get("endpoint_url") or f"https://{account_name}.blob.core.windows.net"
+        self.endpoint = _blob_endpoint(connection_string) if connection_string else endpoint
 
         class _Storage(AzureStorage):
             def _get_service_client(self):
@@ -432,6 +512,9 @@ class AzureDestination(StorageDestination):
             upload_max_conn=2,
             timeout=120,
         )
+
+    def hosts(self) -> list[str]:
+        return [_endpoint_host(self.endpoint, "the blob endpoint")]
 
     def check(self) -> None:
         self.storage.client.get_container_properties()
@@ -550,6 +633,9 @@ class SFTPDestination(StorageDestination):
 
         self.storage = _Storage(host=self.options.get("host", ""), params=params, root_path=connector.base_path)
 
+    def hosts(self) -> list[str]:
+        return [self.options.get("host", "")]
+
     def check(self) -> None:
         folder = self.connector.base_path or "."
         try:
@@ -620,7 +706,14 @@ def open_destination(connector: Connector) -> Destination:
     except KeyError:
         raise DestinationError(Problem.CONFIG, f"{connector.get_kind_display()} is not a store") from None
     try:
-        return destination_class(connector)
+        destination = destination_class(connector)
+        for host in destination.hosts():
+            outbound.check_host(host)
+        return destination
+    except outbound.HostNotFound as exc:
+        raise DestinationError(Problem.UNREACHABLE, exc.message) from None
+    except outbound.AddressNotAllowed as exc:
+        raise DestinationError(Problem.NOT_ALLOWED, exc.message) from None
     except DestinationError as exc:
         exc.message = connector.redact(exc.message)
         raise

@@ -311,6 +311,7 @@ class Run(models.Model):
         DESTINATION_NOT_FOUND = "DESTINATION_NOT_FOUND", "The bucket, container or folder doesn't exist"
         DESTINATION_PERMISSION_DENIED = "DESTINATION_PERMISSION_DENIED", "The destination refused the write"
         DESTINATION_HOST_KEY_MISMATCH = "DESTINATION_HOST_KEY_MISMATCH", "The SFTP server's host key doesn't match"
+        DESTINATION_NOT_ALLOWED = "DESTINATION_NOT_ALLOWED", "The destination's address is not allowed"
         DESTINATION_WRITE_FAILED = "DESTINATION_WRITE_FAILED", "Writing to the destination failed"
         WORKER_LOST = "WORKER_LOST", "The worker running the export was lost"
         TIMEOUT = "TIMEOUT", "The export took longer than allowed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from importlib.util import find_spec
 from pathlib import Path
@@ -147,6 +148,19 @@ EXPORT_SETTLE_SECONDS = env_int("EXPORT_SETTLE_SECONDS", 5, minimum=0)
 EXPORT_LOOKBACK_SECONDS = env_int("EXPORT_LOOKBACK_SECONDS", 300, minimum=0)
 EXPORT_LOOKBACK_IDS = env_int("EXPORT_LOOKBACK_IDS", 10_000, minimum=0)
 EXPORT_LOOKBACK_MAX_SECONDS = env_int("EXPORT_LOOKBACK_MAX_SECONDS", 3_600, minimum=0)
+
+# The outbound address policy (exportsite/outbound.py): connectors never reach loopback,
+# private, link-local, multicast or reserved addresses, except in these networks
+# (comma-separated CIDRs). `make run` and the tests open 127.0.0.0/8 for their local
+# servers; link-local (cloud metadata) stays closed whatever is set.
+EXPORTSITE_ALLOWED_NETWORKS = env_str("EXPORTSITE_ALLOWED_NETWORKS", "")
+for _network in filter(None, (part.strip() for part in EXPORTSITE_ALLOWED_NETWORKS.split(","))):
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"EXPORTSITE_ALLOWED_NETWORKS: {_network!r} is not a network such as 10.1.0.0/16"
+        ) from None
 
 # Delivery to connectors: connection-type failures are retried this many times in all,
 # waiting EXPORT_DELIVERY_BACKOFF seconds, then twice as long, and so on.

@@ -20,6 +20,8 @@ os.environ.setdefault("EXPORT_HEARTBEAT_TIMEOUT", "4")
 os.environ.setdefault("EXPORT_REQUEUE_AFTER", "0")
 os.environ.setdefault("EXPORT_RETRY_BACKOFF", "0")
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+# The storage emulators and test servers listen on loopback (tests/security/ closes it).
+os.environ.setdefault("EXPORTSITE_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
 
 if "REDIS_URL" not in os.environ:
     from exportsite import embedded

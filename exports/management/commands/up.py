@@ -29,6 +29,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         port = int(os.environ.get("PORT", "8000"))
+        # Local servers (emulators, a test SFTP server) are what a first run connects to.
+        os.environ.setdefault("EXPORTSITE_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
         call_command("migrate", interactive=False, verbosity=0)
         call_command("seed_demo", if_missing=True, stdout=self.stdout)
         username, password = self._ensure_admin()

@@ -1,0 +1,225 @@
+"""The outbound address policy (exportsite/outbound.py): a connector aimed at our own
+network is refused before any packet leaves, in Test connection and in a run, for every
+store kind; names are checked each time an SDK resolves them."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from connectors.models import Connector
+from connectors.probe import probe
+from exports.actions import queue_run
+from exports.models import Export, Run
+from exportsite import outbound
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MARKER = "canary-7f3a9c-internal-answer"
+
+
+class Canary:
+    """A TCP server on loopback that counts connections and answers HTTP 200 with a marker."""
+
+    def __init__(self):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                conn.settimeout(2)
+                try:
+                    conn.recv(65536)
+                    body = f'{{"error": "{MARKER}"}}'.encode()
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                        + body
+                    )
+                except OSError:
+                    pass
+
+    def close(self):
+        self.server.close()
+
+
+@pytest.fixture
+def canary():
+    server = Canary()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def closed_network(settings, monkeypatch):
+    """Production's policy: no network opened, loopback included; workers inherit it."""
+    settings.EXPORTSITE_ALLOWED_NETWORKS = ""
+    monkeypatch.setenv("EXPORTSITE_ALLOWED_NETWORKS", "")
+
+
+def service_account_key(token_uri: str) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "p",
+            "private_key_id": "k",
+            "private_key": pem,
+            "client_email": "exporter@p.iam.gserviceaccount.com",
+            "token_uri": token_uri,
+        }
+    )
+
+
+def connector_to(owner, kind: str, target: str, port: int) -> Connector:
+    """A connector of `kind` aimed at `target` (an IP literal, [v6] or a name) and `port`."""
+    url = f"http://{target}:{port}"
+    if kind == "s3":
+        connector = Connector(
+            kind=Connector.Kind.S3, options={"bucket": "b", "access_key_id": "k", "endpoint_url": url}
+        )
+        connector.set_secrets({"secret_access_key": "s"})
+    elif kind == "gcs-endpoint":
+        connector = Connector(kind=Connector.Kind.GCS, options={"bucket": "b", "endpoint_url": url})
+    elif kind == "gcs-token-uri":
+        connector = Connector(kind=Connector.Kind.GCS, options={"bucket": "b"})
+        connector.set_secrets({"service_account_json": service_account_key(f"{url}/token")})
+    elif kind == "azure":
+        connector = Connector(
+            kind=Connector.Kind.AZURE_BLOB,
+            options={"container": "c", "auth": "connection_string"},
+        )
+        connector.set_secrets(
+            {"connection_string": f"DefaultEndpointsProtocol=http;AccountName=a;AccountKey=a2V5;BlobEndpoint={url}/a;"}
+        )
+    else:
+        connector = Connector(
+            kind=Connector.Kind.SFTP, options={"host": target.strip("[]"), "port": port, "username": "u"}
+        )
+        connector.set_secrets({"password": "p"})
+    connector.name = f"{kind} to {target}"
+    connector.owner = owner
+    connector.save()
+    return connector
+
+
+KINDS = ["s3", "gcs-endpoint", "gcs-token-uri", "azure", "sftp"]
+TARGETS = ["127.0.0.1", "169.254.169.254", "10.0.0.1", "[::1]", "localhost"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("target", TARGETS)
+def test_test_connection_to_our_network_is_refused_before_any_packet(users, canary, closed_network, kind, target):
+    connector = connector_to(users["owner"], kind, target, canary.port)
+    report = probe(connector)
+    failed = report.failure
+    assert failed is not None
+    assert (failed.name, failed.problem) == ("connect", "Address not allowed"), failed.detail
+    assert failed.detail.startswith("the address is not allowed: ")
+    assert MARKER not in failed.detail
+    assert canary.connections == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_run_to_our_network_fails_clearly_and_sends_nothing(
+    users, demo_database, canary, closed_network, worker, kind
+):
+    connector = connector_to(users["owner"], kind, "localhost", canary.port)
+    export = Export.objects.create(
+        name="Leak", owner=users["owner"], dataset=demo_database.datasets.get(name="profiles"), connector=connector
+    )
+    run = queue_run(export, user=users["owner"])
+    worker()
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED
+    assert run.error_code == Run.ErrorCode.DESTINATION_NOT_ALLOWED
+    assert "the address is not allowed: localhost (127.0.0.1) is loopback" in run.error_message
+    assert canary.connections == 0
+
+
+def test_with_loopback_allowed_the_canary_is_reached_and_its_answer_is_not_shown(users, canary):
+    # The control: the same connector does reach the canary when loopback is open.
+    connector = connector_to(users["owner"], "s3", "127.0.0.1", canary.port)
+    report = probe(connector)
+    assert canary.connections > 0
+    assert not report.ok
+    assert MARKER not in report.failure.detail
+
+
+def test_link_local_stays_closed_whatever_is_allowed(settings):
+    settings.EXPORTSITE_ALLOWED_NETWORKS = "0.0.0.0/0,::/0"
+    with pytest.raises(outbound.AddressNotAllowed, match=r"169\.254\.169\.254 is link-local"):
+        outbound.check_host("169.254.169.254")
+    outbound.check_host("10.0.0.1")  # opened
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://example.com", "must be an https:// URL"),
+        ("https://example.com/latest/meta-data", "must be a bare address"),
+        ("https://user:pw@example.com", "must not carry a user name or password"),
+        ("ftp://example.com", "must be an https:// URL"),
+    ],
+)
+def test_endpoints_outside_allowed_networks_are_bare_https(settings, monkeypatch, url, problem):
+    settings.EXPORTSITE_ALLOWED_NETWORKS = ""
+    monkeypatch.setattr(outbound, "_real_getaddrinfo", _resolves_to("93.184.215.14"))
+    with pytest.raises(outbound.AddressNotAllowed, match=problem):
+        outbound.check_url(url)
+    assert outbound.check_url("https://example.com:9000") == "example.com"
+
+
+def _resolves_to(*addresses):
+    answers = list(addresses)
+
+    def fake(host, port, *args, **kwargs):
+        address = answers.pop(0) if len(answers) > 1 else answers[0]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port or 0))]
+
+    return fake
+
+
+def test_a_name_that_rebinds_to_our_network_is_refused_when_the_sdk_resolves_it(settings, monkeypatch):
+    settings.EXPORTSITE_ALLOWED_NETWORKS = ""
+    monkeypatch.setattr(outbound, "_real_getaddrinfo", _resolves_to("93.184.215.14", "127.0.0.1"))
+    with outbound.guard(["rebind.example"]):  # checked now: public
+        with pytest.raises(outbound.AddressNotAllowed, match=r"rebind\.example \(127\.0\.0\.1\) is loopback"):
+            socket.getaddrinfo("rebind.example", 443)  # what an SDK does next: now internal
+    # Outside a guard, other names resolve as usual.
+    assert socket.getaddrinfo("localhost", 80)
+
+
+def test_the_connector_form_refuses_an_internal_endpoint(client, users, closed_network):
+    client.force_login(users["owner"])
+    response = client.post(
+        "/connectors/new/",
+        {
+            "kind": "s3",
+            "name": "Metadata",
+            "bucket": "bucket-one",
+            "access_key_id": "k",
+            "secret_access_key": "s",
+            "endpoint_url": "http://169.254.169.254/latest",
+        },
+    )
+    assert response.status_code == 200
+    assert "The address is not allowed: 169.254.169.254 is link-local." in response.content.decode()
+    assert not Connector.objects.filter(name="Metadata").exists()
