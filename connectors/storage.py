@@ -680,7 +680,9 @@ class HostedSFTPDestination(StorageDestination):
     def __init__(self, connector: Connector):
         super().__init__(connector)
         self.location = connector.zone() / self.root if self.root else connector.zone()
-        self.storage = FileSystemStorage(location=self.location, file_permissions_mode=0o640)
+        self.storage = FileSystemStorage(
+            location=self.location, file_permissions_mode=0o600, directory_permissions_mode=0o700
+        )
 
     def check(self) -> None:
         self.location.mkdir(parents=True, exist_ok=True)

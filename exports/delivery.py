@@ -139,6 +139,7 @@ def tnf_document(run: Run, data_folder: str, files: list[RunFile], moment: datet
         "CreatedAt": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "Format": export.file_format,
         "Compression": export.compression,
+        "SpreadsheetSafe": run.spreadsheet_safe,
         "FileCount": len(files),
         "RowCount": sum(f.rows for f in files),
         "TotalBytes": sum(f.size_bytes for f in files),

@@ -52,6 +52,17 @@ class FileSpec:
     name_stem: str  # files are f"{name_stem}-{part}.{extension}"
     csv_delimiter: str = ","
     csv_header: bool = True
+    # CSV: a text cell that starts with = + - @, a tab or a carriage return gets a ' first.
+    spreadsheet_safe: bool = False
+
+
+# A run writes at most this many part files: a million one-row files is a mistake, not
+# an export (the File step refuses it up front when it can tell).
+MAX_PARTS = 10_000
+
+
+class TooManyFiles(Exception):
+    pass
 
 
 @dataclass
@@ -176,9 +187,24 @@ def _pieces(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
         yield batch.slice(offset, TEXT_PIECE_ROWS)
 
 
+FORMULA_START = "^[=+\\-@\t\r]"
+
+
+def defuse_formulas(array: pa.Array) -> pa.Array:
+    """Text cells a spreadsheet would run as a formula, with a ' first (OWASP's advice):
+    quoting doesn't stop `=HYPERLINK(...)`, the apostrophe does."""
+    risky = pc.fill_null(pc.match_substring_regex(array, FORMULA_START), False)
+    if not pc.any(risky).as_py():
+        return array
+    return pc.if_else(risky, pc.binary_join_element_wise("'", array, ""), array)
+
+
 class _CsvWriter:
     def __init__(self, sink, schema: pa.Schema, spec: FileSpec):
         self.schema = _text_schema(schema)
+        self.safe = spec.spreadsheet_safe
+        # Only the source's text columns: timestamps become text too, but never start so.
+        self.text = {field.name for field in schema if pa.types.is_string(field.type)}
         options = pa_csv.WriteOptions(
             include_header=spec.csv_header, delimiter=spec.csv_delimiter, quoting_style="needed"
         )
@@ -186,7 +212,18 @@ class _CsvWriter:
 
     def write(self, batch: pa.RecordBatch) -> None:
         for piece in _pieces(batch):
-            self.writer.write_batch(_to_text_batch(piece, self.schema))
+            text = _to_text_batch(piece, self.schema)
+            if self.safe:
+                text = pa.RecordBatch.from_arrays(
+                    [
+                        defuse_formulas(column)
+                        if pa.types.is_string(field.type) and field.name in self.text
+                        else column
+                        for column, field in zip(text.columns, self.schema, strict=True)
+                    ],
+                    schema=self.schema,
+                )
+            self.writer.write_batch(text)
 
     def close(self) -> None:
         self.writer.close()
@@ -423,6 +460,11 @@ def write_files(
 
     def open_part() -> _PartFile:
         part = len(written) + 1
+        if part > MAX_PARTS:
+            raise TooManyFiles(
+                f"the export would write more than {MAX_PARTS:,} files of {spec.rows_per_file:,} rows: "
+                "raise its rows per file"
+            )
         return _PartFile(out_dir / f"{spec.name_stem}-{part}.{extension}", schema, spec)
 
     def close_part(part_file: _PartFile) -> None:

@@ -41,6 +41,10 @@ class Filter:
     logical_type: str
 
 
+# An export has at most this many filters, in the page and in the API.
+MAX_FILTERS = 50
+
+
 def parse_value(raw: str, logical_type: str, column: str) -> FilterValue:
     """Parse one filter value typed by a user into the column's type, or say why not."""
     text = raw.strip()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, cast
 
 from django import forms
@@ -10,6 +11,7 @@ from django.utils import timezone
 
 from connectors.models import Connector
 from exports import filters as export_filters
+from exports.engine import MAX_PARTS
 from exports.incremental import CURSOR_TYPES
 from exports.models import Dataset, Export
 from exports.notify import recipients_of
@@ -74,12 +76,19 @@ class FileStepForm(forms.ModelForm):
             "compression",
             "csv_delimiter",
             "csv_header",
+            "spreadsheet_safe",
             "rows_per_file",
             "file_template",
         ]
-        labels: ClassVar[dict[str, str]] = {"csv_header": "CSV header row", "file_template": "File name template"}
+        labels: ClassVar[dict[str, str]] = {
+            "csv_header": "CSV header row",
+            "spreadsheet_safe": "Spreadsheet-safe CSV",
+            "file_template": "File name template",
+        }
         help_texts: ClassVar[dict[str, str]] = {
             "compression": "CSV and NDJSON: none or gzip. Parquet: snappy (fastest), zstd, gzip or none.",
+            "spreadsheet_safe": "A spreadsheet runs a cell such as =HYPERLINK(...) as a formula; the ' stops it. "
+            "Programs reading the files want them off.",
             "file_template": "Tokens: %EXPORT_NAME%, %DATASET_NAME%, %DATETIME(YYYYMMdd_HHmmss)%, "
             "%EXPORT_ID%, %DELIVERY_ID%. Files are named <template>-<part>.<extension>.",
         }
@@ -88,6 +97,24 @@ class FileStepForm(forms.ModelForm):
     # (Export.clean_fields), which the admin goes through too.
     def clean_file_template(self):
         return self.cleaned_data["file_template"].strip()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["spreadsheet_safe"].required = False  # absent: automatic
+
+    def clean_spreadsheet_safe(self):
+        return self.cleaned_data.get("spreadsheet_safe") or Export.SpreadsheetSafe.AUTO
+
+    def clean_rows_per_file(self):
+        rows_per_file = self.cleaned_data["rows_per_file"]
+        dataset = self.instance.dataset if self.instance.dataset_id else None
+        estimate = dataset.estimated_rows if dataset is not None else None
+        if dataset is not None and estimate and math.ceil(estimate / rows_per_file) > MAX_PARTS:
+            raise ValidationError(
+                f"At most {MAX_PARTS:,} files per run: {dataset.qualified_name} has about {estimate:,} rows, "
+                f"so choose at least {math.ceil(estimate / MAX_PARTS):,} rows per file."
+            )
+        return rows_per_file
 
 
 class DestinationStepForm(forms.ModelForm):
@@ -268,10 +295,10 @@ class ScheduleStepForm(forms.ModelForm):
 
 
 class FilterForm(forms.Form):
-    column = forms.CharField(required=False, widget=forms.TextInput(attrs={"list": "dataset-columns"}))
+    column = forms.CharField(required=False, max_length=200, widget=forms.TextInput(attrs={"list": "dataset-columns"}))
     operator = forms.ChoiceField(choices=[("", "—"), *export_filters.OPERATORS.items()], required=False)
-    value = forms.CharField(required=False, help_text="For 'is one of': comma-separated values.")
-    value_to = forms.CharField(required=False, label="and")
+    value = forms.CharField(required=False, max_length=2000, help_text="For 'is one of': comma-separated values.")
+    value_to = forms.CharField(required=False, max_length=2000, label="and")
 
     def as_spec(self) -> dict | None:
         data = self.cleaned_data
@@ -285,7 +312,20 @@ class FilterForm(forms.Form):
         }
 
 
-FilterFormSet = forms.formset_factory(FilterForm, extra=3, max_num=50)
+MAX_FILTERS = export_filters.MAX_FILTERS
+
+
+class _FilterRows(forms.BaseFormSet):
+    default_error_messages: ClassVar[dict[str, Any]] = {
+        **forms.BaseFormSet.default_error_messages,
+        "too_many_forms": f"Filters: at most {MAX_FILTERS}.",
+    }
+
+
+# validate_max and absolute_max: a post with more rows is refused, not read (the API's cap too).
+FilterFormSet = forms.formset_factory(
+    FilterForm, formset=_FilterRows, extra=3, max_num=MAX_FILTERS, validate_max=True, absolute_max=MAX_FILTERS
+)
 
 
 def clean_filters(formset, dataset: Dataset | None) -> list[dict] | None:

@@ -18,7 +18,7 @@ from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
 from exports import delivery
-from exports.engine import FileSpec, read_ahead, write_files
+from exports.engine import FileSpec, TooManyFiles, read_ahead, write_files
 from exports.filters import validate_filters
 from exports.incremental import Lookback, Window, window_for
 from exports.layout import context_for_run, render_template
@@ -151,6 +151,7 @@ def execute_run(run: Run) -> None:
             name_stem=render_template(export.file_template, context_for_run(run)),
             csv_delimiter=export.csv_delimiter,
             csv_header=export.csv_header,
+            spreadsheet_safe=run.spreadsheet_safe,
         )
         wanted = list(export.columns) or export.dataset.column_names
         lookback = None
@@ -187,6 +188,9 @@ def execute_run(run: Run) -> None:
     except SourceError as exc:
         delivery.discard(run, delivered)
         run.fail(exc.code, str(exc), peak_rss_bytes=_peak_rss_bytes())
+    except TooManyFiles as exc:
+        delivery.discard(run, delivered)
+        run.fail(Run.ErrorCode.TOO_MANY_FILES, str(exc), peak_rss_bytes=_peak_rss_bytes())
     except delivery.DeliveryFailed as exc:
         logger.info("run %s: delivery failed: %s", run.id, exc)
         run.fail(exc.code, str(exc), peak_rss_bytes=_peak_rss_bytes())

@@ -140,6 +140,14 @@ class Export(models.Model):
     compression = models.CharField(max_length=10, choices=Compression.choices, default=Compression.GZIP)
     csv_delimiter = models.CharField(max_length=1, default=",")
     csv_header = models.BooleanField(default=True)
+
+    class SpreadsheetSafe(models.TextChoices):
+        AUTO = "auto", "Automatic: on for Desktop downloads, off for connectors"
+        ON = "on", "On: text cells that start with = + - @ get a ' first"
+        OFF = "off", "Off: every cell exactly as in the source"
+
+    # CSV only: cells a spreadsheet would run as a formula are defused (docs/file-contract.md).
+    spreadsheet_safe = models.CharField(max_length=4, choices=SpreadsheetSafe.choices, default=SpreadsheetSafe.AUTO)
     rows_per_file = models.PositiveIntegerField(default=5_000_000, validators=[MinValueValidator(1)])
     connector = models.ForeignKey(
         "connectors.Connector", null=True, blank=True, on_delete=models.PROTECT, related_name="exports"
@@ -315,6 +323,7 @@ class Run(models.Model):
         DESTINATION_WRITE_FAILED = "DESTINATION_WRITE_FAILED", "Writing to the destination failed"
         WORKER_LOST = "WORKER_LOST", "The worker running the export was lost"
         TIMEOUT = "TIMEOUT", "The export took longer than allowed"
+        TOO_MANY_FILES = "TOO_MANY_FILES", "The export would write too many files"
         CANCELLED = "CANCELLED", "The export was cancelled"
         INTERNAL_ERROR = "INTERNAL_ERROR", "Internal error"
 
@@ -428,6 +437,15 @@ class Run(models.Model):
     def is_desktop(self) -> bool:
         """Its files went to the Desktop downloads storage, whatever the export says now."""
         return self.destination_kind == DESKTOP
+
+    @property
+    def spreadsheet_safe(self) -> bool:
+        """Whether this run's CSV files defuse formula-looking cells: as its export says,
+        or automatically when they are a download, which people open in spreadsheets."""
+        if self.export.file_format != Export.Format.CSV:
+            return False
+        choice = self.export.spreadsheet_safe
+        return self.is_desktop if choice == Export.SpreadsheetSafe.AUTO else choice == Export.SpreadsheetSafe.ON
 
     @property
     def is_downloadable(self) -> bool:

@@ -22,6 +22,8 @@ os.environ.setdefault("EXPORT_RETRY_BACKOFF", "0")
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
 # The storage emulators and test servers listen on loopback (tests/security/ closes it).
 os.environ.setdefault("EXPORTSITE_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+# Tests log in with Client.login, which django-axes can't see; tests/security turns it on.
+os.environ.setdefault("LOGIN_THROTTLING", "false")
 
 if "REDIS_URL" not in os.environ:
     from exportsite import embedded

@@ -11,12 +11,13 @@ from uuid import UUID
 from ninja import Field, Schema
 from pydantic import AfterValidator
 
-from exports.filters import OPERATORS
+from exports.filters import MAX_FILTERS, OPERATORS
 
 ExportTypeChoice = Literal["one_shot", "periodic_full", "incremental"]
 FileFormatChoice = Literal["csv", "ndjson", "parquet"]
 CompressionChoice = Literal["none", "gzip", "snappy", "zstd"]
 DelimiterChoice = Literal[",", ";", "\t", "|"]
+SpreadsheetSafeChoice = Literal["auto", "on", "off"]
 CadenceChoice = Literal["day", "3h", "6h", "9h", "12h"]
 # Built from the filter engine's operators so the two never drift; mypy only reads a
 # Literal written out value by value, and types this one as Any.
@@ -102,6 +103,7 @@ class ExportOut(Schema):
     Compression: CompressionChoice
     CsvDelimiter: str
     CsvHeader: bool
+    SpreadsheetSafe: SpreadsheetSafeChoice = Field(..., description="CSV: defuse formula-looking text cells")
     RowsPerFile: int
     FileTemplate: str
     ConnectorId: UUID | None = Field(..., description="null: a Desktop download")
@@ -221,7 +223,7 @@ class ExportPatch(Schema):
     Name: Text | None = Field(None, max_length=200)
     DatasetId: int | None = Field(None, ge=1, le=2**62)
     Columns: list[Text] | None = Field(None, max_length=2000, description="Empty: every column")
-    Filters: list[FilterSpec] | None = Field(None, max_length=50)
+    Filters: list[FilterSpec] | None = Field(None, max_length=MAX_FILTERS)
     ExportType: ExportTypeChoice | None = None
     FileFormat: FileFormatChoice | None = None
     Compression: CompressionChoice | None = Field(
@@ -229,6 +231,9 @@ class ExportPatch(Schema):
     )
     CsvDelimiter: DelimiterChoice | None = None
     CsvHeader: bool | None = None
+    SpreadsheetSafe: SpreadsheetSafeChoice | None = Field(
+        None, description="CSV: 'on' prefixes ' to text cells starting with = + - @; 'auto': on for Desktop only"
+    )
     RowsPerFile: int | None = Field(None, ge=1, le=2_000_000_000)
     FileTemplate: Text | None = Field(None, max_length=200)
     ConnectorId: UUID | None = Field(None, description="null or absent: a Desktop download")

@@ -134,7 +134,7 @@ def run_out(run: Run, request: HttpRequest) -> dict:
                 "SizeInBytes": f.size_bytes,
                 "Rows": f.rows,
                 "Sha256": f.sha256,
-                "Url": signed_file_url(request, run.id, f.part, now=now) if servable else None,
+                "Url": signed_file_url(run.id, f.part, now=now) if servable else None,
                 "UrlExpiresUtc": url_expiry if servable else None,
             }
             for f in run.files.all()

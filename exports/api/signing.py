@@ -11,7 +11,6 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.signing import Signer
-from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.crypto import constant_time_compare
 
@@ -22,11 +21,13 @@ def _value(run_id: UUID, part: int, expires: int) -> str:
     return f"{run_id}:{part}:{expires}"
 
 
-def signed_file_url(request: HttpRequest, run_id: UUID, part: int, *, now: float | None = None) -> str:
+def signed_file_url(run_id: UUID, part: int, *, now: float | None = None) -> str:
     expires = int((now or time.time()) + settings.API_DOWNLOAD_URL_SECONDS)
     signature = _signer.signature(_value(run_id, part, expires))
     path = reverse("api-1:api-file", kwargs={"run_id": run_id, "part": part})
-    return request.build_absolute_uri(f"{path}?expires={expires}&signature={signature}")
+    # From EXPORTSITE_SITE_URL, not the request: behind a TLS proxy the request says http://,
+    # and a signed URL is a credential that must not travel in the clear.
+    return f"{settings.SITE_URL}{path}?expires={expires}&signature={signature}"
 
 
 def check_signature(run_id: UUID, part: int, expires: int, signature: str) -> str | None:

@@ -25,6 +25,7 @@ from connectors.models import Connector
 from exports import actions
 from exports.actions import ActionRefused
 from exports.forms import (
+    MAX_FILTERS,
     DestinationStepForm,
     FileStepForm,
     FilterFormSet,
@@ -37,8 +38,6 @@ from exports.models import Export, time_zone_of
 from exports.schedule import for_export
 from exports.views.listing import launch_and_redirect, schedule_and_redirect
 from exports.views.pages import HtmxHttpRequest, export_for, refused
-
-MAX_FILTER_ROWS = 50
 
 
 def _schedule_times(form: forms.ModelForm) -> dict:
@@ -106,7 +105,7 @@ def _add_filter_row(request: HtmxHttpRequest, export: Export | None, step: Step)
         rows = int(data.get("filters-TOTAL_FORMS", 3))
     except ValueError:
         rows = 3
-    data["filters-TOTAL_FORMS"] = str(min(max(rows, 0) + 1, MAX_FILTER_ROWS))
+    data["filters-TOTAL_FORMS"] = str(min(max(rows, 0) + 1, MAX_FILTERS))
     return {"form": step.form(request, export, data), "formset": FilterFormSet(data, prefix="filters")}
 
 

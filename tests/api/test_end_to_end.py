@@ -93,7 +93,8 @@ def delivered_rows(run: dict, dataset_columns: list[dict]) -> list[tuple]:
     return normalise_rows(rows, dataset_columns, milliseconds=True)
 
 
-def test_an_incremental_export_to_s3_through_the_api_alone(live_server, users, demo_path, tmp_path, s3):
+def test_an_incremental_export_to_s3_through_the_api_alone(live_server, users, demo_path, tmp_path, s3, settings):
+    settings.SITE_URL = live_server.url  # signed URLs are built from the site's address
     # What an admin set up in the UI: a source and a connector. The rest is HTTP.
     source = tmp_path / "crm.sqlite3"
     shutil.copy(demo_path, source)

@@ -16,6 +16,7 @@ def change_form(export: Export, **changes) -> dict:
         "compression": export.compression,
         "csv_delimiter": export.csv_delimiter,
         "csv_header": "on",
+        "spreadsheet_safe": export.spreadsheet_safe,
         "rows_per_file": export.rows_per_file,
         "file_template": export.file_template,
         "folder_template": export.folder_template,
