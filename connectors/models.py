@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import uuid
 from pathlib import Path
 from typing import ClassVar
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -179,18 +180,44 @@ def zone_path(login: str) -> Path:
     return Path(settings.SFTP_ROOT) / login
 
 
+class SftpLogin(models.Model):
+    """A hosted SFTP login and the person it belongs to: one per person, unique, and never
+    deleted nor given to anyone else, so a zone (and the files left in it) can't pass to
+    another user. A user's deletion leaves the login reserved, its zone listed for admins."""
+
+    login = models.CharField(max_length=32, unique=True)
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="sftp_login"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "hosted SFTP login"
+
+    def __str__(self) -> str:
+        return self.login
+
+
 def login_for(user) -> str:
     """The SSH user name of someone's hosted SFTP zone: their user name when it is a
-    plain one, else a stable name made from their id. One zone per person."""
-    hosted = Connector.objects.filter(owner=user, kind=Connector.Kind.HOSTED_SFTP)
-    existing = next((connector.sftp_login for connector in hosted if connector.sftp_login), None)
-    if existing:
-        return existing
-    candidate = user.username.lower()
-    taken = Connector.objects.filter(kind=Connector.Kind.HOSTED_SFTP, options__login=candidate).exclude(owner=user)
-    if not _SAFE_LOGIN.match(candidate) or taken.exists():
-        candidate = f"user{user.pk}"
-    return candidate
+    plain one nobody has had, else one made from their id. One zone per person, for good."""
+    existing = SftpLogin.objects.filter(owner=user).first()
+    if existing is not None:
+        return existing.login
+    candidates = [user.username.lower()] if _SAFE_LOGIN.match(user.username.lower()) else []
+    candidates += [f"user{user.pk}", *(f"user{user.pk}-{secrets.token_hex(3)}" for _ in range(5))]
+    for candidate in candidates:
+        if SftpLogin.objects.filter(login=candidate).exists():
+            continue
+        try:
+            with transaction.atomic():
+                return SftpLogin.objects.create(login=candidate, owner=user).login
+        except IntegrityError:
+            # Taken meanwhile: the login by someone else, or this user's row by a twin request.
+            existing = SftpLogin.objects.filter(owner=user).first()
+            if existing is not None:
+                return existing.login
+    raise RuntimeError(f"no free hosted SFTP login for {user.username!r}")
 
 
 class KeyEvent(models.Model):

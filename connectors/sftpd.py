@@ -16,15 +16,20 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from connectors.models import Connector, zone_path
+from connectors.models import Connector, SftpLogin, zone_path
 from connectors.sshkeys import load_or_create_host_key
 
 logger = logging.getLogger(__name__)
 
 
 def authorized_keys_for(login: str) -> list[str]:
+    """The keys of the login's owner's hosted connectors: nobody else's, whatever their
+    connector says."""
     close_old_connections()
-    connectors = Connector.objects.filter(kind=Connector.Kind.HOSTED_SFTP, options__login=login)
+    owner = SftpLogin.objects.filter(login=login, owner__isnull=False).values_list("owner", flat=True).first()
+    if owner is None:
+        return []
+    connectors = Connector.objects.filter(kind=Connector.Kind.HOSTED_SFTP, options__login=login, owner=owner)
     return [connector.public_key for connector in connectors if connector.public_key]
 
 

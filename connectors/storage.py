@@ -24,8 +24,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import posixpath
 import re
+import shutil
 import socket
 import stat
 from collections.abc import Callable, Iterator
@@ -683,9 +685,43 @@ class HostedSFTPDestination(StorageDestination):
         self.storage = FileSystemStorage(
             location=self.location, file_permissions_mode=0o600, directory_permissions_mode=0o700
         )
+        self.used: int | None = None  # bytes in the zone, counted at the first write
 
     def check(self) -> None:
         self.location.mkdir(parents=True, exist_ok=True)
+
+    def upload(self, local_path: str, name: str) -> None:
+        self._make_room(os.path.getsize(local_path))
+        super().upload(local_path, name)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self._make_room(len(data))
+        super().write_bytes(name, data)
+
+    def _make_room(self, size: int) -> None:
+        """Refuse a write that would take the zone over its quota, or the disk below its
+        free-space floor: the zones share the disk with the app's own data."""
+        zone = self.connector.zone()
+        if self.used is None:
+            self.used = zone_usage(zone)
+        quota = settings.SFTP_ZONE_QUOTA_BYTES
+        if quota and self.used + size > quota:
+            raise DestinationError(
+                Problem.WRITE,
+                f"the SFTP zone {self.connector.sftp_login!r} is full: {self.used:,} of its {quota:,} bytes are "
+                f"used and the next file needs {size:,}; delete files from it, or ask an admin for a larger quota",
+                retryable=False,
+            )
+        zone.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(zone).free
+        if free - size < settings.SFTP_MIN_FREE_BYTES:
+            raise DestinationError(
+                Problem.WRITE,
+                f"the disk of the hosted SFTP zones is almost full ({free:,} bytes free, and the next file needs "
+                f"{size:,}): ask an admin to free space",
+                retryable=False,
+            )
+        self.used += size
 
     def classify(self, exc: Exception) -> DestinationError:
         if isinstance(exc, FileNotFoundError):
@@ -695,6 +731,18 @@ class HostedSFTPDestination(StorageDestination):
         if isinstance(exc, OSError):
             return DestinationError(Problem.WRITE, f"writing to the SFTP zone failed: {exc}")
         return super().classify(exc)
+
+
+def zone_usage(zone) -> int:
+    """Bytes of the files in a hosted SFTP zone (symbolic links are not followed)."""
+    total = 0
+    for folder, _, names in os.walk(zone):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except FileNotFoundError:
+                pass  # removed while we counted
+    return total
 
 
 DESTINATIONS: dict[str, type[Destination]] = {

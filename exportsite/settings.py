@@ -193,6 +193,10 @@ SFTPD_BIND = env_str("EXPORTSITE_SFTPD_BIND", "127.0.0.1")
 SFTPD_PORT = env_int("EXPORTSITE_SFTPD_PORT", 2222, minimum=1)
 SFTPD_PUBLIC_HOST = env_str("EXPORTSITE_SFTPD_PUBLIC_HOST", "127.0.0.1")
 SFTPD_HOST_KEY_FILE = Path(env_str("EXPORTSITE_SFTPD_HOST_KEY_FILE", str(DATA_DIR / "sftpd_host_key")))
+# Each zone holds at most SFTP_ZONE_QUOTA_BYTES, and a delivery never leaves less than
+# SFTP_MIN_FREE_BYTES free on the zones' disk (which the app's own data may share).
+SFTP_ZONE_QUOTA_BYTES = env_int("EXPORTSITE_SFTP_ZONE_QUOTA_BYTES", 10 * 1024**3, minimum=0)
+SFTP_MIN_FREE_BYTES = env_int("EXPORTSITE_SFTP_MIN_FREE_BYTES", 1024**3, minimum=0)
 
 # Desktop downloads live in the "exports" storage: local disk by default.
 STORAGES = {

@@ -3,12 +3,19 @@ server and queue, so a leftover worker elsewhere can never steal a test's jobs."
 
 import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
 _base = Path(__file__).resolve().parent.parent
 os.environ.setdefault("EXPORTSITE_DATA_DIR", str(_base / "var" / "test"))
 os.environ.setdefault("EXPORTSITE_QUEUE", f"exports-test-{uuid.uuid4().hex[:8]}")
+# Hosted SFTP zones of this session only (its workers and sftpd inherit the variable):
+# zones left by an earlier session would hold its logins (connectors.SftpLogin).
+if "EXPORTSITE_SFTP_ROOT" not in os.environ:
+    os.environ["EXPORTSITE_SFTP_ROOT"] = tempfile.mkdtemp(prefix="exportsite-sftp-")
+    atexit.register(shutil.rmtree, os.environ["EXPORTSITE_SFTP_ROOT"], ignore_errors=True)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 # Deliveries retry once, at once: tests of a stopped server stay fast.
 os.environ.setdefault("EXPORT_DELIVERY_ATTEMPTS", "2")

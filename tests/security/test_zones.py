@@ -1,0 +1,129 @@
+"""Hosted SFTP zones: a login is one person's for good (no collision, no reuse), only
+its owner's keys open it, and a zone has a quota and a free-disk floor."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from connectors.models import Connector, SftpLogin, login_for
+from connectors.sftpd import authorized_keys_for
+from exports.actions import queue_run
+from exports.models import Export, Run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+User = get_user_model()
+
+
+def hosted(owner) -> Connector:
+    connector = Connector(
+        name=f"Zone of {owner.username}",
+        kind=Connector.Kind.HOSTED_SFTP,
+        owner=owner,
+        options={"login": login_for(owner)},
+    )
+    connector.new_key_pair()
+    connector.save()
+    return connector
+
+
+@pytest.mark.parametrize("impostor_first", [True, False])
+def test_a_user_named_like_another_users_fallback_login_never_shares_its_zone(impostor_first):
+    unsafe = User.objects.create_user("Ünsafe Name", password="x")  # falls back to user<pk>
+    impostor = User.objects.create_user(f"user{unsafe.pk}", password="x")
+    order = [impostor, unsafe] if impostor_first else [unsafe, impostor]
+    logins = {user.username: login_for(user) for user in order}
+    assert logins[unsafe.username] != logins[impostor.username]
+    assert SftpLogin.objects.filter(owner__in=order).values("login").distinct().count() == 2
+    # Asked again, each keeps their own.
+    assert login_for(unsafe) == logins[unsafe.username]
+
+
+def test_two_concurrent_creations_get_two_logins():
+    users = [User.objects.create_user(name, password="x") for name in ("Zed", "zed")]
+    results, barrier = {}, threading.Barrier(2)
+
+    def create(user):
+        barrier.wait()
+        try:
+            results[user.username] = login_for(user)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=create, args=(user,)) for user in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(results) == 2
+    assert results["Zed"] != results["zed"]
+
+
+def test_a_deleted_connectors_login_is_never_given_to_someone_else(tmp_path):
+    alice = User.objects.create_user("alice", password="x")
+    connector = hosted(alice)
+    assert connector.sftp_login == "alice"
+    connector.zone().mkdir(parents=True, exist_ok=True)
+    (connector.zone() / "left-behind.csv").write_text("secret,rows\n")
+    connector.delete()
+    alice.delete()
+    newcomer = User.objects.create_user("Alice", password="x")
+    assert login_for(newcomer) != "alice"
+    assert SftpLogin.objects.get(login="alice").owner is None  # reserved, listed in the admin
+
+
+def test_only_the_owners_keys_open_a_zone():
+    owner = User.objects.create_user("olga", password="x")
+    mine = hosted(owner)
+    intruder = User.objects.create_user("ivan", password="x")
+    forged = hosted(intruder)
+    forged.options = {**forged.options, "login": mine.sftp_login}  # written into the database somehow
+    forged.save()
+    assert authorized_keys_for(mine.sftp_login) == [mine.public_key]
+
+
+def files_in(connector) -> set:
+    zone = connector.zone()
+    return {path for path in zone.rglob("*") if path.is_file()} if zone.exists() else set()
+
+
+def deliver(users, demo_database, worker) -> tuple[Run, Connector, set]:
+    connector = hosted(users["owner"])
+    before = files_in(connector)  # other tests' deliveries may share the folder of zones
+    export = Export.objects.create(
+        name="Into the zone",
+        owner=users["owner"],
+        dataset=demo_database.datasets.get(name="interactions"),
+        connector=connector,
+        compression=Export.Compression.NONE,
+    )
+    run = queue_run(export, user=users["owner"])
+    worker()
+    run.refresh_from_db()
+    return run, connector, before
+
+
+def test_a_delivery_over_the_zones_quota_fails_clearly_and_leaves_nothing(users, demo_database, worker, monkeypatch):
+    monkeypatch.setenv("EXPORTSITE_SFTP_ZONE_QUOTA_BYTES", "20000")
+    run, connector, before = deliver(users, demo_database, worker)
+    assert run.status == Run.Status.FAILED
+    assert run.error_code == Run.ErrorCode.DESTINATION_WRITE_FAILED
+    assert re.search(
+        rf"the SFTP zone {connector.sftp_login!r} is full: [\d,]+ of its 20,000 bytes are used and the next file "
+        r"needs [\d,]+; delete files from it",
+        run.error_message,
+    ), run.error_message
+    assert run.tnf_path == ""
+    assert files_in(connector) == before  # no part, and no TNF
+
+
+def test_a_delivery_that_would_fill_the_disk_fails_clearly(users, demo_database, worker, monkeypatch):
+    monkeypatch.setenv("EXPORTSITE_SFTP_MIN_FREE_BYTES", str(10**18))
+    run, connector, before = deliver(users, demo_database, worker)
+    assert run.status == Run.Status.FAILED
+    assert "the disk of the hosted SFTP zones is almost full" in run.error_message
+    assert files_in(connector) == before
