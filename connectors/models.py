@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from connectors.sshkeys import generate_key_pair
 from exportsite.crypto import EncryptedTextField
+from exportsite.redaction import redact
 
 _SAFE_LOGIN = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
 
@@ -76,12 +77,9 @@ class Connector(models.Model):
         self.secrets = json.dumps(kept)
 
     def redact(self, text: str) -> str:
-        """Remove any secret of this connector from a message (SDKs sometimes echo input)."""
-        for value in self.secret_values().values():
-            for fragment in {value, value.strip()}:
-                if len(fragment) >= 4:
-                    text = text.replace(fragment, "[secret]")
-        return text
+        """Remove any secret of this connector, in any form it can take, from a message
+        (SDKs sometimes echo their input): exportsite/redaction.py."""
+        return redact(text, self.secret_values().values())
 
     # Descriptions ----------------------------------------------------------
 

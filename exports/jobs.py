@@ -25,6 +25,7 @@ from exports.layout import context_for_run, render_template
 from exports.models import Export, IncrementalMemory, Run
 from exports.notify import notify_run
 from exports.sources import SourceError, open_reader
+from exportsite.redaction import redact, url_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,14 @@ def run_export(run_id: str) -> str:
     run.refresh_from_db()
     notify_run(run)
     return run.status
+
+
+def _redacted(text: str, export: Export) -> str:
+    """A message without the source's password or the connector's secrets, in any form."""
+    secrets = url_secrets(export.dataset.database.url)
+    if export.connector is not None:
+        secrets += list(export.connector.secret_values().values())
+    return redact(text, secrets)
 
 
 def _through(lookback: Lookback, batches, wanted: list[str]):
@@ -187,7 +196,7 @@ def execute_run(run: Run) -> None:
         delivery.discard(run, delivered, tnf)
     except SourceError as exc:
         delivery.discard(run, delivered)
-        run.fail(exc.code, str(exc), peak_rss_bytes=_peak_rss_bytes())
+        run.fail(exc.code, _redacted(str(exc), export), peak_rss_bytes=_peak_rss_bytes())
     except TooManyFiles as exc:
         delivery.discard(run, delivered)
         run.fail(Run.ErrorCode.TOO_MANY_FILES, str(exc), peak_rss_bytes=_peak_rss_bytes())
@@ -203,6 +212,6 @@ def execute_run(run: Run) -> None:
     except Exception as exc:
         logger.exception("run %s failed", run.id)
         delivery.discard(run, delivered)
-        run.fail(Run.ErrorCode.INTERNAL_ERROR, f"unexpected error: {type(exc).__name__}: {exc}")
+        run.fail(Run.ErrorCode.INTERNAL_ERROR, _redacted(f"unexpected error: {type(exc).__name__}: {exc}", export))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)

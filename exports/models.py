@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from exports.layout import COMPRESSIONS_BY_FORMAT, validate_file_template, validate_folder_template
 from exportsite.crypto import EncryptedTextField
+from exportsite.redaction import redact, url_secrets
 
 
 class Database(models.Model):
@@ -729,9 +730,11 @@ def refresh_datasets(database: Database) -> list[Dataset]:
     try:
         discovered = sources.discover(database.url)
     except sources.SourceError as exc:
-        database.refresh_error = str(exc)
+        # A driver may quote the URL it was given: never its password.
+        message = redact(str(exc), url_secrets(database.url))
+        database.refresh_error = message
         database.save(update_fields=["refresh_error"])
-        raise
+        raise type(exc)(message) from None
     known = {(d.schema_name, d.name): d for d in database.datasets.all()}
     seen = []
     problems = [f"{found.name}: {found.error}" for found in discovered if found.error]
