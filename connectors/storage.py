@@ -157,7 +157,12 @@ class Destination:
 
     def __enter__(self):
         # Every name resolution of these hosts, by any SDK, goes through the policy until exit.
-        self._guard.enter_context(outbound.guard(self.hosts()))
+        try:
+            self._guard.enter_context(outbound.guard(self.hosts()))
+        except outbound.HostNotFound as exc:
+            raise DestinationError(Problem.UNREACHABLE, exc.message) from None
+        except outbound.AddressNotAllowed as exc:
+            raise DestinationError(Problem.NOT_ALLOWED, exc.message) from None
         return self
 
     def __exit__(self, *exc_info):
@@ -382,6 +387,8 @@ class GCSDestination(Destination):
         self.client = gcs.Client(
             project=self.options.get("project") or None, credentials=credentials, client_options=client_options
         )
+        # A redirect could lead anywhere, past the outbound policy: none are followed.
+        self.client._http.max_redirects = 0
         self.bucket = self.client.bucket(self.options["bucket"])
         self.timeout = (settings.DESTINATION_CONNECT_TIMEOUT, 120)
 
@@ -464,13 +471,20 @@ class GCSDestination(Destination):
 
 
 def _blob_endpoint(connection_string: str) -> str:
-    """The blob endpoint an Azure connection string points the SDK at."""
-    fields = dict(part.split("=", 1) for part in connection_string.strip().strip(";").split(";") if "=" in part)
-    if fields.get("BlobEndpoint"):
-        return fields["BlobEndpoint"]
-    protocol = fields.get("DefaultEndpointsProtocol", "https")
-    suffix = fields.get("EndpointSuffix", "core.windows.net")
-    return f"{protocol}://{fields.get('AccountName', '')}.blob.{suffix}"
+    """The blob endpoint an Azure connection string points the SDK at, read as the SDK
+    reads it: keys in any case, the last of a repeated key winning, development storage."""
+    fields: dict[str, str] = {}
+    for part in connection_string.strip().split(";"):
+        name, separator, value = part.partition("=")
+        if separator:
+            fields[name.strip().lower()] = value.strip()
+    if fields.get("usedevelopmentstorage", "").lower() == "true":
+        return "http://127.0.0.1:10000/devstoreaccount1"
+    if fields.get("blobendpoint"):
+        return fields["blobendpoint"]
+    protocol = fields.get("defaultendpointsprotocol", "https")
+    suffix = fields.get("endpointsuffix", "core.windows.net")
+    return f"{protocol}://{fields.get('accountname', '')}.blob.{suffix}"
 
 
 class AzureDestination(StorageDestination):
@@ -487,6 +501,7 @@ class AzureDestination(StorageDestination):
             "max_single_put_size": 4 * 1024 * 1024,
             "max_block_size": 4 * 1024 * 1024,
             "retry_total": 0,  # its first retry waits 15 s; delivery retries with its own backoff
+            "permit_redirects": False,  # a redirect could lead past the outbound policy
             "connection_timeout": settings.DESTINATION_CONNECT_TIMEOUT,
         }
         connection_string = connector.secret("connection_string")

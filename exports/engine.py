@@ -199,12 +199,18 @@ def defuse_formulas(array: pa.Array) -> pa.Array:
     return pc.if_else(risky, pc.binary_join_element_wise("'", array, ""), array)
 
 
+def _is_text(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+
+
 class _CsvWriter:
     def __init__(self, sink, schema: pa.Schema, spec: FileSpec):
         self.schema = _text_schema(schema)
         self.safe = spec.spreadsheet_safe
         # Only the source's text columns: timestamps become text too, but never start so.
-        self.text = {field.name for field in schema if pa.types.is_string(field.type)}
+        self.text = {field.name for field in schema if _is_text(field.type)}
         options = pa_csv.WriteOptions(
             include_header=spec.csv_header, delimiter=spec.csv_delimiter, quoting_style="needed"
         )

@@ -21,6 +21,7 @@ answered is in them.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import threading
 from collections import Counter
@@ -121,11 +122,34 @@ def resolve(host: str, port: int | str | None = None) -> list[tuple]:
     return found
 
 
+_HOST_NAME = re.compile(
+    r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$"
+)
+
+
+def canonical(host: str) -> str:
+    """A host as resolvers and HTTP libraries see it: lower case, no trailing dot, an
+    internationalised name in its ASCII (punycode) form; AddressNotAllowed for anything
+    that isn't a host name or an IP address (a backslash, a space, an @...)."""
+    name = host.strip().strip("[]").rstrip(".")
+    try:
+        return str(_address(name))
+    except ValueError:
+        pass
+    try:
+        name = name.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise AddressNotAllowed(f"the address is not allowed: {host!r} is not a host name") from None
+    if not _HOST_NAME.match(name):
+        raise AddressNotAllowed(f"the address is not allowed: {host!r} is not a host name")
+    return name
+
+
 def check_host(host: str, port: int | None = None) -> None:
     """Resolve `host` and refuse it unless every address is allowed."""
     if not host:
         raise AddressNotAllowed("the address is not allowed: no host is set")
-    resolve(host, port)
+    resolve(canonical(host), port)
 
 
 def in_allowed_network(host: str) -> bool:
@@ -152,6 +176,8 @@ def check_url(url: str, *, what: str = "the endpoint", https_only: bool = True, 
         port = parts.port
     except ValueError:
         raise AddressNotAllowed(f"the address is not allowed: {what} is not a valid URL") from None
+    if "\\" in url or any(char.isspace() for char in url.strip()):
+        raise AddressNotAllowed(f"the address is not allowed: {what} is not a valid URL")
     host = parts.hostname or ""
     if parts.scheme not in {"http", "https"} or not host:
         raise AddressNotAllowed(f"the address is not allowed: {what} must be an https:// URL")
@@ -171,12 +197,21 @@ def check_url(url: str, *, what: str = "the endpoint", https_only: bool = True, 
 # --- Guarding connections ---------------------------------------------------------------
 
 _guarded: Counter[str] = Counter()
+
+
+def _guard_key(name: str) -> str:
+    try:
+        return canonical(name)
+    except AddressNotAllowed:
+        return name
+
+
 _lock = threading.Lock()
 
 
 def _policed_getaddrinfo(host, port, *args, **kwargs):
     name = host.decode() if isinstance(host, bytes) else host
-    if name is not None and _guarded and name.strip("[]").lower() in _guarded:
+    if name is not None and _guarded and _guard_key(name) in _guarded:
         found = _real_getaddrinfo(host, port, *args, **kwargs)
         for *_, sockaddr in found:
             check_address(str(sockaddr[0]), name)
@@ -192,7 +227,7 @@ def install() -> None:
 @contextmanager
 def guard(hosts: Iterable[str]) -> Iterator[None]:
     """Check `hosts` now, and every time an SDK resolves one of them until the block ends."""
-    names = [host.strip("[]").lower() for host in hosts if host]
+    names = [canonical(host) for host in hosts if host]
     for name in names:
         check_host(name)
     install()

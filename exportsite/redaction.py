@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 MASK = "[secret]"
-SHORTEST = 6  # shorter fragments would mask ordinary words
+SHORTEST = 4  # shorter fragments would mask ordinary words
 
 
 def _parts(value: str) -> list[str]:

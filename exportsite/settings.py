@@ -21,7 +21,8 @@ DATA_DIR = Path(env_str("EXPORTSITE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 # this user may read it. Files every process of the product creates are 0600, folders 0700.
 os.umask(0o077)
 DATA_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
-DATA_DIR.chmod(0o700)
+if DATA_DIR.stat().st_uid == os.getuid():  # a folder someone else gave us keeps its mode
+    DATA_DIR.chmod(0o700)
 
 SECRET_KEY = env_secret("SECRET_KEY", fallback_file=DATA_DIR / "secret_key")
 # Secrets stored in the database (source URLs, connector credentials) are encrypted with

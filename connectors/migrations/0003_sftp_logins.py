@@ -11,29 +11,29 @@ from django.db import migrations, models
 def reserve_logins(apps, schema_editor):
     """Every login in use gets its row, owned by the first owner who used it; a connector
     of another owner that shared it moves to a login of its own (a zone is one person's).
-    Zone folders with no connector left are reserved too: their files are someone's."""
+    A login an owner used besides their first, and zone folders with no connector left,
+    are reserved with no owner: their files are someone's, and admins see them."""
     Connector = apps.get_model("connectors", "Connector")
     SftpLogin = apps.get_model("connectors", "SftpLogin")
-    owners = {}
     for connector in Connector.objects.filter(kind="hosted_sftp").order_by("created_at"):
         login = connector.options.get("login", "")
         if not login:
             continue
-        if login not in owners:
-            taken = SftpLogin.objects.filter(owner_id=connector.owner_id).first()
-            if taken is None:
-                SftpLogin.objects.create(login=login, owner_id=connector.owner_id)
-                owners[login] = connector.owner_id
-                continue
-            owners.setdefault(taken.login, connector.owner_id)
-        if owners.get(login) != connector.owner_id:
-            mine = SftpLogin.objects.filter(owner_id=connector.owner_id).first()
-            if mine is None:
-                mine = SftpLogin.objects.create(
-                    login=f"user{connector.owner_id}-{secrets.token_hex(3)}", owner_id=connector.owner_id
-                )
-            connector.options = {**connector.options, "login": mine.login}
-            connector.save(update_fields=["options"])
+        row = SftpLogin.objects.filter(login=login).first()
+        mine = SftpLogin.objects.filter(owner_id=connector.owner_id).first()
+        if row is None and mine is None:
+            SftpLogin.objects.create(login=login, owner_id=connector.owner_id)
+            continue
+        if row is not None and row.owner_id == connector.owner_id:
+            continue
+        if row is None:
+            SftpLogin.objects.create(login=login)  # the owner's second login: kept, reserved
+        if mine is None:
+            mine = SftpLogin.objects.create(
+                login=f"user{connector.owner_id}-{secrets.token_hex(3)}", owner_id=connector.owner_id
+            )
+        connector.options = {**connector.options, "login": mine.login}
+        connector.save(update_fields=["options"])
     root = settings.SFTP_ROOT
     if root.is_dir():
         for zone in root.iterdir():

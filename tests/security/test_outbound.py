@@ -223,3 +223,54 @@ def test_the_connector_form_refuses_an_internal_endpoint(client, users, closed_n
     assert response.status_code == 200
     assert "The address is not allowed: 169.254.169.254 is link-local." in response.content.decode()
     assert not Connector.objects.filter(name="Metadata").exists()
+
+
+@pytest.mark.parametrize(
+    "connection",
+    [
+        "AccountName=a;AccountKey=a2V5;blobendpoint=http://10.0.0.5/a",  # keys in any case
+        "BlobEndpoint=https://example.com;BlobEndpoint=http://10.0.0.5/a;AccountName=a;AccountKey=a2V5",  # last wins
+        "UseDevelopmentStorage=true;AccountName=a",  # the SDK goes to 127.0.0.1:10000
+    ],
+)
+def test_an_azure_connection_string_is_read_as_the_sdk_reads_it(users, closed_network, connection):
+    connector = Connector(kind=Connector.Kind.AZURE_BLOB, name="Blob", owner=users["owner"], options={"container": "c"})
+    connector.set_secrets({"connection_string": connection})
+    connector.save()
+    failed = probe(connector).failure
+    assert failed.problem == "Address not allowed", failed.detail
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://10.0.0.5\\x.example.com", "is not a valid URL"),
+        ("https://exa mple.com", "is not a valid URL"),
+    ],
+)
+def test_urls_an_http_library_would_read_differently_are_refused(closed_network, url, problem):
+    with pytest.raises(outbound.AddressNotAllowed, match=problem):
+        outbound.check_url(url)
+
+
+def test_host_names_are_compared_as_resolvers_see_them():
+    assert outbound.canonical("Bücher.Example.") == "xn--bcher-kva.example"
+    assert outbound.canonical("[::1]") == "::1"
+    assert outbound.canonical("::ffff:127.0.0.1") == "127.0.0.1"
+    with pytest.raises(outbound.AddressNotAllowed, match="is not a host name"):
+        outbound.canonical("evil.com@10.0.0.5")
+
+
+def test_a_name_that_stops_resolving_between_the_check_and_the_connection_is_unreachable(users, monkeypatch):
+    connector = connector_to(users["owner"], "sftp", "files.example", 22)
+    answers = iter([[(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 22))]])
+
+    def flaky(host, port, *args, **kwargs):
+        try:
+            return next(answers)
+        except StopIteration:
+            raise socket.gaierror(socket.EAI_NONAME, "gone") from None
+
+    monkeypatch.setattr(outbound, "_real_getaddrinfo", flaky)
+    failed = probe(connector).failure
+    assert (failed.problem, failed.detail) == ("Unreachable host", "the host name files.example can't be resolved")
