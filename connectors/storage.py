@@ -133,6 +133,8 @@ class Destination:
             raise
         except Exception as exc:  # noqa: BLE001 - every SDK has its own hierarchy
             refused = _policy_refusal(exc)
+            if isinstance(refused, outbound.HostNotFound):
+                raise DestinationError(Problem.UNREACHABLE, refused.message) from None
             if refused is not None:
                 # A host that resolved to an allowed address when opened, and to another now.
                 raise DestinationError(Problem.NOT_ALLOWED, refused.message) from None
@@ -174,8 +176,9 @@ class Destination:
             self._guard.close()
 
 
-def _policy_refusal(exc: BaseException) -> outbound.AddressNotAllowed | None:
-    """The policy's refusal somewhere in an SDK's chain of exceptions, if it is there."""
+def _policy_refusal(exc: BaseException) -> outbound.AddressNotAllowed | outbound.HostNotFound | None:
+    """The policy's verdict (refused, or not found) somewhere in an SDK's chain of
+    exceptions, if it is there."""
     seen: set[int] = set()
     pending: list[BaseException] = [exc]
     while pending:
@@ -183,7 +186,7 @@ def _policy_refusal(exc: BaseException) -> outbound.AddressNotAllowed | None:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, outbound.AddressNotAllowed):
+        if isinstance(current, outbound.AddressNotAllowed | outbound.HostNotFound):
             return current
         pending += [e for e in (current.__cause__, current.__context__) if e is not None]
         pending += [arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)]
@@ -770,15 +773,9 @@ def open_destination(connector: Connector) -> Destination:
         destination_class = DESTINATIONS[connector.kind]
     except KeyError:
         raise DestinationError(Problem.CONFIG, f"{connector.get_kind_display()} is not a store") from None
+    # Its hosts are checked by the outbound address policy when it is entered (`with`).
     try:
-        destination = destination_class(connector)
-        for host in destination.hosts():
-            outbound.check_host(host)
-        return destination
-    except outbound.HostNotFound as exc:
-        raise DestinationError(Problem.UNREACHABLE, exc.message) from None
-    except outbound.AddressNotAllowed as exc:
-        raise DestinationError(Problem.NOT_ALLOWED, exc.message) from None
+        return destination_class(connector)
     except DestinationError as exc:
         exc.message = connector.redact(exc.message)
         raise

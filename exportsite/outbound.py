@@ -212,7 +212,10 @@ _lock = threading.Lock()
 def _policed_getaddrinfo(host, port, *args, **kwargs):
     name = host.decode() if isinstance(host, bytes) else host
     if name is not None and _guarded and _guard_key(name) in _guarded:
-        found = _real_getaddrinfo(host, port, *args, **kwargs)
+        try:
+            found = _real_getaddrinfo(host, port, *args, **kwargs)
+        except OSError:
+            raise HostNotFound(name) from None
         for *_, sockaddr in found:
             check_address(str(sockaddr[0]), name)
         return found

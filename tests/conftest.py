@@ -82,6 +82,16 @@ def demo_database(db, demo_path) -> Database:
     return database
 
 
+@pytest.fixture
+def interactions(demo_database):
+    return demo_database.datasets.get(name="interactions")
+
+
+@pytest.fixture
+def profiles(demo_database):
+    return demo_database.datasets.get(name="profiles")
+
+
 def _test_database_url() -> str:
     """The URL of the database this test runs on, for worker subprocesses."""
     config = connection.settings_dict

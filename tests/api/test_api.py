@@ -23,16 +23,6 @@ from tests.conftest import run_worker
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def interactions(demo_database):
-    return demo_database.datasets.get(name="interactions")
-
-
-@pytest.fixture
-def profiles(demo_database):
-    return demo_database.datasets.get(name="profiles")
-
-
 def draft(owner, dataset, **fields) -> Export:
     return Export.objects.create(name=fields.pop("name", "A draft"), owner=owner, dataset=dataset, **fields)
 

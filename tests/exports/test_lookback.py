@@ -47,16 +47,6 @@ def entry(clock, high, blocking):
     return {"clock": clock.isoformat(), "high": high, "blocking": blocking}
 
 
-@pytest.fixture
-def interactions(demo_database):
-    return demo_database.datasets.get(name="interactions")
-
-
-@pytest.fixture
-def profiles(demo_database):
-    return demo_database.datasets.get(name="profiles")
-
-
 def test_a_timestamp_lookback_reaches_back_past_the_oldest_open_transaction(interactions, settings):
     settings.EXPORT_LOOKBACK_SECONDS = 300
     export = incremental(interactions, "occurred_at", "2026-11-23T11:00:00+00:00")
