@@ -11,6 +11,7 @@ import json
 import re
 import secrets
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar
 
@@ -238,3 +239,42 @@ class KeyEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} by {self.user} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class ConnectionTest(models.Model):
+    """One press of Test connection: queued in the web request, run by a worker within
+    CONNECTION_TEST_SECONDS of the press, its steps read back by the page that polls it."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="tests")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    ok = models.BooleanField(null=True, blank=True)
+    # [{"name": "connect", "ok": true, "detail": "...", "problem": ""}, ...]
+    steps = models.JSONField(default=list, blank=True)
+    unconfirmed_host_key = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"test of {self.connector_id} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("connectors-test-result", args=[self.connector_id, self.id])
+
+    @property
+    def deadline(self):
+        return self.created_at + timedelta(seconds=settings.CONNECTION_TEST_SECONDS)
+
+    @property
+    def pending(self) -> bool:
+        return self.state != self.State.DONE

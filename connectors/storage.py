@@ -21,6 +21,7 @@ in blocks, SFTP in 32 KB writes; none reads a file whole into memory.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -108,7 +109,9 @@ class Destination:
         raise NotImplementedError
 
     def classify(self, exc: Exception) -> DestinationError:
-        return DestinationError(Problem.WRITE, f"{type(exc).__name__}: {exc}")
+        """The fixed message for the kind of problem `exc` is. Never the SDK's text: it
+        may quote what the remote end answered (`call` logs it instead)."""
+        return DestinationError(Problem.WRITE, f"unexpected error ({type(exc).__name__})")
 
     def close(self) -> None:
         pass
@@ -140,7 +143,14 @@ class Destination:
                 raise DestinationError(Problem.NOT_ALLOWED, refused.message) from None
             error = self.classify(exc)
             error.message = self.connector.redact(f"{what}: {error.message}")
-            logger.info("destination %s: %s failed: %s", self.connector.id, what, error.message)
+            logger.info(
+                "destination %s: %s failed: %s (%s: %s)",
+                self.connector.id,
+                what,
+                error.message,
+                type(exc).__name__,
+                self.connector.redact(str(exc)),
+            )
             raise error from None
 
     def read_chunks(self, name: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
@@ -231,6 +241,39 @@ class StorageDestination(Destination):
 
     def open_read(self, name: str):
         return self.storage.open(name, "rb")
+
+
+# Error codes a store may answer with that we name to users; any other code (which a
+# server we don't know may have made up) is shown as its HTTP status only.
+KNOWN_CODES = {
+    "NoSuchBucket",
+    "ContainerNotFound",
+    "NoSuchKey",
+    "BucketNotFound",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AuthenticationFailed",
+    "InvalidToken",
+    "ExpiredToken",
+    "AuthorizationHeaderMalformed",
+    "InvalidAuthenticationInfo",
+    "AuthorizationFailure",
+    "AccessDenied",
+    "AuthorizationPermissionMismatch",
+    "AllAccessDisabled",
+    "SlowDown",
+    "InternalError",
+    "RequestTimeout",
+    "ServiceUnavailable",
+    "ServerBusy",
+    "OperationTimedOut",
+    "QuotaExceeded",
+    "AccountIsDisabled",
+}
+
+
+def _answer(status: int | None, code: str) -> str:
+    return code if code in KNOWN_CODES else f"HTTP {status}" if status else "an error"
 
 
 def _http_problem(status: int | None, code: str = "") -> Problem:
@@ -331,7 +374,7 @@ class S3Destination(StorageDestination):
 
         bucket = self.options.get("bucket")
         if isinstance(exc, ConnectionError | HTTPClientError):
-            return DestinationError(Problem.UNREACHABLE, f"can't reach the S3 endpoint: {exc}")
+            return DestinationError(Problem.UNREACHABLE, "can't reach the S3 endpoint, or it did not answer")
         if isinstance(exc, NoCredentialsError | PartialCredentialsError):
             return DestinationError(Problem.AUTH, "the access key id or secret access key is missing")
         if isinstance(exc, ClientError):
@@ -346,11 +389,11 @@ class S3Destination(StorageDestination):
         messages = {
             Problem.AUTH: "S3 refused the credentials (access key id or secret access key)",
             Problem.NOT_FOUND: f"the bucket {bucket!r} does not exist",
-            Problem.PERMISSION: f"the credentials may not write to {bucket!r} ({code or status})",
+            Problem.PERMISSION: f"the credentials may not write to {bucket!r} ({_answer(status, code)})",
         }
         retryable = (status is not None and status >= 500) or code in {"SlowDown", "InternalError", "RequestTimeout"}
         return DestinationError(
-            problem, messages.get(problem, f"S3 error {code or status}: {exc}"), retryable=retryable
+            problem, messages.get(problem, f"S3 answered {_answer(status, code)}"), retryable=retryable
         )
 
 
@@ -452,21 +495,26 @@ class GCSDestination(Destination):
 
         bucket = self.options.get("bucket")
         if isinstance(exc, requests.ConnectionError | requests.Timeout | auth_exc.TransportError):
-            return DestinationError(Problem.UNREACHABLE, f"can't reach Google Cloud Storage: {exc}")
+            return DestinationError(Problem.UNREACHABLE, "can't reach Google Cloud Storage, or it did not answer")
         if isinstance(exc, auth_exc.RefreshError | auth_exc.DefaultCredentialsError):
-            return DestinationError(Problem.AUTH, f"Google refused the service-account key: {exc}")
+            # Its text quotes the token endpoint's answer.
+            return DestinationError(Problem.AUTH, "Google refused the service-account key")
         if isinstance(exc, gexc.NotFound):
             return DestinationError(Problem.NOT_FOUND, f"the bucket {bucket!r} does not exist")
         if isinstance(exc, gexc.Unauthorized):
             return DestinationError(Problem.AUTH, "Google Cloud Storage refused the service-account key")
         if isinstance(exc, gexc.Forbidden):
             return DestinationError(Problem.PERMISSION, f"the service account may not write to {bucket!r}")
-        if isinstance(exc, gexc.ServerError | DataCorruption):
-            return DestinationError(Problem.WRITE, f"Google Cloud Storage failed: {exc}", retryable=True)
+        if isinstance(exc, DataCorruption):
+            return DestinationError(Problem.WRITE, "the upload was corrupted on its way", retryable=True)
+        if isinstance(exc, gexc.ServerError):
+            return DestinationError(Problem.WRITE, f"Google Cloud Storage answered HTTP {exc.code}", retryable=True)
         if isinstance(exc, InvalidResponse):
             status = getattr(exc.response, "status_code", None)
             problem = _http_problem(status)
-            return DestinationError(problem, f"Google Cloud Storage answered {status}", retryable=(status or 0) >= 500)
+            return DestinationError(
+                problem, f"Google Cloud Storage answered HTTP {status}", retryable=(status or 0) >= 500
+            )
         return super().classify(exc)
 
 
@@ -560,7 +608,7 @@ class AzureDestination(StorageDestination):
 
         container = self.options.get("container")
         if isinstance(exc, aexc.ServiceRequestError | aexc.ServiceResponseError):
-            return DestinationError(Problem.UNREACHABLE, f"can't reach Azure Blob Storage: {exc}")
+            return DestinationError(Problem.UNREACHABLE, "can't reach Azure Blob Storage, or it did not answer")
         if isinstance(exc, ValueError) and "connection string" in str(exc).lower():
             return DestinationError(Problem.AUTH, "the connection string is not valid")
         if isinstance(exc, aexc.HttpResponseError):
@@ -571,15 +619,18 @@ class AzureDestination(StorageDestination):
             messages = {
                 Problem.AUTH: "Azure refused the credentials (account key, SAS token or connection string)",
                 Problem.NOT_FOUND: f"the container {container!r} does not exist",
-                Problem.PERMISSION: f"the credentials may not write to {container!r} ({code or status})",
+                Problem.PERMISSION: f"the credentials may not write to {container!r} ({_answer(status, code)})",
             }
-            return DestinationError(
-                problem, messages.get(problem, f"Azure error {code or status}"), retryable=(status or 0) >= 500
-            )
+            message = messages.get(problem, f"Azure answered {_answer(status, code)}")
+            return DestinationError(problem, message, retryable=(status or 0) >= 500)
         return super().classify(exc)
 
 
 # SFTP servers --------------------------------------------------------------------
+
+
+def _errno_name(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
 
 
 def _load_private_key(text: str, passphrase: str):
@@ -679,16 +730,25 @@ class SFTPDestination(StorageDestination):
         host = self.options.get("host")
         if isinstance(exc, paramiko.AuthenticationException):
             return DestinationError(Problem.AUTH, f"{host} refused the user name, password or key")
-        if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError | socket.timeout | socket.gaierror):
-            return DestinationError(Problem.UNREACHABLE, f"can't reach {host}:{self.options.get('port', 22)}: {exc}")
         if isinstance(exc, PermissionError):
-            return DestinationError(Problem.PERMISSION, f"the server refused the write: {exc}")
+            return DestinationError(Problem.PERMISSION, "the server refused the write (permission denied)")
         if isinstance(exc, FileNotFoundError):
-            return DestinationError(Problem.NOT_FOUND, f"a folder is missing on the server: {exc}")
-        if isinstance(exc, paramiko.SSHException | EOFError | ConnectionError):
-            return DestinationError(Problem.UNREACHABLE, f"the SSH connection to {host} failed: {exc}")
+            return DestinationError(Problem.NOT_FOUND, "a folder or file is missing on the server")
+        # Refused, silent, closed, or not speaking SSH: one answer, so that Test connection
+        # can't tell a scanner which ports of a host are open.
+        if isinstance(
+            exc,
+            paramiko.ssh_exception.NoValidConnectionsError
+            | socket.timeout
+            | socket.gaierror
+            | paramiko.SSHException
+            | EOFError
+            | ConnectionError,
+        ):
+            port = self.options.get("port", 22)
+            return DestinationError(Problem.UNREACHABLE, f"can't reach {host}:{port} as an SSH server")
         if isinstance(exc, OSError):
-            return DestinationError(Problem.WRITE, f"the server failed: {exc}", retryable=True)
+            return DestinationError(Problem.WRITE, f"the server failed ({_errno_name(exc)})", retryable=True)
         return super().classify(exc)
 
 
@@ -743,11 +803,11 @@ class HostedSFTPDestination(StorageDestination):
 
     def classify(self, exc: Exception) -> DestinationError:
         if isinstance(exc, FileNotFoundError):
-            return DestinationError(Problem.NOT_FOUND, f"not in the SFTP zone: {exc}")
+            return DestinationError(Problem.NOT_FOUND, "a file or folder is missing in the SFTP zone")
         if isinstance(exc, PermissionError):
-            return DestinationError(Problem.PERMISSION, f"the SFTP zone is not writable: {exc}")
+            return DestinationError(Problem.PERMISSION, "the SFTP zone is not writable")
         if isinstance(exc, OSError):
-            return DestinationError(Problem.WRITE, f"writing to the SFTP zone failed: {exc}")
+            return DestinationError(Problem.WRITE, f"writing to the SFTP zone failed ({_errno_name(exc)})")
         return super().classify(exc)
 
 

@@ -10,9 +10,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from connectors.forms import ConnectorForm
-from connectors.models import Connector, KeyEvent
-from connectors.probe import probe
+from connectors.models import ConnectionTest, Connector, KeyEvent
+from connectors.probe import ProbeReport, current, start_test
 from connectors.sshkeys import FINGERPRINT, host_key_fingerprint, normalize_fingerprint
+from exports.actions import ActionRefused
 from exports.permissions import can_change_connector, can_create, can_download_key
 
 KINDS = [kind for kind in Connector.Kind if kind != Connector.Kind.DESKTOP]
@@ -89,13 +90,45 @@ def connectors_detail(request, connector_id):
 @login_required
 @require_POST
 def connectors_test(request, connector_id):
-    """Write, list and delete a probe object; htmx gets just the result."""
+    """Queue a test on the workers; the result page (or htmx fragment) polls it."""
     connector = _get_connector_for_user(request, connector_id, write=True)
-    report = probe(connector)
-    context = {"connector": connector, "report": report, "can_change": True}
+    try:
+        test = start_test(request.user, connector)
+    except ActionRefused as refused:
+        context = {"connector": connector, "refusal": refused.message}
+        if request.htmx:
+            return render(request, "connectors/_test_result.html", context)
+        return render(request, "connectors/test.html", context, status=refused.status)
     if request.htmx:
-        return render(request, "connectors/_test_result.html", {**context, "oob": True})
-    return render(request, "connectors/test.html", context)
+        return _test_result(request, connector, test)
+    return redirect(test)
+
+
+@login_required
+def connectors_test_result(request, connector_id, test_id):
+    """A test's steps so far; while it runs, the page asks again every second."""
+    connector = _get_connector_for_user(request, connector_id, write=True)
+    test = current(get_object_or_404(ConnectionTest, id=test_id, connector=connector))
+    if request.htmx:
+        return _test_result(request, connector, test)
+    return render(request, "connectors/test.html", _test_context(connector, test))
+
+
+def _test_context(connector: Connector, test: ConnectionTest) -> dict:
+    if not test.pending:
+        connector.refresh_from_db(fields=["last_tested_at", "last_test_ok", "last_test_message"])
+    return {
+        "connector": connector,
+        "test": test,
+        "report": ProbeReport.of(test),
+        "can_change": True,
+        "seconds": settings.CONNECTION_TEST_SECONDS,
+    }
+
+
+def _test_result(request, connector: Connector, test: ConnectionTest):
+    context = _test_context(connector, test)
+    return render(request, "connectors/_test_result.html", {**context, "oob": not test.pending})
 
 
 @login_required

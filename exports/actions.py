@@ -37,7 +37,8 @@ from exports.schedule import for_export
 logger = logging.getLogger(__name__)
 
 # The codes an action may refuse with. Permission and existence refusals map to 403 and
-# 404, invalid input to 400, every other one is a conflict with the current state (409).
+# 404, invalid input to 400, too many requests to 429; every other one is a conflict with
+# the current state (409).
 FORBIDDEN = "FORBIDDEN"
 NOT_FOUND = "NOT_FOUND"
 VALIDATION_FAILED = "VALIDATION_FAILED"
@@ -53,8 +54,9 @@ CANNOT_LAUNCH = "CANNOT_LAUNCH"
 NOT_IN_PROGRESS = "NOT_IN_PROGRESS"
 NOT_RELAUNCHABLE = "NOT_RELAUNCHABLE"
 EXPIRED = "EXPIRED"
+RATE_LIMITED = "RATE_LIMITED"
 
-_STATUS = {FORBIDDEN: 403, NOT_FOUND: 404, VALIDATION_FAILED: 400}
+_STATUS = {FORBIDDEN: 403, NOT_FOUND: 404, VALIDATION_FAILED: 400, RATE_LIMITED: 429}
 
 CHANGE_FORBIDDEN = "only the export's owner (a marketer) or an admin may do this"
 

@@ -25,7 +25,7 @@ from exports.layout import context_for_run, render_template
 from exports.models import Export, IncrementalMemory, Run
 from exports.notify import notify_run
 from exports.sources import SourceError, open_reader
-from exportsite.redaction import redact, url_secrets
+from exportsite import redaction
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ def run_export(run_id: str) -> str:
     heartbeat = _Heartbeat(run.id)
     heartbeat.start()
     try:
-        execute_run(run)
+        with redaction.scope(_secrets(run.export)):
+            execute_run(run)
     finally:
         heartbeat.stop()
     run.refresh_from_db()
@@ -93,12 +94,17 @@ def run_export(run_id: str) -> str:
     return run.status
 
 
-def _redacted(text: str, export: Export) -> str:
-    """A message without the source's password or the connector's secrets, in any form."""
-    secrets = url_secrets(export.dataset.database.url)
+def _secrets(export: Export) -> list[str]:
+    """The source's password and the connector's secrets: what a run holds."""
+    secrets = redaction.url_secrets(export.dataset.database.url)
     if export.connector is not None:
         secrets += list(export.connector.secret_values().values())
-    return redact(text, secrets)
+    return secrets
+
+
+def _redacted(text: str, export: Export) -> str:
+    """A message without the run's secrets, in any form."""
+    return redaction.redact(text, _secrets(export))
 
 
 def _through(lookback: Lookback, batches, wanted: list[str]):

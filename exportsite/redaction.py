@@ -4,13 +4,22 @@ A secret rarely comes back in the exact form it was stored in: an SDK quotes an 
 SAS without its `?`, URL-encodes a password, prints one line of a PEM key, or libpq
 repeats the connection URL it was given. `variants` lists the forms a secret can take,
 and `redact` removes them all, longest first.
+
+Messages we write are redacted where they are made. For what others write (a library's
+log line, a traceback), `scope` names the secrets a piece of work holds, and
+`RedactingFilter`, on every log handler, removes them from each record while any scope
+is open.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import Iterable
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 MASK = "[secret]"
@@ -69,3 +78,51 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     for form in forms:
         text = text.replace(form, MASK)
     return text
+
+
+# The secrets the work in this process holds now, with how many scopes hold each.
+_in_scope: Counter[str] = Counter()
+_lock = threading.Lock()
+
+
+@contextmanager
+def scope(secrets: Iterable[str]) -> Iterator[None]:
+    """While inside, no log record of this process shows `secrets` (in any form)."""
+    held = [secret for secret in secrets if secret]
+    with _lock:
+        _in_scope.update(held)
+    try:
+        yield
+    finally:
+        with _lock:
+            _in_scope.subtract(held)
+            for secret in held:
+                if _in_scope[secret] <= 0:
+                    del _in_scope[secret]
+
+
+def secrets_in_scope() -> list[str]:
+    with _lock:
+        return list(_in_scope)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a log record without the secrets in scope: its message, arguments and
+    traceback are rendered here, redacted, and nothing unredacted is left on it."""
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = secrets_in_scope()
+        if not secrets:
+            return True
+        record.msg = redact(record.getMessage(), secrets)
+        record.args = None
+        if record.exc_info:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, secrets)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, secrets)
+        return True

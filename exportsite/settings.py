@@ -180,6 +180,11 @@ EXPORT_DELIVERY_ATTEMPTS = env_int("EXPORT_DELIVERY_ATTEMPTS", 3, minimum=1)
 EXPORT_DELIVERY_BACKOFF = env_int("EXPORT_DELIVERY_BACKOFF", 2, minimum=0)
 # Seconds to wait for a destination to answer a connection.
 DESTINATION_CONNECT_TIMEOUT = env_int("DESTINATION_CONNECT_TIMEOUT", 10, minimum=1)
+# Test connection runs on a worker: its answer is due CONNECTION_TEST_SECONDS after the
+# press (a test that can't start by then is not started at all), and each user may start
+# CONNECTION_TESTS_PER_MINUTE of them a minute.
+CONNECTION_TEST_SECONDS = env_int("CONNECTION_TEST_SECONDS", 20, minimum=1)
+CONNECTION_TESTS_PER_MINUTE = env_int("CONNECTION_TESTS_PER_MINUTE", 10, minimum=1)
 
 # The HTTP API (/api/v1/): requests a token may make per minute (past it: 429 with
 # Retry-After), the largest page a list returns, and how long a signed download URL works.
@@ -302,7 +307,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # No secret a run or a connection test holds reaches a log line (exportsite/redaction.py).
+    "filters": {"redact": {"()": "exportsite.redaction.RedactingFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

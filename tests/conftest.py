@@ -102,7 +102,7 @@ def _test_database_url() -> str:
     return f"postgres://{config['USER']}{password}@{host}/{config['NAME']}"
 
 
-def start_worker_in_background(*, burst: bool = True) -> subprocess.Popen:
+def start_worker_in_background(*, burst: bool = True, stderr=subprocess.PIPE) -> subprocess.Popen:
     """A real RQ worker, left to run while the test acts on its run: in burst mode it
     stops when the queue is empty, otherwise it waits for jobs until it is stopped."""
     env = dict(os.environ, DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="tests.settings")
@@ -118,9 +118,26 @@ def start_worker_in_background(*, burst: bool = True) -> subprocess.Popen:
         cwd=BASE_DIR,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
     )
+
+
+@pytest.fixture
+def live_worker(tmp_path):
+    """A real RQ worker that waits for jobs (Test connection, runs) until the test ends;
+    its log is `process.log_path`."""
+    log_path = tmp_path / "worker.log"
+    with log_path.open("w") as log:
+        process = start_worker_in_background(burst=False, stderr=log)
+    process.log_path = log_path  # type: ignore[attr-defined]
+    yield process
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_until_running(run, timeout: float = 60) -> None:

@@ -15,6 +15,7 @@ from exports.models import Export, Run
 from tests import services
 from tests.conftest import PASSWORD
 from tests.connectors.test_delivery import check_delivery, export_to, run_once
+from tests.pages import press_test_connection
 from tests.stores import S3_BUCKET, SFTP_CLIENT_KEY, SFTP_KEY_PASSPHRASE, S3Side
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -218,7 +219,7 @@ def test_an_unpinned_sftp_server_must_be_confirmed_first(client, users, demo_dat
     assert "not trusted yet" in failed.error_message
 
     client.login(username=owner.username, password=PASSWORD)
-    page = client.post(reverse("connectors-test", args=[connector.id]), HTTP_HX_REQUEST="true")
+    page = press_test_connection(client, connector, worker)
     assert external_sftp.fingerprint.encode() in page.content
     assert b"Trust this host key" in page.content
     client.post(reverse("connectors-trust-host-key", args=[connector.id]), {"fingerprint": external_sftp.fingerprint})

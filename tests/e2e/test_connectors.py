@@ -5,20 +5,18 @@ an SFTP server's host key from the Test connection result."""
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 
 from connectors.models import Connector
 from exports.models import Run
-from tests.conftest import run_worker
 from tests.e2e.conftest import log_in
 from tests.stores import S3_BUCKET, SFTP_PASSWORD, SFTP_USER
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_marketer_delivers_an_export_to_s3(page, live_server, users, demo_database, s3, tmp_path):
+def test_a_marketer_delivers_an_export_to_s3(page, live_server, live_worker, users, demo_database, s3, tmp_path):
     log_in(page, live_server.url, users["owner"].username)
     page.click("nav >> text=Connectors")
     page.click("text=New connector")
@@ -56,10 +54,7 @@ def test_a_marketer_delivers_an_export_to_s3(page, live_server, users, demo_data
     page.click("button[name=launch]")
     page.wait_for_url("**/runs/**")
 
-    worker = threading.Thread(target=run_worker)
-    worker.start()
     page.wait_for_selector("#run-status:has-text('Succeeded')", timeout=60_000)
-    worker.join()
     run = Run.objects.get()
     tnf_path = page.locator("#run-tnf").inner_text()
     assert tnf_path == run.tnf_path
@@ -71,7 +66,7 @@ def test_a_marketer_delivers_an_export_to_s3(page, live_server, users, demo_data
     page.screenshot(path=str(tmp_path / "run-report-s3.png"), full_page=True)
 
 
-def test_an_sftp_host_key_is_confirmed_from_the_test_result(page, live_server, users, external_sftp):
+def test_an_sftp_host_key_is_confirmed_from_the_test_result(page, live_server, live_worker, users, external_sftp):
     connector = external_sftp.connector(users["owner"], pin=False)
     log_in(page, live_server.url, users["owner"].username)
     page.goto(f"{live_server.url}{connector.get_absolute_url()}")
