@@ -3,14 +3,16 @@ is removed before a message is stored in a run, shown or e-mailed."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from urllib.parse import quote
 
 import pytest
 
 from connectors.models import Connector
 from exports.models import Database, refresh_datasets
-from exportsite.redaction import MASK, redact, url_secrets
+from exportsite.redaction import MASK, RedactingFilter, redact, scope, url_secrets
 
 SAS = "?sv=2022-11-02&ss=b&srt=co&sp=rwdlac&se=2027-01-01T00:00:00Z&sig=AbCdEf%2BGhIjKlMnOp%3D"
 
@@ -86,3 +88,28 @@ def test_a_failed_refresh_never_stores_or_raises_the_sources_password(monkeypatc
     database.refresh_from_db()
     assert "Planted-Secret-9931" not in database.refresh_error
     assert "127.0.0.1:1" in database.refresh_error
+
+
+def test_a_log_record_and_its_traceback_lose_the_secrets_in_scope():
+    """What a library logs, tracebacks included, passes the handler's filter redacted."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("tests.redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    secret = "Pl4nted-log-secret"
+    try:
+        with scope([secret]):
+            try:
+                raise RuntimeError(f"could not sign in with {quote(secret)}")
+            except RuntimeError:
+                logger.exception("upload for %s failed", secret)
+        logger.warning("outside any scope: %s", "plain-text")
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert secret not in text
+    assert "upload for [secret] failed" in text
+    assert "RuntimeError: could not sign in with [secret]" in text
+    assert "outside any scope: plain-text" in text
