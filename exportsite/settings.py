@@ -203,6 +203,12 @@ SFTPD_HOST_KEY_FILE = Path(env_str("EXPORTSITE_SFTPD_HOST_KEY_FILE", str(DATA_DI
 # SFTP_MIN_FREE_BYTES free on the zones' disk (which the app's own data may share).
 SFTP_ZONE_QUOTA_BYTES = env_int("EXPORTSITE_SFTP_ZONE_QUOTA_BYTES", 10 * 1024**3, minimum=0)
 SFTP_MIN_FREE_BYTES = env_int("EXPORTSITE_SFTP_MIN_FREE_BYTES", 1024**3, minimum=0)
+# A client address that offers SFTPD_AUTH_FAILURE_LIMIT wrong keys within
+# SFTPD_AUTH_FAILURE_WINDOW seconds is turned away until the window has passed; a login
+# has at most SFTPD_MAX_SESSIONS_PER_LOGIN connections at a time.
+SFTPD_AUTH_FAILURE_LIMIT = env_int("EXPORTSITE_SFTPD_AUTH_FAILURE_LIMIT", 10, minimum=1)
+SFTPD_AUTH_FAILURE_WINDOW = env_int("EXPORTSITE_SFTPD_AUTH_FAILURE_WINDOW", 300, minimum=1)
+SFTPD_MAX_SESSIONS_PER_LOGIN = env_int("EXPORTSITE_SFTPD_MAX_SESSIONS_PER_LOGIN", 10, minimum=1)
 
 # Desktop downloads live in the "exports" storage: local disk by default.
 STORAGES = {

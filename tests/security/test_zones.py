@@ -3,9 +3,12 @@ its owner's keys open it, and a zone has a quota and a free-disk floor."""
 
 from __future__ import annotations
 
+import io
 import re
 import threading
+import time
 
+import paramiko
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -127,3 +130,82 @@ def test_a_delivery_that_would_fill_the_disk_fails_clearly(users, demo_database,
     assert run.status == Run.Status.FAILED
     assert "the disk of the hosted SFTP zones is almost full" in run.error_message
     assert files_in(connector) == before
+
+
+# The hosted SFTP server's own limits, on a server started with small ones -------------
+
+QUOTA = 64 * 1024
+
+
+@pytest.fixture
+def strict_sftpd(monkeypatch, request):
+    """sftpd with a 64 KiB zone quota, 3 wrong keys per address and 2 connections per login."""
+    monkeypatch.setenv("EXPORTSITE_SFTP_ZONE_QUOTA_BYTES", str(QUOTA))
+    monkeypatch.setenv("EXPORTSITE_SFTP_MIN_FREE_BYTES", "0")
+    monkeypatch.setenv("EXPORTSITE_SFTPD_AUTH_FAILURE_LIMIT", "3")
+    monkeypatch.setenv("EXPORTSITE_SFTPD_MAX_SESSIONS_PER_LOGIN", "2")
+    return request.getfixturevalue("sftpd")
+
+
+def sftp_session(port: int, login: str, private_key: str):
+    transport = paramiko.Transport(("127.0.0.1", port))
+    transport.connect(username=login, pkey=paramiko.Ed25519Key.from_private_key(io.StringIO(private_key)))
+    return transport, paramiko.SFTPClient.from_transport(transport)
+
+
+def list_zone(port: int, login: str, private_key: str) -> list[str]:
+    transport, sftp = sftp_session(port, login, private_key)
+    with transport:
+        return sftp.listdir("/")
+
+
+def upload(sftp, path: str, chunks: list[bytes]) -> None:
+    with sftp.open(path, "wb") as fh:
+        fh.set_pipelined(False)
+        for chunk in chunks:
+            fh.write(chunk)
+
+
+def test_an_upload_over_the_zones_quota_fails_and_the_zone_stays_within_it(users, strict_sftpd):
+    connector = hosted(users["owner"])
+    transport, sftp = sftp_session(strict_sftpd.service.port, connector.sftp_login, connector.secret("private_key"))
+    with transport:
+        with sftp.open("/first.bin", "wb") as fh:
+            fh.write(b"a" * (QUOTA // 2))
+        with pytest.raises(OSError, match="this zone is full"):
+            upload(sftp, "/second.bin", [b"b" * (QUOTA // 4)] * 4)
+        assert sftp.stat("/first.bin").st_size == QUOTA // 2
+        # What stayed of the refused upload keeps the zone within its quota.
+        assert sum(entry.st_size for entry in sftp.listdir_attr("/")) <= QUOTA
+        # Deleting makes room again.
+        sftp.remove("/first.bin")
+        with sftp.open("/third.bin", "wb") as fh:
+            fh.write(b"c" * (QUOTA // 2))
+
+
+def test_an_address_that_offers_wrong_keys_is_turned_away_even_with_the_right_one(users, strict_sftpd):
+    connector = hosted(users["owner"])
+    someone_elses = hosted(users["teammate"]).secret("private_key")
+    port = strict_sftpd.service.port
+    assert list_zone(port, connector.sftp_login, connector.secret("private_key")) is not None
+    for _ in range(3):
+        with pytest.raises(paramiko.AuthenticationException):
+            list_zone(port, connector.sftp_login, someone_elses)
+    with pytest.raises((paramiko.SSHException, EOFError, ConnectionError)):
+        list_zone(port, connector.sftp_login, connector.secret("private_key"))
+    assert "is turned away after too many failed logins" in strict_sftpd.service.output()
+
+
+def test_a_login_has_at_most_its_number_of_connections(users, strict_sftpd):
+    connector = hosted(users["owner"])
+    port, login, key = strict_sftpd.service.port, connector.sftp_login, connector.secret("private_key")
+    open_sessions = [sftp_session(port, login, key) for _ in range(2)]
+    try:
+        with pytest.raises((paramiko.SSHException, EOFError, ConnectionError)):
+            list_zone(port, login, key)
+        assert "connections already" in strict_sftpd.service.output()
+    finally:
+        for transport, _ in open_sessions:
+            transport.close()
+    time.sleep(0.5)  # the server sees the sessions end
+    assert list_zone(port, login, key) is not None
