@@ -22,6 +22,7 @@ in blocks, SFTP in 32 KB writes; none reads a file whole into memory.
 from __future__ import annotations
 
 import errno
+import fcntl
 import io
 import json
 import logging
@@ -31,8 +32,9 @@ import re
 import shutil
 import socket
 import stat
+import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -763,25 +765,49 @@ class HostedSFTPDestination(StorageDestination):
         self.storage = FileSystemStorage(
             location=self.location, file_permissions_mode=0o600, directory_permissions_mode=0o700
         )
-        self.used: int | None = None  # bytes in the zone, counted at the first write
+        # Bytes in the zone, counted again whenever another delivery wrote to it since.
+        self.used = 0
+        self.generation: str | None = None
 
     def check(self) -> None:
         self.location.mkdir(parents=True, exist_ok=True)
 
     def upload(self, local_path: str, name: str) -> None:
-        self._make_room(os.path.getsize(local_path))
-        super().upload(local_path, name)
+        with self._zone_lock():
+            self._make_room(os.path.getsize(local_path))
+            super().upload(local_path, name)
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        self._make_room(len(data))
-        super().write_bytes(name, data)
+        with self._zone_lock():
+            self._make_room(len(data))
+            super().write_bytes(name, data)
+
+    @contextmanager
+    def _zone_lock(self) -> Iterator[None]:
+        """One write into the zone at a time, across processes: two deliveries can't
+        together pass the quota. The lock file counts the writes, so each delivery knows
+        when its count of the zone's bytes is out of date."""
+        locks = settings.SFTP_ROOT / ".locks"  # not a login: logins start with a letter
+        locks.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(locks / self.connector.sftp_login, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                lock.seek(0)
+                generation = lock.read()
+                if generation != self.generation:
+                    self.used = zone_usage(self.connector.zone())
+                yield
+                self.generation = str(uuid.uuid4())
+                lock.truncate(0)
+                lock.write(self.generation)
+                lock.flush()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _make_room(self, size: int) -> None:
         """Refuse a write that would take the zone over its quota, or the disk below its
         free-space floor: the zones share the disk with the app's own data."""
         zone = self.connector.zone()
-        if self.used is None:
-            self.used = zone_usage(zone)
         quota = settings.SFTP_ZONE_QUOTA_BYTES
         if quota and self.used + size > quota:
             raise DestinationError(

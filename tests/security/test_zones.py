@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import threading
 import time
 
@@ -13,8 +14,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 
+from connectors.errors import DestinationError
 from connectors.models import Connector, SftpLogin, login_for
 from connectors.sftpd import authorized_keys_for
+from connectors.storage import open_destination, zone_usage
 from exports.actions import queue_run
 from exports.models import Export, Run
 
@@ -31,6 +34,8 @@ def hosted(owner) -> Connector:
     )
     connector.new_key_pair()
     connector.save()
+    # Logins come back from one test to the next (the database is emptied, the disk is not).
+    shutil.rmtree(connector.zone(), ignore_errors=True)
     return connector
 
 
@@ -130,6 +135,36 @@ def test_a_delivery_that_would_fill_the_disk_fails_clearly(users, demo_database,
     assert run.status == Run.Status.FAILED
     assert "the disk of the hosted SFTP zones is almost full" in run.error_message
     assert files_in(connector) == before
+
+
+def test_two_deliveries_into_one_zone_at_once_never_pass_its_quota_together(users, settings, tmp_path):
+    settings.SFTP_ZONE_QUOTA_BYTES = 100_000
+    settings.SFTP_MIN_FREE_BYTES = 0
+    connector = hosted(users["owner"])
+    part = tmp_path / "part.bin"
+    part.write_bytes(b"x" * 20_000)
+    outcomes: dict[str, str] = {}
+    start = threading.Barrier(2)
+
+    def deliver_three(name: str) -> None:
+        with open_destination(connector) as destination:
+            start.wait()
+            try:
+                for index in range(3):
+                    destination.call("uploading", destination.upload, str(part), f"{name}/{index}.bin")
+                outcomes[name] = "delivered"
+            except DestinationError as exc:
+                outcomes[name] = exc.message
+
+    threads = [threading.Thread(target=deliver_three, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Each alone fits (60,000 bytes); together (120,000) they don't: one is refused.
+    assert sorted(outcome == "delivered" for outcome in outcomes.values()) == [False, True], outcomes
+    assert any("is full" in outcome for outcome in outcomes.values())
+    assert zone_usage(connector.zone()) <= 100_000
 
 
 # The hosted SFTP server's own limits, on a server started with small ones -------------
