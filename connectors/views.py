@@ -15,6 +15,7 @@ from connectors.probe import ProbeReport, current, start_test
 from connectors.sshkeys import FINGERPRINT, host_key_fingerprint, normalize_fingerprint
 from exports.actions import ActionRefused
 from exports.permissions import can_change_connector, can_create, can_download_key
+from exportsite.clientip import client_address
 
 KINDS = [kind for kind in Connector.Kind if kind != Connector.Kind.DESKTOP]
 
@@ -186,7 +187,7 @@ def _get_hosted_key_for_owner(request, connector_id) -> Connector:
 def connectors_key_download(request, connector_id):
     """The hosted SFTP private key, for the connector's owner only; every download is logged."""
     connector = _get_hosted_key_for_owner(request, connector_id)
-    connector.record_key_event(KeyEvent.Action.DOWNLOADED, request.user, request.META.get("REMOTE_ADDR") or None)
+    connector.record_key_event(KeyEvent.Action.DOWNLOADED, request.user, client_address(request) or None)
     response = HttpResponse(connector.secret("private_key"), content_type="application/x-pem-file")
     response["Content-Disposition"] = f'attachment; filename="{connector.sftp_login}-{str(connector.id)[:8]}.key"'
     response["Cache-Control"] = "no-store"

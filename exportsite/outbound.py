@@ -78,12 +78,29 @@ def _address(text: str) -> IPAddress:
     return address
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a NAT64 (64:ff9b::/96) or 6to4 (2002::/16) address reaches."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address in NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address.sixtofour
+
+
 def refusal(address: IPAddress) -> str | None:
     """Why the policy refuses an address, or None if it may be reached."""
     if any(address in network for network in LINK_LOCAL):
         return "link-local"
     if any(address.version == network.version and address in network for network in allowed_networks()):
         return None
+    embedded = _embedded_ipv4(address)
+    if embedded is not None:
+        # It reaches that IPv4 address: the policy is that address's.
+        inner = refusal(embedded)
+        return f"{inner} (it carries the IPv4 address {embedded})" if inner else None
     for reason, refused in (
         ("loopback", address.is_loopback),
         ("private", address.is_private),

@@ -308,6 +308,10 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minim
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Behind EXPORTSITE_TRUSTED_PROXIES proxies that append to X-Forwarded-For, a login's
+# address is the client's, not the last proxy's (exportsite/clientip.py).
+TRUSTED_PROXIES = env_int("EXPORTSITE_TRUSTED_PROXIES", 0, minimum=0)
+AXES_CLIENT_IP_CALLABLE = "exportsite.clientip.client_address"
 
 LOGGING = {
     "version": 1,

@@ -5,6 +5,7 @@ store kind; names are checked each time an SDK resolves them."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 
@@ -185,6 +186,26 @@ def test_endpoints_outside_allowed_networks_are_bare_https(settings, monkeypatch
     with pytest.raises(outbound.AddressNotAllowed, match=problem):
         outbound.check_url(url)
     assert outbound.check_url("https://example.com:9000") == "example.com"
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("64:ff9b::7f00:1", "loopback (it carries the IPv4 address 127.0.0.1)"),  # NAT64
+        ("64:ff9b::a9fe:a9fe", "link-local (it carries the IPv4 address 169.254.169.254)"),
+        ("2002:a00:1::1", "private (it carries the IPv4 address 10.0.0.1)"),  # 6to4
+        ("::ffff:10.0.0.1", "private"),  # IPv4-mapped
+        ("64:ff9b::5db8:d70e", None),  # NAT64 of a public address: reachable
+        ("2002:5db8:d70e::1", None),
+    ],
+)
+def test_ipv6_addresses_that_carry_an_ipv4_one_are_judged_by_it(settings, address, reason):
+    settings.EXPORTSITE_ALLOWED_NETWORKS = ""
+    if reason is None:
+        outbound.check_address(address)
+    else:
+        with pytest.raises(outbound.AddressNotAllowed, match=re.escape(reason)):
+            outbound.check_address(address)
 
 
 def _resolves_to(*addresses):

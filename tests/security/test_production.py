@@ -67,6 +67,25 @@ def test_logins_lock_after_repeated_failures(client, users, settings):
 
 
 @pytest.mark.django_db
+def test_behind_a_proxy_logins_lock_the_client_not_the_proxy(client, users, settings):
+    settings.AXES_ENABLED = True
+    settings.AXES_FAILURE_LIMIT = 3
+    settings.TRUSTED_PROXIES = 1
+    login = reverse("login")
+    proxy = {"REMOTE_ADDR": "10.0.0.2"}
+    # An attacker behind the proxy, making up addresses to the left of the proxy's entry.
+    for made_up in ("1.1.1.1", "2.2.2.2", "3.3.3.3"):
+        attempt = {"username": "alice", "password": "wrong password"}
+        response = client.post(login, attempt, HTTP_X_FORWARDED_FOR=f"{made_up}, 198.51.100.66", **proxy)
+    assert response.status_code == 429
+    # Alice, from her own address through the same proxy, still logs in.
+    response = client.post(
+        login, {"username": "alice", "password": PASSWORD}, HTTP_X_FORWARDED_FOR="203.0.113.9", **proxy
+    )
+    assert response.status_code == 302
+
+
+@pytest.mark.django_db
 def test_passwords_are_validated(users):
     from django.contrib.auth.password_validation import validate_password  # noqa: PLC0415 - reads the settings under test
     from django.core.exceptions import ValidationError  # noqa: PLC0415
