@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.files import File
@@ -402,6 +403,21 @@ class S3Destination(StorageDestination):
 # Google Cloud Storage --------------------------------------------------------
 
 
+def police_requests(session) -> None:
+    """Every request `session` sends (a requests.Session) goes to an address the outbound
+    policy allows, checked when it connects: a URL a server handed back included."""
+    from requests.adapters import HTTPAdapter
+
+    class _Policed(HTTPAdapter):
+        def send(self, request, *args, **kwargs):
+            with outbound.guard([urlsplit(request.url).hostname or ""]):
+                return super().send(request, *args, **kwargs)
+
+    adapter = _Policed()
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+
+
 # Where a service-account key may send its signed token request.
 GOOGLE_TOKEN_HOSTS = {"oauth2.googleapis.com", "accounts.google.com", "www.googleapis.com"}
 
@@ -435,8 +451,11 @@ class GCSDestination(Destination):
         self.client = gcs.Client(
             project=self.options.get("project") or None, credentials=credentials, client_options=client_options
         )
-        # A redirect could lead anywhere, past the outbound policy: none are followed.
+        # A redirect could lead anywhere, past the outbound policy: none are followed. And
+        # a resumable upload sends its bytes where the endpoint's answer says: every
+        # request is checked against the policy, whatever its URL.
         self.client._http.max_redirects = 0
+        police_requests(self.client._http)
         self.bucket = self.client.bucket(self.options["bucket"])
         self.timeout = (settings.DESTINATION_CONNECT_TIMEOUT, 120)
 

@@ -4,17 +4,22 @@ store kind; names are checked each time an SDK resolves them."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
 import socket
 import threading
 
 import pytest
+import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from django.test import override_settings
 
+from connectors.errors import DestinationError, Problem
 from connectors.models import Connector
 from connectors.probe import probe
+from connectors.storage import open_destination, police_requests
 from exports.actions import queue_run
 from exports.models import Export, Run
 from exportsite import outbound
@@ -295,3 +300,44 @@ def test_a_name_that_stops_resolving_between_the_check_and_the_connection_is_unr
     monkeypatch.setattr(outbound, "_real_getaddrinfo", flaky)
     failed = probe(connector).failure
     assert (failed.problem, failed.detail) == ("Unreachable host", "the host name files.example can't be resolved")
+
+
+class _HandsBackMetadata(http.server.BaseHTTPRequestHandler):
+    """A store that starts every resumable upload and says to send the bytes to the cloud
+    metadata address."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Location", "http://169.254.169.254/upload?upload_id=1")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_url_a_store_hands_back_is_checked_before_any_packet(users, canary, tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HandsBackMetadata)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        connector = Connector.objects.create(
+            name="GCS that redirects uploads",
+            kind=Connector.Kind.GCS,
+            owner=users["owner"],
+            options={"bucket": "b", "endpoint_url": f"http://127.0.0.1:{server.server_address[1]}"},
+        )
+        part = tmp_path / "part.csv"
+        part.write_bytes(b"id\n1\n")
+        with open_destination(connector) as destination, pytest.raises(DestinationError) as refused:
+            destination.call("uploading", destination.upload, str(part), "part.csv")
+        assert refused.value.problem == Problem.NOT_ALLOWED
+        assert "169.254.169.254 is link-local" in refused.value.message
+    finally:
+        server.shutdown()
+    # And any session so policed, to any URL: the canary on a closed loopback hears nothing.
+    session = requests.Session()
+    police_requests(session)
+    with override_settings(EXPORTSITE_ALLOWED_NETWORKS=""), pytest.raises(outbound.AddressNotAllowed):
+        session.get(f"http://127.0.0.1:{canary.port}/")
+    assert canary.connections == 0

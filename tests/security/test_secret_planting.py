@@ -58,7 +58,7 @@ def test_no_planted_secret_reaches_a_page_an_answer_a_report_a_mail_or_a_log(
     connectors = {
         "s3 ok": s3.connector(owner),
         "s3 bad key": s3.connector(owner),
-        "s3 no bucket": s3.connector(owner, bucket="not-made-yet"),
+        "s3 no bucket": s3.connector(owner, bucket=f"no-such-bucket-{uuid.uuid4().hex[:8]}"),
         "s3 not allowed": s3.connector(owner, endpoint_url="http://169.254.169.254"),
         "gcs key unreachable": gcs.connector(owner),
         "azure ok": azure.connector(owner),
