@@ -29,6 +29,8 @@ def django_setup(app_dir: Path) -> None:
     # The product's own settings, even when started from the test suite.
     os.environ["DJANGO_SETTINGS_MODULE"] = "exportsite.settings"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # The bench's source is a local server: open loopback, as `make run` does.
+    os.environ.setdefault("EXPORTSITE_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
     import django
 
     django.setup()

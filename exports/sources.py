@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from exports.filters import Filter, compile_where, quote_identifier
+from exportsite import outbound
 
 if TYPE_CHECKING:
     from adbc_driver_manager.dbapi import Connection
@@ -278,11 +279,42 @@ def running_transactions(text: str | None) -> tuple[list[int], int] | None:
     return running, next_xid
 
 
+def _pg_pinned(url: str) -> str:
+    """`url` with libpq's `hostaddr` set to its host's address, checked by the outbound
+    policy (exportsite/outbound.py): libpq connects to that very address and doesn't
+    resolve the name again (it still checks a TLS certificate against the name). A
+    Unix socket on this machine is not the network, and is left as it is."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    host = query.get("host") or parts.hostname or ""
+    if not host or host.startswith("/"):
+        return url
+    if "," in host or "," in parts.netloc or "," in query.get("hostaddr", ""):
+        raise SourceUnavailable("the source URL names several hosts: give one")
+    try:
+        port = int(query.get("port") or parts.port or 5432)
+        if query.get("hostaddr"):
+            outbound.check_address(query["hostaddr"], host)
+            return url
+        address = outbound.resolve(outbound.canonical(host), port)[0][4][0]
+    except ValueError:
+        raise SourceUnavailable("the source URL's port is not a number") from None
+    except outbound.HostNotFound as exc:
+        raise SourceUnavailable(f"cannot connect to the source database: {exc.message}") from None
+    except outbound.AddressNotAllowed as exc:
+        raise SourceUnavailable(
+            f"cannot connect to the source database: {exc.message}; "
+            "an administrator can open its network with EXPORTSITE_ALLOWED_NETWORKS"
+        ) from None
+    query["hostaddr"] = address
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+
 def _pg_connect_for_catalogue(url: str):
     import psycopg  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
 
     try:
-        return psycopg.connect(url, connect_timeout=10, application_name=APPLICATION_NAME)
+        return psycopg.connect(_pg_pinned(url), connect_timeout=10, application_name=APPLICATION_NAME)
     except psycopg.Error as exc:
         raise SourceUnavailable(f"cannot connect to the PostgreSQL database: {_first_line(exc)}") from None
 
@@ -682,7 +714,7 @@ class PostgresReader(DatasetReader):
     def _connect(self):
         import adbc_driver_postgresql.dbapi as driver  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
 
-        return driver.connect(_pg_adbc_uri(self.url))
+        return driver.connect(_pg_pinned(_pg_adbc_uri(self.url)))
 
     def _relation(self) -> str:
         source = quote_identifier(self.table)

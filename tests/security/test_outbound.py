@@ -341,3 +341,35 @@ def test_a_url_a_store_hands_back_is_checked_before_any_packet(users, canary, tm
     with override_settings(EXPORTSITE_ALLOWED_NETWORKS=""), pytest.raises(outbound.AddressNotAllowed):
         session.get(f"http://127.0.0.1:{canary.port}/")
     assert canary.connections == 0
+
+
+def test_a_source_database_is_reached_at_the_address_the_policy_checked(pg_source_url, closed_network, monkeypatch):
+    from exports.sources import SourceUnavailable, _pg_pinned  # noqa: PLC0415
+
+    with pytest.raises(SourceUnavailable, match=r"127\.0\.0\.1 is loopback.*EXPORTSITE_ALLOWED_NETWORKS"):
+        _pg_pinned(pg_source_url)
+    for url in ("postgresql://u@169.254.169.254/db", "postgresql://u@h/db?hostaddr=10.0.0.1"):
+        with pytest.raises(SourceUnavailable, match="is not allowed"):
+            _pg_pinned(url)
+    with pytest.raises(SourceUnavailable, match="several hosts"):
+        _pg_pinned("postgresql://u@a.example:5432,b.example:5432/db")
+    # A name is resolved once, checked, and libpq told the address: a rebind can't swap it.
+    monkeypatch.setattr(outbound, "_real_getaddrinfo", _resolves_to("93.184.215.14", "127.0.0.1"))
+    pinned = _pg_pinned("postgresql://u:pw@db.example.com:6432/crm?sslmode=verify-full")
+    assert pinned == "postgresql://u:pw@db.example.com:6432/crm?sslmode=verify-full&hostaddr=93.184.215.14"
+    # A Unix socket is this machine, not the network.
+    assert _pg_pinned("postgresql:///crm?host=/var/run/postgresql") == "postgresql:///crm?host=/var/run/postgresql"
+
+
+def test_a_run_from_a_source_in_a_closed_network_fails_before_any_packet(users, closed_network, canary, worker):
+    from exports.models import Database  # noqa: PLC0415
+
+    source = Database.objects.create(name="Internal", url=f"postgresql://postgres@127.0.0.1:{canary.port}/test")
+    dataset = source.datasets.create(name="t", columns=[{"name": "id", "type": "integer"}])
+    export = Export.objects.create(owner=users["owner"], dataset=dataset, name="From inside")
+    run = queue_run(export, user=users["owner"])
+    worker()
+    run.refresh_from_db()
+    assert run.error_code == Run.ErrorCode.SOURCE_UNAVAILABLE
+    assert "127.0.0.1 is loopback" in run.error_message
+    assert canary.connections == 0
