@@ -26,6 +26,7 @@ PRODUCTION = {
     "CSRF_TRUSTED_ORIGINS": "https://exports.example.com",
     "EXPORTSITE_SITE_URL": "https://exports.example.com",
     "EXPORTSITE_HTTPS": "true",
+    "EXPORTSITE_TRUSTED_PROXIES": "1",
 }
 
 
