@@ -196,6 +196,9 @@ class SftpLogin(models.Model):
     def __str__(self) -> str:
         return self.login
 
+    def zone(self) -> Path:
+        return zone_path(self.login)
+
 
 def login_for(user) -> str:
     """The SSH user name of someone's hosted SFTP zone: their user name when it is a

@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from connectors.errors import DestinationError
-from connectors.models import Connector, SftpLogin, login_for
+from connectors.models import Connector, SftpLogin, login_for, zone_path
 from connectors.sftpd import authorized_keys_for
 from connectors.storage import open_destination, zone_usage
 from exports.actions import queue_run
@@ -244,3 +244,26 @@ def test_a_login_has_at_most_its_number_of_connections(users, strict_sftpd):
             transport.close()
     time.sleep(0.5)  # the server sees the sessions end
     assert list_zone(port, login, key) is not None
+
+
+def test_an_admin_empties_a_zone_no_connector_uses_any_more_after_confirming(client, users):
+    kept, orphan = hosted(users["owner"]), hosted(users["teammate"])
+    for connector in (kept, orphan):
+        connector.zone().mkdir(parents=True, exist_ok=True)
+        (connector.zone() / "left.csv").write_bytes(b"id\n1\n")
+    orphan_login = orphan.sftp_login
+    orphan.delete()
+    client.force_login(users["superuser"])
+    url = "/admin/connectors/sftplogin/"
+    listing = client.get(url).content.decode()
+    assert "5 bytes" in listing
+    selected = {"action": "empty_zones", "_selected_action": [row.pk for row in SftpLogin.objects.all()]}
+    asked = client.post(url, selected)
+    assert asked.status_code == 200
+    assert "Empty hosted SFTP zones?" in asked.content.decode()
+    assert (zone_path(orphan_login) / "left.csv").exists()  # nothing gone before confirming
+    done = client.post(url, {**selected, "confirm": "yes"}, follow=True)
+    assert "Emptied 1 zone(s)" in done.content.decode()
+    assert not zone_path(orphan_login).exists()
+    assert (kept.zone() / "left.csv").exists()
+    assert SftpLogin.objects.filter(login=orphan_login).exists()  # still reserved
