@@ -3,7 +3,7 @@ the platform generated, and sees only their own zone (a chroot under SFTP_ROOT).
 
 Keys are read from the database at each login, so a rotated key stops working at once.
 Only public-key authentication is offered. The server holds what the zones may take:
-- a client address that offers SFTPD_AUTH_FAILURE_LIMIT wrong keys within
+- a client address (an IPv6 /64) with SFTPD_AUTH_FAILURE_LIMIT failed logins within
   SFTPD_AUTH_FAILURE_WINDOW seconds is turned away until the window has passed;
 - a login has at most SFTPD_MAX_SESSIONS_PER_LOGIN connections at a time;
 - an upload that would take its zone over SFTP_ZONE_QUOTA_BYTES, or the disk below
@@ -13,6 +13,8 @@ Only public-key authentication is offered. The server holds what the zones may t
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import ipaddress
 import logging
 import os
 import shutil
@@ -28,7 +30,7 @@ from django.db import close_old_connections
 
 from connectors.models import Connector, SftpLogin, zone_path
 from connectors.sshkeys import load_or_create_host_key
-from connectors.storage import zone_usage
+from connectors.storage import bump_zone_generation, zone_generation, zone_usage
 
 logger = logging.getLogger(__name__)
 
@@ -44,33 +46,81 @@ def authorized_keys_for(login: str) -> list[str]:
     return [connector.public_key for connector in connectors if connector.public_key]
 
 
+def _client(address: str) -> str:
+    """Whom failures count against: an IPv4 address, or an IPv6 /64 (one machine's share)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
 class _Failures:
-    """Failed key logins per client address, in a sliding window."""
+    """Failed logins per client, in a sliding window of SFTPD_AUTH_FAILURE_WINDOW seconds.
+    A failed login is a connection that ended without logging in, or one that offered
+    MAX_KEYS_PER_CONNECTION wrong keys (the client's agent may offer a few before the
+    right one)."""
 
     def __init__(self):
         self.times: defaultdict[str, deque[float]] = defaultdict(deque)
 
-    def _recent(self, address: str) -> deque[float]:
-        times = self.times[address]
+    def _recent(self, client: str) -> deque[float]:
+        times = self.times.get(client, deque())
         horizon = time.monotonic() - settings.SFTPD_AUTH_FAILURE_WINDOW
         while times and times[0] < horizon:
             times.popleft()
         if not times:
-            del self.times[address]
-            return deque()
+            self.times.pop(client, None)
         return times
 
-    def locked(self, address: str) -> bool:
-        return len(self._recent(address)) >= settings.SFTPD_AUTH_FAILURE_LIMIT
+    def locked(self, client: str) -> bool:
+        return len(self._recent(client)) >= settings.SFTPD_AUTH_FAILURE_LIMIT
 
-    def add(self, address: str) -> None:
-        self._recent(address)
-        self.times[address].append(time.monotonic())
+    def add(self, client: str) -> None:
+        if len(self.times) > 10_000:  # clients that never came back
+            for stale in list(self.times):
+                self._recent(stale)
+        self._recent(client)
+        self.times[client].append(time.monotonic())
 
+
+MAX_KEYS_PER_CONNECTION = 6
+
+
+class _ZoneCounts:
+    """The bytes in each zone, shared by all its sessions."""
+
+    def __init__(self):
+        self.counts: dict[str, tuple[int, float, str]] = {}  # login: (bytes, counted at, generation)
+
+    def forget(self, login: str) -> None:
+        self.counts.pop(login, None)
+
+    def grew(self, login: str, delta: int) -> None:
+        if login in self.counts:
+            used, counted_at, generation = self.counts[login]
+            self.counts[login] = (used + delta, counted_at, generation)
+
+    async def used(self, login: str, zone: Path) -> int:
+        generation = zone_generation(login)
+        cached = self.counts.get(login)
+        if cached and cached[2] == generation and time.monotonic() - cached[1] < ZONE_RECOUNT_SECONDS:
+            return cached[0]
+        used = await asyncio.to_thread(zone_usage, zone)
+        self.counts[login] = (used, time.monotonic(), generation)
+        return used
+
+
+ZONE_RECOUNT_SECONDS = 30
 
 # The sftpd process's state: one event loop serves every connection.
 _failures = _Failures()
 _sessions: Counter[str] = Counter()
+_zones = _ZoneCounts()
 
 
 def _turned_away() -> asyncssh.DisconnectError:
@@ -83,10 +133,16 @@ class _Server(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         self._peer = conn.get_extra_info("peername")
-        self._address = self._peer[0] if self._peer else ""
+        self._client = _client(self._peer[0]) if self._peer else ""
         self._login = ""
+        self._tried = False  # began to log in
+        self._logged_in = False
+        self._wrong_keys = 0
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._tried and not self._logged_in:
+            _failures.add(self._client)
+            logger.info("sftpd: a failed login from %s", self._peer)
         if self._login:
             _sessions[self._login] -= 1
             if _sessions[self._login] <= 0:
@@ -99,9 +155,10 @@ class _Server(asyncssh.SSHServer):
         return False
 
     async def begin_auth(self, username: str) -> bool:
-        if _failures.locked(self._address):
-            logger.warning("sftpd: %s is turned away after too many failed logins", self._address)
+        if _failures.locked(self._client):
+            logger.warning("sftpd: %s is turned away after too many failed logins", self._client)
             raise _turned_away()
+        self._tried = True
         try:
             zone_path(username)
         except ValueError:
@@ -119,13 +176,14 @@ class _Server(asyncssh.SSHServer):
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         # asyncssh asks only about a key that is not among the login's authorized keys.
-        _failures.add(self._address)
-        logger.info("sftpd: a wrong key for %r from %s", username, self._peer)
-        if _failures.locked(self._address):
-            raise _turned_away()
+        self._wrong_keys += 1
+        if self._wrong_keys >= MAX_KEYS_PER_CONNECTION:
+            logger.info("sftpd: %s wrong keys for %r from %s", self._wrong_keys, username, self._peer)
+            raise asyncssh.DisconnectError(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "too many wrong keys")
         return False
 
     def auth_completed(self) -> None:
+        self._logged_in = True
         login = self._conn.get_extra_info("username")
         if _sessions[login] >= settings.SFTPD_MAX_SESSIONS_PER_LOGIN:
             logger.warning("sftpd: %s refused: %s connections already", login, _sessions[login])
@@ -142,30 +200,19 @@ class _Server(asyncssh.SSHServer):
 class _ZoneServer(asyncssh.SFTPServer):
     """SFTP inside one zone, held to the zone's quota and the disk's floor. Links are
     refused outright: asyncssh keeps their targets in the chroot, and a delivery folder
-    has no use for them anyway."""
+    has no use for them anyway.
 
-    def __init__(self, chan: asyncssh.SSHServerChannel, zone: Path):
-        super().__init__(chan, chroot=str(zone).encode())
-        self.zone = zone
-        self.used: int | None = None  # the zone's bytes, counted again at each open for writing
+    Every write is checked before it is made: an append adds its length, a write past the
+    end what it adds. The zone's bytes are counted again (off the event loop) when the
+    count is older than ZONE_RECOUNT_SECONDS, when a delivery wrote since, and after a
+    file was truncated or removed; all sessions of a zone share the count."""
 
-    def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
-        if pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_APPEND):
-            self.used = zone_usage(self.zone)
-        return super().open(path, pflags, attrs)
-
-    def write(self, file_obj: object, offset: int, data: bytes) -> int:
-        size = os.fstat(file_obj.fileno()).st_size  # type: ignore[attr-defined]
-        growth = max(0, offset + len(data) - size)
-        if growth:
-            used = zone_usage(self.zone) if self.used is None else self.used
-            quota = settings.SFTP_ZONE_QUOTA_BYTES
-            if quota and used + growth > quota:
-                raise asyncssh.SFTPQuotaExceeded(f"this zone is full: {used:,} of its {quota:,} bytes are used")
-            if shutil.disk_usage(self.zone).free - growth < settings.SFTP_MIN_FREE_BYTES:
-                raise asyncssh.SFTPNoSpaceOnFilesystem("the server's disk is almost full")
-            self.used = used + growth
-        return super().write(file_obj, offset, data)  # type: ignore[return-value]
+    def __init__(self, chan: asyncssh.SSHServerChannel, login: str):
+        self.login = login
+        self.zone = zone_path(login)
+        self.zone.mkdir(parents=True, exist_ok=True)
+        super().__init__(chan, chroot=str(self.zone).encode())
+        self.written: set[int] = set()  # ids of the files this session wrote to
 
     def symlink(self, oldpath: bytes, newpath: bytes) -> None:
         raise asyncssh.SFTPPermissionDenied("links are not allowed here")
@@ -173,12 +220,67 @@ class _ZoneServer(asyncssh.SFTPServer):
     def link(self, oldpath: bytes, newpath: bytes) -> None:
         raise asyncssh.SFTPPermissionDenied("links are not allowed here")
 
+    def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
+        file_obj = super().open(path, pflags, attrs)
+        if pflags & (asyncssh.FXF_TRUNC | asyncssh.FXF_CREAT):
+            _zones.forget(self.login)
+        return file_obj
+
+    def open56(self, path: bytes, desired_access: int, flags: int, attrs: asyncssh.SFTPAttrs) -> object:
+        file_obj = super().open56(path, desired_access, flags, attrs)
+        _zones.forget(self.login)
+        return file_obj
+
+    def remove(self, path: bytes) -> None:
+        super().remove(path)
+        _zones.forget(self.login)
+
+    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        fd = file_obj.fileno()  # type: ignore[attr-defined]
+        used = await _zones.used(self.login, self.zone)
+        before = os.fstat(fd).st_size
+        appending = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND)
+        growth = len(data) if appending else max(0, offset + len(data) - before)
+        if growth:
+            quota = settings.SFTP_ZONE_QUOTA_BYTES
+            if quota and used + growth > quota:
+                raise asyncssh.SFTPQuotaExceeded(f"this zone is full: {used:,} of its {quota:,} bytes are used")
+            if shutil.disk_usage(self.zone).free - growth < settings.SFTP_MIN_FREE_BYTES:
+                raise asyncssh.SFTPNoSpaceOnFilesystem("the server's disk is almost full")
+        written = super().write(file_obj, offset, data)
+        _zones.grew(self.login, os.fstat(fd).st_size - before)
+        self.written.add(id(file_obj))
+        return written  # type: ignore[return-value]
+
+    def _refuse_growth(self, current: int, attrs: asyncssh.SFTPAttrs) -> None:
+        if attrs.size is not None and attrs.size > current:
+            raise asyncssh.SFTPPermissionDenied("files grow by writing to them here, not by setting their size")
+
+    def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        self._refuse_growth(os.stat(self.map_path(path)).st_size, attrs)
+        super().setstat(path, attrs)
+        _zones.forget(self.login)
+
+    def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        self._refuse_growth(os.lstat(self.map_path(path)).st_size, attrs)
+        super().lsetstat(path, attrs)
+        _zones.forget(self.login)
+
+    def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
+        self._refuse_growth(os.fstat(file_obj.fileno()).st_size, attrs)  # type: ignore[attr-defined]
+        super().fsetstat(file_obj, attrs)
+        _zones.forget(self.login)
+
+    async def close(self, file_obj: object) -> None:
+        super().close(file_obj)
+        if id(file_obj) in self.written:
+            self.written.discard(id(file_obj))
+            # Deliveries into this zone count its bytes again.
+            await asyncio.to_thread(bump_zone_generation, self.login)
+
 
 def _sftp_factory(chan: asyncssh.SSHServerChannel) -> asyncssh.SFTPServer:
-    login = chan.get_extra_info("username")
-    zone = zone_path(login)
-    zone.mkdir(parents=True, exist_ok=True)
-    return _ZoneServer(chan, zone)
+    return _ZoneServer(chan, chan.get_extra_info("username"))
 
 
 async def serve(host: str, port: int, *, ready=None) -> None:

@@ -35,7 +35,7 @@ import stat
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -43,7 +43,7 @@ from django.core.files import File
 from django.core.files.storage import FileSystemStorage, Storage
 
 from connectors.errors import DestinationError, HostKeyNotTrusted, Problem
-from connectors.models import Connector
+from connectors.models import Connector, zone_path
 from connectors.sshkeys import fingerprint_of_blob
 from exportsite import outbound
 
@@ -792,36 +792,24 @@ class HostedSFTPDestination(StorageDestination):
         self.location.mkdir(parents=True, exist_ok=True)
 
     def upload(self, local_path: str, name: str) -> None:
-        with self._zone_lock():
+        with self._counted():
             self._make_room(os.path.getsize(local_path))
             super().upload(local_path, name)
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        with self._zone_lock():
+        with self._counted():
             self._make_room(len(data))
             super().write_bytes(name, data)
 
     @contextmanager
-    def _zone_lock(self) -> Iterator[None]:
-        """One write into the zone at a time, across processes: two deliveries can't
-        together pass the quota. The lock file counts the writes, so each delivery knows
-        when its count of the zone's bytes is out of date."""
-        locks = settings.SFTP_ROOT / ".locks"  # not a login: logins start with a letter
-        locks.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with open(locks / self.connector.sftp_login, "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                lock.seek(0)
-                generation = lock.read()
-                if generation != self.generation:
-                    self.used = zone_usage(self.connector.zone())
-                yield
-                self.generation = str(uuid.uuid4())
-                lock.truncate(0)
-                lock.write(self.generation)
-                lock.flush()
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _counted(self) -> Iterator[None]:
+        """One delivery write into the zone at a time, across processes, with the zone's
+        bytes counted again whenever someone else wrote to it since our last write."""
+        with zone_lock(self.connector.sftp_login) as lock:
+            if read_generation(lock) != self.generation:
+                self.used = zone_usage(self.connector.zone())
+            yield
+            self.generation = write_generation(lock)
 
     def _make_room(self, size: int) -> None:
         """Refuse a write that would take the zone over its quota, or the disk below its
@@ -854,6 +842,49 @@ class HostedSFTPDestination(StorageDestination):
         if isinstance(exc, OSError):
             return DestinationError(Problem.WRITE, f"writing to the SFTP zone failed ({_errno_name(exc)})")
         return super().classify(exc)
+
+
+# Writes into a zone take a lock file per zone, which also holds a generation: a new value
+# after every write by a delivery or an SFTP upload. A writer whose last count of the zone
+# was made at another generation counts again.
+
+
+@contextmanager
+def zone_lock(login: str) -> Iterator[IO[str]]:
+    locks = settings.SFTP_ROOT / ".locks"  # not a zone: logins start with a letter
+    locks.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(locks / zone_path(login).name, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield lock
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def read_generation(lock: IO[str]) -> str:
+    lock.seek(0)
+    return lock.read()
+
+
+def write_generation(lock: IO[str]) -> str:
+    generation = str(uuid.uuid4())
+    lock.truncate(0)
+    lock.write(generation)
+    lock.flush()
+    return generation
+
+
+def zone_generation(login: str) -> str:
+    """The zone's generation now, read without waiting for the lock."""
+    try:
+        return (settings.SFTP_ROOT / ".locks" / zone_path(login).name).read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def bump_zone_generation(login: str) -> None:
+    with zone_lock(login) as lock:
+        write_generation(lock)
 
 
 def zone_usage(zone) -> int:

@@ -3,12 +3,14 @@ its owner's keys open it, and a zone has a quota and a free-disk floor."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import shutil
 import threading
 import time
 
+import asyncssh
 import paramiko
 import pytest
 from django.contrib.auth import get_user_model
@@ -184,7 +186,12 @@ def strict_sftpd(monkeypatch, request):
 
 def sftp_session(port: int, login: str, private_key: str):
     transport = paramiko.Transport(("127.0.0.1", port))
-    transport.connect(username=login, pkey=paramiko.Ed25519Key.from_private_key(io.StringIO(private_key)))
+    try:
+        transport.connect(username=login, pkey=paramiko.Ed25519Key.from_private_key(io.StringIO(private_key)))
+    except BaseException:
+        transport.close()
+        time.sleep(0.2)  # the server sees the connection end
+        raise
     return transport, paramiko.SFTPClient.from_transport(transport)
 
 
@@ -194,8 +201,8 @@ def list_zone(port: int, login: str, private_key: str) -> list[str]:
         return sftp.listdir("/")
 
 
-def upload(sftp, path: str, chunks: list[bytes]) -> None:
-    with sftp.open(path, "wb") as fh:
+def upload(sftp, path: str, chunks: list[bytes], mode: str = "wb") -> None:
+    with sftp.open(path, mode) as fh:
         fh.set_pipelined(False)
         for chunk in chunks:
             fh.write(chunk)
@@ -216,6 +223,64 @@ def test_an_upload_over_the_zones_quota_fails_and_the_zone_stays_within_it(users
         sftp.remove("/first.bin")
         with sftp.open("/third.bin", "wb") as fh:
             fh.write(b"c" * (QUOTA // 2))
+
+
+def test_appends_truncates_and_parallel_sessions_are_held_to_the_same_quota(users, strict_sftpd):
+    connector = hosted(users["owner"])
+    port, login, key = strict_sftpd.service.port, connector.sftp_login, connector.secret("private_key")
+    first, sftp = sftp_session(port, login, key)
+    second, other = sftp_session(port, login, key)
+    with first, second:
+        upload(sftp, "/a.bin", [b"a" * (QUOTA // 2)])
+        # Appends at offset 0 still add bytes.
+        with pytest.raises(OSError, match="this zone is full"):
+            upload(sftp, "/a.bin", [b"b" * QUOTA], mode="ab")
+        # A file can't be stretched by setting its size, to be filled in later.
+        with pytest.raises(PermissionError):
+            sftp.truncate("/a.bin", 100 * QUOTA)
+        # Another session shares the count.
+        with pytest.raises(OSError, match="this zone is full"):
+            upload(other, "/b.bin", [b"c" * (QUOTA // 4)] * 3)
+        assert sum(entry.st_size for entry in sftp.listdir_attr("/")) <= QUOTA
+        # Overwriting a file frees what it held.
+        upload(other, "/a.bin", [b"d" * (QUOTA // 2)] * 1)
+    time.sleep(0.3)  # the server sees both sessions end
+    # A client that sends its appends at offset 0 (asyncssh's does) too.
+    private_key = asyncssh.import_private_key(key)
+
+    async def append_at_zero() -> None:
+        async with (
+            asyncssh.connect(
+                "127.0.0.1", port, username=login, client_keys=[private_key], known_hosts=None, agent_path=None
+            ) as conn,
+            conn.start_sftp_client() as client,
+        ):
+            async with client.open("/a.bin", "ab") as fh:
+                for _ in range(4):
+                    await fh.write(b"e" * (QUOTA // 4))
+
+    with pytest.raises(asyncssh.SFTPError, match="this zone is full"):
+        asyncio.run(append_at_zero())
+
+
+def test_an_agent_that_offers_a_few_keys_before_the_right_one_is_not_locked_out(users, strict_sftpd):
+    connector = hosted(users["owner"])
+    others = [hosted(users[name]).secret("private_key") for name in ("teammate", "admin", "viewer")]
+    port = strict_sftpd.service.port
+    keys = [asyncssh.import_private_key(text) for text in (*others, connector.secret("private_key"))]
+
+    async def log_in_offering_every_key() -> list[str]:
+        async with (
+            asyncssh.connect(
+                "127.0.0.1", port, username=connector.sftp_login, client_keys=keys, known_hosts=None, agent_path=None
+            ) as conn,
+            conn.start_sftp_client() as sftp,
+        ):
+            return await sftp.listdir("/")
+
+    for _ in range(4):  # more connections than failed logins allowed
+        assert asyncio.run(log_in_offering_every_key()) is not None
+    assert "failed login" not in strict_sftpd.service.output()
 
 
 def test_an_address_that_offers_wrong_keys_is_turned_away_even_with_the_right_one(users, strict_sftpd):
