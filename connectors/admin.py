@@ -6,7 +6,7 @@ from django.db.models import Count, Q
 from django.template.response import TemplateResponse
 
 from connectors.models import Connector, SftpLogin
-from connectors.storage import zone_usage
+from connectors.storage import write_generation, zone_lock, zone_usage
 
 
 @admin.register(SftpLogin)
@@ -52,7 +52,9 @@ class SftpLoginAdmin(admin.ModelAdmin):
                 },
             )
         for login in orphaned:
-            shutil.rmtree(login.zone(), ignore_errors=True)
+            with zone_lock(login.login) as lock:  # no delivery writes meanwhile
+                shutil.rmtree(login.zone(), ignore_errors=True)
+                write_generation(lock)
         messages.success(request, f"Emptied {len(orphaned)} zone(s); the logins stay reserved.")
         if kept:
             messages.warning(request, f"Left {kept} zone(s) alone: their owners still have hosted connectors.")

@@ -254,7 +254,8 @@ class ConnectionTest(models.Model):
         DONE = "done", "Done"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="tests")
+    # Kept when the connector goes: the tests a user started still count against their rate.
+    connector = models.ForeignKey(Connector, null=True, on_delete=models.SET_NULL, related_name="tests")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 STEPS = ("connect", "write", "list", "delete")
 TIMED_OUT = "Timed out"
+NOT_RUN = "Not run"
+PENDING = (ConnectionTest.State.QUEUED, ConnectionTest.State.RUNNING)
 # How long past its deadline a test may stay unfinished before the page gives up on it
 # (the worker that took it died, or no worker runs at all).
 OVERDUE_AFTER = timedelta(seconds=15)
@@ -129,6 +131,9 @@ def start_test(user: Actor, connector: Connector) -> ConnectionTest:
     with transaction.atomic():
         if connection.features.has_select_for_update:
             User.objects.select_for_update().filter(pk=user.pk).first()  # one count at a time per user
+        pending = ConnectionTest.objects.filter(connector=connector, state__in=PENDING).first()
+        if pending is not None:
+            return pending  # pressed again while it runs: the same test
         now = timezone.now()
         recent = list(
             ConnectionTest.objects.filter(user=user, created_at__gt=now - timedelta(minutes=1))
@@ -142,27 +147,24 @@ def start_test(user: Actor, connector: Connector) -> ConnectionTest:
                 f"you started {limit} connection tests in the last minute: try again in {max(wait, 1)} s",
             )
         test = ConnectionTest.objects.create(connector=connector, user=user, created_at=now)
-        ConnectionTest.objects.filter(connector=connector, created_at__lt=now - timedelta(days=1)).delete()
+        ConnectionTest.objects.filter(created_at__lt=now - timedelta(days=1)).delete()
         transaction.on_commit(lambda: _enqueue(test))
     return test
 
 
 def _enqueue(test: ConnectionTest) -> None:
     try:
-        django_rq.get_queue(settings.EXPORTS_QUEUE).enqueue(
-            run_connection_test,
-            str(test.id),
-            job_timeout=settings.CONNECTION_TEST_SECONDS + 30,
-            result_ttl=60,
-            at_front=True,  # a person is waiting for it; exports in the queue are not
+        django_rq.get_queue(settings.CONNECTION_TEST_QUEUE).enqueue(
+            run_connection_test, str(test.id), job_timeout=settings.CONNECTION_TEST_SECONDS + 30, result_ttl=60
         )
     except Exception:
         logger.exception("could not queue connection test %s", test.id)
-        _finish(test, _failed("the job queue can't be reached: try again in a minute"), states=[test.State.QUEUED])
+        message = "the job queue can't be reached: try again in a minute"
+        _finish(test, _failed(message, NOT_RUN), states=[test.State.QUEUED])
 
 
-def _failed(message: str, step: str = "connect") -> ProbeReport:
-    return ProbeReport(steps=[Step(step, False, message, TIMED_OUT)])
+def _failed(message: str, problem: str = TIMED_OUT) -> ProbeReport:
+    return ProbeReport(steps=[Step("connect", False, message, problem)])
 
 
 def _finish(test: ConnectionTest, report: ProbeReport, *, states) -> bool:
@@ -174,7 +176,7 @@ def _finish(test: ConnectionTest, report: ProbeReport, *, states) -> bool:
         steps=[asdict(step) for step in report.steps],
         unconfirmed_host_key=report.unconfirmed_host_key,
     )
-    if done:
+    if done and test.connector_id is not None:
         _remember(test.connector_id, report)
     return bool(done)
 
@@ -185,8 +187,10 @@ def _within(connector: Connector, seconds: float) -> ProbeReport:
     report = ProbeReport()
 
     def work() -> None:
+        # Its own scope: a probe left behind at the deadline keeps its secrets out of logs.
         try:
-            _run_steps(connector, report)
+            with redaction.scope(connector.secret_values().values()):
+                _run_steps(connector, report)
         finally:
             connection.close()
 
@@ -208,7 +212,7 @@ def _within(connector: Connector, seconds: float) -> ProbeReport:
 def run_connection_test(test_id: str) -> str:
     """RQ entry point: run the test if it is still waiting, within its deadline."""
     test = ConnectionTest.objects.select_related("connector").filter(id=test_id).first()
-    if test is None:
+    if test is None or test.connector is None:
         return "gone"
     now = timezone.now()
     claimed = ConnectionTest.objects.filter(id=test.id, state=ConnectionTest.State.QUEUED).update(
@@ -219,8 +223,8 @@ def run_connection_test(test_id: str) -> str:
     remaining = (test.deadline - now).total_seconds()
     if remaining <= 0:
         report = _failed(
-            f"no worker was free to start the test within {settings.CONNECTION_TEST_SECONDS} s: "
-            "try again when fewer exports are running"
+            f"no worker was free to start the test within {settings.CONNECTION_TEST_SECONDS} s: try again in a minute",
+            NOT_RUN,
         )
     else:
         with redaction.scope(test.connector.secret_values().values()):
@@ -234,6 +238,6 @@ def current(test: ConnectionTest) -> ConnectionTest:
     a page never polls forever."""
     if test.pending and timezone.now() > test.deadline + OVERDUE_AFTER:
         message = "no worker finished the test in time: check that the workers are running, then try again"
-        _finish(test, _failed(message), states=[ConnectionTest.State.QUEUED, ConnectionTest.State.RUNNING])
+        _finish(test, _failed(message, NOT_RUN), states=list(PENDING))
     test.refresh_from_db()
     return test

@@ -456,6 +456,9 @@ class GCSDestination(Destination):
         # request is checked against the policy, whatever its URL.
         self.client._http.max_redirects = 0
         police_requests(self.client._http)
+        # Nor does the client fetch bucket metadata for tracing in background threads,
+        # which would outlive the destination and retry on their own.
+        self.client._bucket_metadata_cache = None
         self.bucket = self.client.bucket(self.options["bucket"])
         self.timeout = (settings.DESTINATION_CONNECT_TIMEOUT, 120)
 

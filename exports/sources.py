@@ -287,18 +287,23 @@ def _pg_pinned(url: str) -> str:
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     host = query.get("host") or parts.hostname or ""
-    if not host or host.startswith("/"):
-        return url
-    if "," in host or "," in parts.netloc or "," in query.get("hostaddr", ""):
+    given = query.get("hostaddr", "")
+    if "," in host or "," in parts.netloc.rpartition("@")[2] or "," in given:
         raise SourceUnavailable("the source URL names several hosts: give one")
     try:
-        port = int(query.get("port") or parts.port or 5432)
-        if query.get("hostaddr"):
-            outbound.check_address(query["hostaddr"], host)
+        if given:
+            # libpq connects to a given hostaddr over TCP, whatever the host says.
+            outbound.check_address(given, host)
             return url
+        if not host or host.startswith("/"):
+            return url
+        try:
+            port = int(query.get("port") or parts.port or 5432)
+        except ValueError:
+            raise SourceUnavailable("the source URL's port is not a number") from None
         address = outbound.resolve(outbound.canonical(host), port)[0][4][0]
     except ValueError:
-        raise SourceUnavailable("the source URL's port is not a number") from None
+        raise SourceUnavailable(f"the source URL's hostaddr {given!r} is not an IP address") from None
     except outbound.HostNotFound as exc:
         raise SourceUnavailable(f"cannot connect to the source database: {exc.message}") from None
     except outbound.AddressNotAllowed as exc:
@@ -306,8 +311,10 @@ def _pg_pinned(url: str) -> str:
             f"cannot connect to the source database: {exc.message}; "
             "an administrator can open its network with EXPORTSITE_ALLOWED_NETWORKS"
         ) from None
-    query["hostaddr"] = address
-    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+    # Added to the query as it is: the rest of the URL (a password with a +) stays untouched.
+    return urlunsplit(
+        parts._replace(query=f"{parts.query}&hostaddr={address}" if parts.query else f"hostaddr={address}")
+    )
 
 
 def _pg_connect_for_catalogue(url: str):

@@ -92,11 +92,13 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 
 def refusal(address: IPAddress) -> str | None:
     """Why the policy refuses an address, or None if it may be reached."""
+    embedded = _embedded_ipv4(address)
     if any(address in network for network in LINK_LOCAL):
         return "link-local"
+    if embedded is not None and any(embedded in network for network in LINK_LOCAL):
+        return f"link-local (it carries the IPv4 address {embedded})"
     if any(address.version == network.version and address in network for network in allowed_networks()):
         return None
-    embedded = _embedded_ipv4(address)
     if embedded is not None:
         # It reaches that IPv4 address: the policy is that address's.
         inner = refusal(embedded)

@@ -116,7 +116,11 @@ class RedactingFilter(logging.Filter):
         secrets = secrets_in_scope()
         if not secrets:
             return True
-        record.msg = redact(record.getMessage(), secrets)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a library's malformed log call must not raise into it
+            message = f"{record.msg} {record.args!r}"
+        record.msg = redact(message, secrets)
         record.args = None
         if record.exc_info:
             record.exc_text = self._formatter.formatException(record.exc_info)

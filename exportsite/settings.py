@@ -124,8 +124,12 @@ EMBEDDED_REDIS = "REDIS_URL" not in os.environ
 EMBEDDED_REDIS_PORT = env_int("EXPORTSITE_EMBEDDED_REDIS_PORT", 6390, minimum=1)
 REDIS_URL = env_str("REDIS_URL", f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0")
 EXPORTS_QUEUE = env_str("EXPORTSITE_QUEUE", "exports")
+# Test connection has its own queue, which every worker serves first and a small worker
+# of its own serves alone: a person waiting on a test never waits behind an export.
+CONNECTION_TEST_QUEUE = f"{EXPORTS_QUEUE}-tests"
 RQ_QUEUES = {
     EXPORTS_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("EXPORT_JOB_TIMEOUT", 6 * 3600, minimum=60)},
+    CONNECTION_TEST_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 120},
 }
 # Workers load the export code before forking a work horse per job (exports/worker.py).
 RQ = {"WORKER_CLASS": "exports.worker.ExportWorker"}

@@ -113,6 +113,7 @@ def start_worker_in_background(*, burst: bool = True, stderr=subprocess.PIPE) ->
             "rqworker",
             *(["--burst"] if burst else []),
             "--skip-checks",
+            settings.CONNECTION_TEST_QUEUE,
             settings.EXPORTS_QUEUE,
         ],
         cwd=BASE_DIR,
@@ -155,7 +156,15 @@ def run_worker(timeout: float = 300) -> subprocess.CompletedProcess:
     """Run a real RQ worker in burst mode until the queue is empty."""
     env = dict(os.environ, DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="tests.settings")
     result = subprocess.run(
-        [sys.executable, "manage.py", "rqworker", "--burst", "--skip-checks", settings.EXPORTS_QUEUE],
+        [
+            sys.executable,
+            "manage.py",
+            "rqworker",
+            "--burst",
+            "--skip-checks",
+            settings.CONNECTION_TEST_QUEUE,
+            settings.EXPORTS_QUEUE,
+        ],
         cwd=BASE_DIR,
         env=env,
         capture_output=True,
@@ -175,6 +184,7 @@ def worker():
 def _empty_queue():
     yield
     django_rq.get_queue(settings.EXPORTS_QUEUE).empty()
+    django_rq.get_queue(settings.CONNECTION_TEST_QUEUE).empty()
 
 
 # --- a PostgreSQL source ---------------------------------------------------------------

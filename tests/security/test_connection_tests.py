@@ -121,17 +121,25 @@ def test_ten_stalled_tests_hold_no_web_thread_and_each_ends_by_its_deadline(
 def test_the_number_of_tests_a_minute_is_limited_per_user(client, users, settings, tarpit):
     settings.CONNECTION_TESTS_PER_MINUTE = 3
     owner, admin = users["owner"], users["admin"]
-    connector = connector_to(owner, "s3", "127.0.0.1", tarpit.port)
-    url = reverse("connectors-test", args=[connector.id])
+    connectors = [connector_to(owner, "s3", f"127.0.0.{n}", tarpit.port) for n in (1, 2, 3)]
     client.login(username=owner.username, password=PASSWORD)
-    for _ in range(3):
-        assert client.post(url).status_code == 302
+    for connector in connectors:
+        assert client.post(reverse("connectors-test", args=[connector.id])).status_code == 302
+    # Pressing again while a test runs gives that test, and counts nothing.
+    again = client.post(reverse("connectors-test", args=[connectors[0].id]))
+    assert again["Location"] == ConnectionTest.objects.get(connector=connectors[0]).get_absolute_url()
+    connector = connector_to(owner, "s3", "127.0.0.4", tarpit.port)
+    url = reverse("connectors-test", args=[connector.id])
     refused = client.post(url)
     assert refused.status_code == 429
     assert "you started 3 connection tests in the last minute: try again in" in refused.content.decode()
     in_page = client.post(url, HTTP_HX_REQUEST="true")
     assert "try again in" in in_page.content.decode()
     assert ConnectionTest.objects.count() == 3
+    # Deleting the connectors forgets no test.
+    for tested in connectors:
+        tested.delete()
+    assert client.post(url).status_code == 429
     # Another user's tests are theirs to count.
     client.login(username=admin.username, password=PASSWORD)
     assert client.post(url).status_code == 302

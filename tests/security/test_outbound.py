@@ -213,6 +213,13 @@ def test_ipv6_addresses_that_carry_an_ipv4_one_are_judged_by_it(settings, addres
             outbound.check_address(address)
 
 
+def test_opening_the_nat64_range_never_opens_the_metadata_address(settings):
+    settings.EXPORTSITE_ALLOWED_NETWORKS = "64:ff9b::/96"
+    outbound.check_address("64:ff9b::a00:1")  # 10.0.0.1 through NAT64: opened
+    with pytest.raises(outbound.AddressNotAllowed, match="link-local"):
+        outbound.check_address("64:ff9b::a9fe:a9fe")
+
+
 def _resolves_to(*addresses):
     answers = list(addresses)
 
@@ -348,7 +355,12 @@ def test_a_source_database_is_reached_at_the_address_the_policy_checked(pg_sourc
 
     with pytest.raises(SourceUnavailable, match=r"127\.0\.0\.1 is loopback.*EXPORTSITE_ALLOWED_NETWORKS"):
         _pg_pinned(pg_source_url)
-    for url in ("postgresql://u@169.254.169.254/db", "postgresql://u@h/db?hostaddr=10.0.0.1"):
+    for url in (
+        "postgresql://u@169.254.169.254/db",
+        "postgresql://u@h/db?hostaddr=10.0.0.1",
+        "postgresql:///db?hostaddr=10.0.0.12",  # a hostaddr means TCP, whatever the host says
+        "postgresql://u@/db?host=/tmp&hostaddr=10.0.0.12",
+    ):
         with pytest.raises(SourceUnavailable, match="is not allowed"):
             _pg_pinned(url)
     with pytest.raises(SourceUnavailable, match="several hosts"):
@@ -357,6 +369,12 @@ def test_a_source_database_is_reached_at_the_address_the_policy_checked(pg_sourc
     monkeypatch.setattr(outbound, "_real_getaddrinfo", _resolves_to("93.184.215.14", "127.0.0.1"))
     pinned = _pg_pinned("postgresql://u:pw@db.example.com:6432/crm?sslmode=verify-full")
     assert pinned == "postgresql://u:pw@db.example.com:6432/crm?sslmode=verify-full&hostaddr=93.184.215.14"
+    # The rest of the URL stays as it was written; a comma in a password is no second host.
+    monkeypatch.setattr(outbound, "_real_getaddrinfo", _resolves_to("93.184.215.14"))
+    pinned = _pg_pinned("postgresql://u:a+b,c@db.example.com/crm?password=x+y")
+    assert pinned == "postgresql://u:a+b,c@db.example.com/crm?password=x+y&hostaddr=93.184.215.14"
+    with pytest.raises(SourceUnavailable, match="hostaddr 'nope' is not an IP address"):
+        _pg_pinned("postgresql://u@db.example.com/crm?hostaddr=nope")
     # A Unix socket is this machine, not the network.
     assert _pg_pinned("postgresql:///crm?host=/var/run/postgresql") == "postgresql:///crm?host=/var/run/postgresql"
 

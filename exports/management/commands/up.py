@@ -2,8 +2,8 @@
 
 1. Migrate, seed the demo source (first time only) and make sure an admin exists.
 2. Start the embedded Redis when REDIS_URL is unset.
-3. Start the web server, a worker, the scheduler and the hosted SFTP server, print
-   where to log in, and wait.
+3. Start the web server, a worker, a worker for Test connection alone, the scheduler
+   and the hosted SFTP server, print where to log in, and wait.
 4. On Ctrl-C or SIGTERM stop them all, then Redis, and exit.
 """
 
@@ -80,7 +80,15 @@ class Command(BaseCommand):
                     "--access-logfile",
                     "-",
                 ],
-                "worker": [python, "manage.py", "rqworker", "--skip-checks", settings.EXPORTS_QUEUE],
+                "worker": [
+                    python,
+                    "manage.py",
+                    "rqworker",
+                    "--skip-checks",
+                    settings.CONNECTION_TEST_QUEUE,
+                    settings.EXPORTS_QUEUE,
+                ],
+                "tester": [python, "manage.py", "rqworker", "--skip-checks", settings.CONNECTION_TEST_QUEUE],
                 "scheduler": [python, "manage.py", "scheduler"],
                 "sftpd": [python, "manage.py", "sftpd"],
             }
