@@ -246,13 +246,10 @@ class StorageDestination(Destination):
         return self.storage.open(name, "rb")
 
 
-# Error codes a store may answer with that we name to users; any other code (which a
-# server we don't know may have made up) is shown as its HTTP status only.
-KNOWN_CODES = {
-    "NoSuchBucket",
-    "ContainerNotFound",
-    "NoSuchKey",
-    "BucketNotFound",
+# The error codes of the stores we know, by the problem each means. A code outside these
+# (which a server we don't know may have made up) is shown as its HTTP status only.
+NOT_FOUND_CODES = {"NoSuchBucket", "ContainerNotFound", "NoSuchKey", "BucketNotFound"}
+AUTH_CODES = {
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
     "AuthenticationFailed",
@@ -260,19 +257,12 @@ KNOWN_CODES = {
     "ExpiredToken",
     "AuthorizationHeaderMalformed",
     "InvalidAuthenticationInfo",
+    # Azure's answer to a key or SAS signature it can't verify (Azurite's too).
     "AuthorizationFailure",
-    "AccessDenied",
-    "AuthorizationPermissionMismatch",
-    "AllAccessDisabled",
-    "SlowDown",
-    "InternalError",
-    "RequestTimeout",
-    "ServiceUnavailable",
-    "ServerBusy",
-    "OperationTimedOut",
-    "QuotaExceeded",
-    "AccountIsDisabled",
 }
+PERMISSION_CODES = {"AccessDenied", "AuthorizationPermissionMismatch", "AllAccessDisabled", "AccountIsDisabled"}
+OTHER_CODES = {"SlowDown", "InternalError", "RequestTimeout", "ServiceUnavailable", "ServerBusy", "QuotaExceeded"}
+KNOWN_CODES = NOT_FOUND_CODES | AUTH_CODES | PERMISSION_CODES | OTHER_CODES
 
 
 def _answer(status: int | None, code: str) -> str:
@@ -280,22 +270,11 @@ def _answer(status: int | None, code: str) -> str:
 
 
 def _http_problem(status: int | None, code: str = "") -> Problem:
-    if code in {"NoSuchBucket", "ContainerNotFound", "NoSuchKey", "BucketNotFound"}:
+    if code in NOT_FOUND_CODES:
         return Problem.NOT_FOUND
-    if code in {
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "AuthenticationFailed",
-        "InvalidToken",
-        "ExpiredToken",
-        "AuthorizationHeaderMalformed",
-        "InvalidAuthenticationInfo",
-    }:
+    if code in AUTH_CODES:
         return Problem.AUTH
-    if code == "AuthorizationFailure":
-        # Azure's answer to a key or SAS signature it can't verify (Azurite's too).
-        return Problem.AUTH
-    if code in {"AccessDenied", "AuthorizationPermissionMismatch", "AllAccessDisabled"}:
+    if code in PERMISSION_CODES:
         return Problem.PERMISSION
     if status == 401:
         return Problem.AUTH
