@@ -23,11 +23,12 @@ from django.utils import timezone
 from connectors.sshkeys import generate_key_pair
 from exportsite.crypto import EncryptedTextField
 from exportsite.redaction import redact
+from orgs.models import InSandbox
 
 _SAFE_LOGIN = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
 
 
-class Connector(models.Model):
+class Connector(InSandbox):
     class Kind(models.TextChoices):
         DESKTOP = "desktop", "Desktop download"
         S3 = "s3", "Amazon S3"

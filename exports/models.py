@@ -25,9 +25,10 @@ from django.utils import timezone
 from exports.layout import COMPRESSIONS_BY_FORMAT, validate_file_template, validate_folder_template
 from exportsite.crypto import EncryptedTextField
 from exportsite.redaction import redact, url_secrets
+from orgs.models import InSandbox
 
 
-class Database(models.Model):
+class Database(InSandbox):
     """A source database the platform reads from."""
 
     name = models.CharField(max_length=200, unique=True)
@@ -100,7 +101,7 @@ class Dataset(models.Model):
         return next((column for column in self.columns if column["name"] == name), None)
 
 
-class Export(models.Model):
+class Export(InSandbox):
     """An export definition. Its UUID is the export GUID used in delivery paths."""
 
     class Type(models.TextChoices):
@@ -599,7 +600,7 @@ class Profile(models.Model):
         return f"{self.user} ({self.time_zone})"
 
 
-class ApiToken(models.Model):
+class ApiToken(InSandbox):
     """A bearer token for the HTTP API. Only a SHA-256 of the secret is stored: the
     token is shown once, when it is created. A token acts as its owner, no more."""
 

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_rq",
     "axes",
+    "orgs",
     "exports",
     "connectors",
 ]
