@@ -227,8 +227,7 @@ def run_connection_test(test_id: str) -> str:
             NOT_RUN,
         )
     else:
-        with redaction.scope(test.connector.secret_values().values()):
-            report = _within(test.connector, remaining)
+        report = _within(test.connector, remaining)  # the probe's thread holds the secrets' scope
     _finish(test, report, states=[ConnectionTest.State.RUNNING])
     return "ok" if report.ok else "failed"
 
@@ -239,5 +238,5 @@ def current(test: ConnectionTest) -> ConnectionTest:
     if test.pending and timezone.now() > test.deadline + OVERDUE_AFTER:
         message = "no worker finished the test in time: check that the workers are running, then try again"
         _finish(test, _failed(message, NOT_RUN), states=list(PENDING))
-    test.refresh_from_db()
+        test.refresh_from_db()  # finished here, or by its worker meanwhile
     return test
