@@ -2,7 +2,7 @@ import shutil
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.template.response import TemplateResponse
 
 from connectors.models import Connector, SftpLogin
@@ -15,13 +15,15 @@ class SftpLoginAdmin(admin.ModelAdmin):
     who has no hosted connector left, still has its zone (and files) on disk, and no key
     opens it. Admins empty such zones here, after a confirmation."""
 
-    list_display = ("login", "owner", "hosted_connectors", "zone_size", "created_at")
+    list_display = ("login", "owner", "sandbox", "hosted_connectors", "zone_size", "created_at")
+    list_filter = ("sandbox__organisation",)
     search_fields = ("login", "owner__username")
-    readonly_fields = ("login", "owner", "created_at")
+    readonly_fields = ("login", "owner", "sandbox", "created_at")
     actions = ("empty_zones",)
 
     def get_queryset(self, request):
-        hosted = Q(owner__connectors__kind=Connector.Kind.HOSTED_SFTP)
+        # The owner's hosted connectors in the login's sandbox: the ones whose keys open it.
+        hosted = Q(owner__connectors__kind=Connector.Kind.HOSTED_SFTP, owner__connectors__sandbox=F("sandbox"))
         return super().get_queryset(request).annotate(hosted=Count("owner__connectors", filter=hosted))
 
     @admin.display(description="hosted connectors", ordering="hosted")

@@ -165,12 +165,14 @@ class ConnectorForm(forms.Form):
         kind: str,
         instance: Connector | None = None,
         owner=None,
+        sandbox=None,
         initial: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ):
         self.kind = kind
         self.instance = instance
         self.owner = owner
+        self.sandbox = sandbox
         initial = dict(initial or {})
         if instance is not None:
             initial = {"name": instance.name, "base_path": instance.base_path, **instance.options, **initial}
@@ -293,7 +295,7 @@ class ConnectorForm(forms.Form):
     # Saving ---------------------------------------------------------------
 
     def save(self) -> Connector:
-        connector = self.instance or Connector(kind=self.kind, owner=self.owner)
+        connector = self.instance or Connector(kind=self.kind, owner=self.owner, sandbox=self.sandbox)
         data = self.cleaned_data
         previous = dict(connector.options)
         connector.name = data["name"].strip()
@@ -301,7 +303,7 @@ class ConnectorForm(forms.Form):
         options = {name: data.get(name) for name in self.option_names}
         options = {name: value for name, value in options.items() if value not in (None, "")}
         if self.kind == Connector.Kind.HOSTED_SFTP:
-            options = {**previous, "login": previous.get("login") or login_for(connector.owner)}
+            options = {**previous, "login": previous.get("login") or login_for(connector.owner, connector.sandbox)}
         connector.options = options
         connector.set_secrets({name: data.get(name, "") for name in self.secret_names})
         auth = data.get("auth")

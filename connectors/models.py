@@ -23,7 +23,7 @@ from django.utils import timezone
 from connectors.sshkeys import generate_key_pair
 from exportsite.crypto import EncryptedTextField
 from exportsite.redaction import redact
-from orgs.models import InSandbox
+from orgs.models import InSandbox, default_sandbox
 
 _SAFE_LOGIN = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
 
@@ -181,18 +181,23 @@ def zone_path(login: str) -> Path:
 
 
 class SftpLogin(models.Model):
-    """A hosted SFTP login and the person it belongs to: one per person, unique, and never
+    """A hosted SFTP login, the person it belongs to and the sandbox its zone is in: one
+    per person and sandbox, so production and test files never mix. Unique, and never
     deleted nor given to anyone else, so a zone (and the files left in it) can't pass to
     another user. A user's deletion leaves the login reserved, its zone listed for admins."""
 
     login = models.CharField(max_length=32, unique=True)
-    owner = models.OneToOneField(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="sftp_login"
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="sftp_logins"
     )
+    sandbox = models.ForeignKey("orgs.Sandbox", on_delete=models.PROTECT, related_name="sftp_logins")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         verbose_name = "hosted SFTP login"
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["owner", "sandbox"], name="one_sftp_login_per_person_and_sandbox"),
+        ]
 
     def __str__(self) -> str:
         return self.login
@@ -201,23 +206,28 @@ class SftpLogin(models.Model):
         return zone_path(self.login)
 
 
-def login_for(user) -> str:
-    """The SSH user name of someone's hosted SFTP zone: their user name when it is a
-    plain one nobody has had, else one made from their id. One zone per person, for good."""
-    existing = SftpLogin.objects.filter(owner=user).first()
+def login_for(user, sandbox=None) -> str:
+    """The SSH user name of someone's hosted SFTP zone in `sandbox` (None: Default's
+    production). In the first sandbox they have one: their user name when it is a plain
+    one nobody has had; else one made from their id and the sandbox. One zone per person
+    and sandbox, for good."""
+    sandbox_id = sandbox.pk if sandbox is not None else default_sandbox()
+    mine = SftpLogin.objects.filter(owner=user, sandbox_id=sandbox_id)
+    existing = mine.first()
     if existing is not None:
         return existing.login
-    candidates = [user.username.lower()] if _SAFE_LOGIN.match(user.username.lower()) else []
-    candidates += [f"user{user.pk}", *(f"user{user.pk}-{secrets.token_hex(3)}" for _ in range(5))]
+    name = user.username.lower()
+    candidates = [name] if _SAFE_LOGIN.match(name) else []
+    candidates += [f"user{user.pk}-s{sandbox_id}", *(f"user{user.pk}-{secrets.token_hex(3)}" for _ in range(5))]
     for candidate in candidates:
         if SftpLogin.objects.filter(login=candidate).exists():
             continue
         try:
             with transaction.atomic():
-                return SftpLogin.objects.create(login=candidate, owner=user).login
+                return SftpLogin.objects.create(login=candidate, owner=user, sandbox_id=sandbox_id).login
         except IntegrityError:
             # Taken meanwhile: the login by someone else, or this user's row by a twin request.
-            existing = SftpLogin.objects.filter(owner=user).first()
+            existing = mine.first()
             if existing is not None:
                 return existing.login
     raise RuntimeError(f"no free hosted SFTP login for {user.username!r}")

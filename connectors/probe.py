@@ -125,7 +125,7 @@ def probe(connector: Connector) -> ProbeReport:
 def start_test(user: Actor, connector: Connector) -> ConnectionTest:
     """Queue a test of `connector` for `user`, within their tests-per-minute."""
     if not can_change_connector(user, connector):
-        raise ActionRefused(FORBIDDEN, "only the connector's owner (a marketer) or an admin may test it")
+        raise ActionRefused(FORBIDDEN, "only the organisation's admins test destinations")
     user = cast(User, user)
     limit = settings.CONNECTION_TESTS_PER_MINUTE
     with transaction.atomic():

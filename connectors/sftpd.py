@@ -26,23 +26,35 @@ from pathlib import Path
 import asyncssh
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import close_old_connections
 
 from connectors.models import Connector, SftpLogin, zone_path
 from connectors.sshkeys import load_or_create_host_key
 from connectors.storage import bump_zone_generation, zone_generation, zone_usage
+from orgs.models import Membership
 
 logger = logging.getLogger(__name__)
 
 
 def authorized_keys_for(login: str) -> list[str]:
-    """The keys of the login's owner's hosted connectors: nobody else's, whatever their
-    connector says."""
+    """The keys of the login's owner's hosted connectors in the login's sandbox: nobody
+    else's, and none of another sandbox's, whatever their connector says."""
     close_old_connections()
-    owner = SftpLogin.objects.filter(login=login, owner__isnull=False).values_list("owner", flat=True).first()
-    if owner is None:
+    found = SftpLogin.objects.filter(login=login, owner__isnull=False).values_list("owner", "sandbox").first()
+    if found is None:
         return []
-    connectors = Connector.objects.filter(kind=Connector.Kind.HOSTED_SFTP, options__login=login, owner=owner)
+    owner, sandbox = found
+    # Only while the owner may still enter the sandbox: leaving the organisation locks
+    # their keys out of its zones at once.
+    if not (
+        Membership.objects.filter(user_id=owner, organisation__sandboxes=sandbox).exists()
+        or get_user_model().objects.filter(pk=owner, is_superuser=True).exists()
+    ):
+        return []
+    connectors = Connector.objects.filter(
+        kind=Connector.Kind.HOSTED_SFTP, options__login=login, owner=owner, sandbox_id=sandbox
+    )
     return [connector.public_key for connector in connectors if connector.public_key]
 
 

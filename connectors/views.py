@@ -14,37 +14,48 @@ from connectors.models import ConnectionTest, Connector, KeyEvent
 from connectors.probe import ProbeReport, current, start_test
 from connectors.sshkeys import FINGERPRINT, host_key_fingerprint, normalize_fingerprint
 from exports.actions import ActionRefused
-from exports.permissions import can_change_connector, can_create, can_download_key
+from exports.permissions import can_change_connector, can_download_key, can_manage_connectors
+from exports.views.pages import scope_of
 from exportsite.clientip import client_address
 
 KINDS = [kind for kind in Connector.Kind if kind != Connector.Kind.DESKTOP]
 
 
+MANAGE_FORBIDDEN = "only the organisation's admins manage destinations; marketers use them"
+
+
 def _get_connector_for_user(request, connector_id, *, write: bool = False) -> Connector:
-    connector = get_object_or_404(Connector.objects.select_related("owner"), id=connector_id)
+    """A connector of the page's sandbox (any other is a 404, as a missing one)."""
+    connector = get_object_or_404(
+        Connector.objects.select_related("owner"), id=connector_id, sandbox_id=scope_of(request).sandbox_id
+    )
     if write and not can_change_connector(request.user, connector):
-        raise PermissionDenied("only the connector's owner (a marketer) or an admin may do this")
+        raise PermissionDenied(MANAGE_FORBIDDEN)
     return connector
 
 
 @login_required
 def connectors_list(request):
-    connectors = Connector.objects.select_related("owner").annotate(export_count=Count("exports"))
+    sandbox_id = scope_of(request).sandbox_id
+    connectors = (
+        Connector.objects.filter(sandbox_id=sandbox_id).select_related("owner").annotate(export_count=Count("exports"))
+    )
     return render(
         request,
         "connectors/list.html",
-        {"connectors": connectors, "kinds": KINDS, "can_create": can_create(request.user)},
+        {"connectors": connectors, "kinds": KINDS, "can_create": can_manage_connectors(request.user, sandbox_id)},
     )
 
 
 @login_required
 def connectors_new(request):
-    if not can_create(request.user):
-        raise PermissionDenied("viewers can't create connectors")
+    scope = scope_of(request)
+    if not can_manage_connectors(request.user, scope.sandbox_id):
+        raise PermissionDenied(MANAGE_FORBIDDEN)
     kind = request.GET.get("kind") or request.POST.get("kind")
     if kind not in KINDS:
         return render(request, "connectors/choose_kind.html", {"kinds": KINDS})
-    form = ConnectorForm(request.POST or None, kind=kind, owner=request.user)
+    form = ConnectorForm(request.POST or None, kind=kind, owner=request.user, sandbox=scope.sandbox)
     if request.method == "POST" and form.is_valid():
         connector = form.save()
         messages.success(request, f"Created the connector {connector.name!r}. Test its connection below.")
@@ -109,7 +120,7 @@ def connectors_test(request, connector_id):
 def connectors_test_result(request, connector_id, test_id):
     """A test's steps so far; while it runs, the page asks again every second."""
     connector = _get_connector_for_user(request, connector_id, write=True)
-    test = current(get_object_or_404(ConnectionTest, id=test_id, connector=connector))
+    test = current(get_object_or_404(ConnectionTest, id=test_id, connector=connector))  # scoped by the connector
     if request.htmx:
         return _test_result(request, connector, test)
     return render(request, "connectors/test.html", _test_context(connector, test))

@@ -6,8 +6,9 @@ PostgreSQL locks) the row it acts on, checks permission and state, does the work
 returns its result or raises one `ActionRefused(code, message)`. The codes are stable:
 the API returns them (docs/api.md) and pages show the message.
 
-A run only comes to exist through `queue_run`, and a job only reaches Redis through
-`enqueue_run`, after the transaction commits.
+A run only comes to exist through `queue_run`, and a job only reaches Redis through the
+dispatcher (exports/dispatch.py), after the transaction commits and while the run's
+organisation is within EXPORT_MAX_RUNS_PER_ORG.
 """
 
 from __future__ import annotations
@@ -24,15 +25,18 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
+from connectors.models import Connector
 from exports.delivery import desktop_storage
-from exports.models import DESKTOP, Export, Run, RunFile, SkippedSlot
-from exports.permissions import Actor, can_change, can_create
+from exports.dispatch import dispatch_quietly
+from exports.models import DESKTOP, Dataset, Export, Run, RunFile, RunQuerySet, SkippedSlot
+from exports.permissions import Actor, can_change, can_create, can_use_connector, is_member
 from exports.schedule import for_export
+from orgs.models import Sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -104,19 +108,81 @@ def _locked(export: Export) -> Export:
     return current
 
 
+# Finding: what a sandbox holds ---------------------------------------------------------
+#
+# Pages look objects up in the sandbox of their URL, the API in its token's. An object of
+# any other sandbox is simply not found: the same answer as one that never existed.
+
+NOT_FOUND_MESSAGES = {"export": "no such export", "run": "no such run"}
+
+
+def exports_in(sandbox_id: int) -> QuerySet[Export]:
+    return Export.objects.filter(sandbox_id=sandbox_id)
+
+
+def runs_in(sandbox_id: int) -> RunQuerySet:
+    return Run.objects.filter(export__sandbox_id=sandbox_id)
+
+
+def find_export(sandbox_id: int, export_id: Any) -> Export:
+    export = (
+        exports_in(sandbox_id).select_related("dataset__database", "owner", "connector").filter(id=export_id).first()
+    )
+    if export is None:
+        raise ActionRefused(NOT_FOUND, NOT_FOUND_MESSAGES["export"])
+    return export
+
+
+def find_run(sandbox_id: int, run_id: Any) -> Run:
+    run = (
+        runs_in(sandbox_id)
+        .select_related("export__dataset__database", "export__owner", "export__connector", "connector")
+        .filter(id=run_id)
+        .first()
+    )
+    if run is None:
+        raise ActionRefused(NOT_FOUND, NOT_FOUND_MESSAGES["run"])
+    return run
+
+
+def require_member(user: Actor, export: Export) -> None:
+    """Whoever doesn't belong to the export's organisation learns nothing of it, not even
+    that it exists."""
+    if not is_member(user, export.sandbox_id):
+        raise ActionRefused(NOT_FOUND, NOT_FOUND_MESSAGES["export"])
+
+
 def require_change(user: Actor, export: Export) -> User:
     """The user, once it is clear they may change `export` (so they are signed in).
     Pages ask it before showing a form that leads to an action."""
+    require_member(user, export)
     if not can_change(user, export):
         raise ActionRefused(FORBIDDEN, CHANGE_FORBIDDEN)
     return cast(User, user)
 
 
-def require_create(user: Actor) -> User:
-    """The user, once it is clear they may create exports."""
-    if not can_create(user):
+def require_create(user: Actor, sandbox_id: int | None) -> User:
+    """The user, once it is clear they may create exports in the sandbox."""
+    if not is_member(user, sandbox_id):
+        raise ActionRefused(NOT_FOUND, "no such sandbox")
+    if not can_create(user, sandbox_id):
         raise ActionRefused(FORBIDDEN, "viewers can't create exports")
     return cast(User, user)
+
+
+def check_in_sandbox(user: Actor, export: Export) -> None:
+    """What a definition names is in its own sandbox: its dataset's database, and its
+    connector, which the user may use there. A connector of another sandbox gets the
+    same answer as one that doesn't exist."""
+    if export.dataset_id is not None and export.dataset.database.sandbox_id != export.sandbox_id:
+        raise ActionRefused(
+            VALIDATION_FAILED, "dataset: no such dataset", fields={"dataset": ["Select a valid choice."]}
+        )
+    connector = export.connector
+    if connector is not None and not can_use_connector(user, connector, export.sandbox_id):
+        raise ActionRefused(
+            VALIDATION_FAILED, "connector: no such connector", fields={"connector": ["Select a valid choice."]}
+        )
 
 
 def check_editable(user: Actor, export: Export) -> None:
@@ -159,12 +225,6 @@ def delete_refusal(user: Actor, export: Export) -> ActionRefused | None:
 # Runs: created and enqueued here only ----------------------------------------------
 
 
-def enqueue_run(run_id: UUID | str) -> None:
-    """Hand a run to the workers. The job id is the run id, and the job only gets the id."""
-    queue = django_rq.get_queue(settings.EXPORTS_QUEUE)
-    queue.enqueue("exports.jobs.run_export", str(run_id), job_id=str(run_id))
-
-
 def queue_run(
     export: Export,
     *,
@@ -174,8 +234,10 @@ def queue_run(
     scheduled_for: datetime | None = None,
     enqueue: bool = True,
 ) -> Run:
-    """Create a queued run of `export` and enqueue its job once the transaction commits,
-    so a failed request leaves no job behind and the worker always finds the row.
+    """Create a queued run of `export` and dispatch it once the transaction commits, so
+    a failed request leaves no job behind and the worker always finds the row.
+    `enqueue=False` leaves it to the next dispatch (the scheduler's tick makes one after
+    starting every due run).
 
     Launch, Run now, Relaunch, the scheduler and the reconciler's retries all come here;
     callers check the rules first. Two partial unique indexes back them up when two
@@ -204,14 +266,14 @@ def queue_run(
         export.status = Export.Status.FINISHED
         export.save(update_fields=["status", "updated_at"])
     if enqueue:
-        transaction.on_commit(lambda: enqueue_run(run.id))
+        transaction.on_commit(dispatch_quietly)
     return run
 
 
 def _refuse_if_dataset_busy(user: User, export: Export) -> None:
     busy = (
         Run.objects.active()
-        .filter(export__dataset_id=export.dataset_id)
+        .filter(export__sandbox_id=export.sandbox_id, export__dataset_id=export.dataset_id)
         .filter(Q(launched_by=user) | Q(export__owner=user))
         .first()
     )
@@ -317,6 +379,10 @@ def _drop_job(run_id: UUID) -> None:
         Job.fetch(str(run_id), connection=django_rq.get_connection(settings.EXPORTS_QUEUE)).cancel()
     except (NoSuchJobError, InvalidJobOperation):
         pass  # already gone, or already finishing: the run's status is what counts
+    except Exception:  # Redis down: the run is cancelled all the same; a job left finds it so
+        logger.warning("run %s: its job could not be dropped from Redis", run_id, exc_info=True)
+    # A run that never started frees its place now; a running one when its worker lets go.
+    dispatch_quietly()
 
 
 # Schedules ---------------------------------------------------------------------------
@@ -366,7 +432,9 @@ class SlotOutcome:
     skipped: SkippedSlot | None = None
 
 
-def start_due_run(export_id: UUID, now: datetime, *, trigger: str = Run.Trigger.SCHEDULE) -> SlotOutcome:
+def start_due_run(
+    export_id: UUID, now: datetime, *, trigger: str = Run.Trigger.SCHEDULE, dispatch: bool = True
+) -> SlotOutcome:
     """The scheduler: start the run of a due export's latest slot, exactly once.
 
     The export's row is locked and skipped when another scheduler holds it
@@ -380,10 +448,12 @@ def start_due_run(export_id: UUID, now: datetime, *, trigger: str = Run.Trigger.
         export = due.first()
         if export is None:
             return SlotOutcome()  # another scheduler has it, or it is no longer due
-        return _start_slot(export, now, trigger)
+        return _start_slot(export, now, trigger, dispatch=dispatch)
 
 
-def _start_slot(export: Export, now: datetime, trigger: str, user: User | None = None) -> SlotOutcome:
+def _start_slot(
+    export: Export, now: datetime, trigger: str, user: User | None = None, *, dispatch: bool = True
+) -> SlotOutcome:
     """Start the run of the slot due at `now` (or brought forward to it), or record
     why it was skipped; then move the export on to its next slot."""
     plan = for_export(export)
@@ -398,7 +468,7 @@ def _start_slot(export: Export, now: datetime, trigger: str, user: User | None =
         reason = "the dataset no longer exists"
     else:
         try:
-            outcome.run = queue_run(export, trigger=trigger, user=user, scheduled_for=slot)
+            outcome.run = queue_run(export, trigger=trigger, user=user, scheduled_for=slot, enqueue=dispatch)
         except ActionRefused:
             pass  # the slot's run exists already: created by another scheduler
     if reason:
@@ -471,9 +541,10 @@ def save_draft(user: Actor, export: Export) -> Export:
     with transaction.atomic():
         adding = export._state.adding
         if adding:
-            require_create(user)
+            require_create(user, export.sandbox_id)
         else:
             check_editable(user, _locked(export))
+        check_in_sandbox(user, export)
         try:
             export.full_clean(validate_unique=False, validate_constraints=False)
         except ValidationError as exc:
@@ -511,6 +582,48 @@ def copy(user: Actor, export: Export, name: str | None = None) -> Export:
         if problem:
             raise ActionRefused(VALIDATION_FAILED, f"Name: {problem}", fields={"Name": [problem]})
         return export.copy(name=name, owner=person)
+
+
+def copy_to_sandbox(
+    user: Actor, export: Export, target: Sandbox, *, connector: Connector | None = None, name: str | None = None
+) -> Export:
+    """Promote a definition: a draft copy of `export` in another sandbox of the same
+    organisation. Its dataset is the one of the same database and table name there; its
+    destination is one of the target's own (`connector`, or Desktop), never the
+    original's. The copy is checked as any draft is (`save_draft`)."""
+    name = (export.name if name is None else name).strip()
+    with transaction.atomic():
+        export = _locked(export)
+        person = check_copy(user, export)
+        if target.organisation_id != export.sandbox.organisation_id:
+            raise ActionRefused(NOT_FOUND, "no such sandbox")
+        if target.pk == export.sandbox_id:
+            raise ActionRefused(VALIDATION_FAILED, "choose another sandbox: Copy makes a copy in this one")
+        if connector is not None and connector.sandbox_id != target.pk:
+            raise ActionRefused(
+                VALIDATION_FAILED, "connector: no such connector", fields={"connector": ["Select a valid choice."]}
+            )
+        source = export.dataset
+        dataset = Dataset.objects.filter(
+            database__sandbox=target,
+            database__name=source.database.name,
+            schema_name=source.schema_name,
+            name=source.name,
+            missing_since__isnull=True,
+        ).first()
+        if dataset is None:
+            raise ActionRefused(
+                VALIDATION_FAILED,
+                f"{target.name} has no dataset {source.qualified_name} in a database named {source.database.name!r}: "
+                "add that source database to the sandbox first",
+                fields={"dataset": ["No dataset of that name in the target sandbox."]},
+            )
+        skip = {"name", "updated_at", "sandbox", "dataset", "connector"}
+        fields = {field: getattr(export, field) for field in Export.definition_fields() if field not in skip}
+        copy = Export(
+            **fields, name=name, owner=person, sandbox=target, dataset=dataset, connector=connector, copied_from=export
+        )
+        return save_draft(person, copy)
 
 
 def desktop_files_of(export: Export, *, kept_only: bool = False) -> list[str]:

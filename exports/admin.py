@@ -12,7 +12,16 @@ from exports.models import ApiToken, Database, Dataset, Export, Run, RunFile
 
 @admin.register(Database)
 class DatabaseAdmin(admin.ModelAdmin):
-    list_display = ["name", "refreshed_at", "refresh_error"]
+    """Platform staff add an organisation's source databases here, each in its sandbox."""
+
+    list_display = ["name", "sandbox", "refreshed_at", "refresh_error"]
+    list_filter = ["sandbox__organisation"]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        # Required here: a source added without one would go to Default, another client's.
+        form.base_fields["sandbox"].required = True
+        return form
 
 
 @admin.register(Dataset)
@@ -31,6 +40,7 @@ class ExportAdmin(admin.ModelAdmin):
 
     list_display = [
         "name",
+        "sandbox",
         "owner",
         "dataset",
         "export_type",
@@ -38,7 +48,7 @@ class ExportAdmin(admin.ModelAdmin):
         "status",
         "created_at",
     ]
-    list_filter = ["status", "export_type", "file_format"]
+    list_filter = ["sandbox__organisation", "status", "export_type", "file_format"]
     search_fields = ["name"]
     # The definition's plain fields; what needs the wizard (dataset, columns, filters,
     # destination, schedule) stays read-only.
@@ -109,10 +119,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
     """Admins see everyone's tokens (never a secret: only hashes are stored) and can
     revoke them, e.g. when someone leaves; tokens are created on the profile page."""
 
-    list_display = ["name", "user", "hint", "created_at", "last_used_at", "revoked_at"]
+    list_display = ["name", "user", "sandbox", "hint", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
     search_fields = ["name", "user__username"]
-    fields = ("name", "user", "hint", "created_at", "last_used_at", "revoked_at")
+    fields = ("name", "user", "sandbox", "hint", "created_at", "last_used_at", "revoked_at")
     readonly_fields = fields
     actions = [revoke_tokens]
 

@@ -39,8 +39,11 @@ class SourceStepForm(forms.ModelForm):
         model = Export
         fields: ClassVar[list[str]] = ["name", "dataset", "columns"]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, sandbox_id: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        # Only the datasets of the export's own sandbox: any other is "not a valid choice".
+        self.datasets = USABLE_DATASETS.filter(database__sandbox_id=sandbox_id or self.instance.sandbox_id)
+        cast(forms.ModelChoiceField, self.fields["dataset"]).queryset = self.datasets
         dataset = self.chosen_dataset()
         if dataset is not None:
             cast(forms.MultipleChoiceField, self.fields["columns"]).choices = [
@@ -52,9 +55,9 @@ class SourceStepForm(forms.ModelForm):
         if key is None:
             return self.instance.dataset if self.instance.dataset_id else None
         if isinstance(key, Dataset):
-            return key
+            return key if self.datasets.filter(pk=key.pk).exists() else None
         try:
-            return USABLE_DATASETS.get(pk=key)
+            return self.datasets.get(pk=key)
         except (Dataset.DoesNotExist, ValueError, TypeError):
             return None
 
@@ -117,15 +120,27 @@ class FileStepForm(forms.ModelForm):
         return rows_per_file
 
 
+# Connectors an export may deliver to (Desktop is the empty choice).
+CONNECTORS = Connector.objects.exclude(kind=Connector.Kind.DESKTOP).order_by("name")
+
+
 class DestinationStepForm(forms.ModelForm):
     """Wizard step 3: where the files go: a connector, or Desktop (a download)."""
 
     connector = forms.ModelChoiceField(
-        queryset=Connector.objects.exclude(kind=Connector.Kind.DESKTOP).order_by("name"),
+        queryset=CONNECTORS,
         required=False,
         empty_label="Desktop: download from the run report",
         label="Destination",
     )
+
+    def __init__(self, *args, sandbox_id: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only the connectors of the export's own sandbox: any other is "not a valid choice",
+        # exactly as one that doesn't exist.
+        cast(forms.ModelChoiceField, self.fields["connector"]).queryset = CONNECTORS.filter(
+            sandbox_id=sandbox_id or self.instance.sandbox_id
+        )
 
     class Meta:
         model = Export

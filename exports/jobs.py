@@ -18,6 +18,7 @@ from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
 from exports import delivery
+from exports.dispatch import dispatch_quietly
 from exports.engine import FileSpec, TooManyFiles, read_ahead, write_files
 from exports.filters import validate_filters
 from exports.incremental import Lookback, Window, window_for
@@ -67,7 +68,10 @@ class _Heartbeat(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stopped.wait(settings.EXPORT_HEARTBEAT_SECONDS):
-                Run.objects.filter(id=self.run_id, status=Run.Status.RUNNING).update(heartbeat_at=timezone.now())
+                # A cancelled run's worker holds its organisation's place until it stops.
+                Run.objects.filter(id=self.run_id, status__in=[Run.Status.RUNNING, Run.Status.CANCELLED]).update(
+                    heartbeat_at=timezone.now()
+                )
         finally:
             connection.close()
 
@@ -89,6 +93,9 @@ def run_export(run_id: str) -> str:
             execute_run(run)
     finally:
         heartbeat.stop()
+        # Let go: a cancelled run's place is free once its worker stopped; the next run goes.
+        Run.objects.filter(id=run.id, status=Run.Status.CANCELLED).update(heartbeat_at=None)
+        dispatch_quietly()
     run.refresh_from_db()
     notify_run(run)
     return run.status

@@ -33,6 +33,8 @@ def _printable(text: str) -> str:
 
 @dataclass
 class ManageQuery:
+    # The sandbox whose exports and runs are listed: nothing of any other, ever.
+    sandbox_id: int | None = None
     tab: str = "draft"
     q: str = ""
     databases: list[int] = field(default_factory=list)
@@ -44,11 +46,12 @@ class ManageQuery:
     page: str = "1"
 
     @classmethod
-    def from_request(cls, params: QueryDict) -> ManageQuery:
+    def from_request(cls, params: QueryDict, sandbox_id: int) -> ManageQuery:
         """Read the query string; anything unknown or malformed is dropped, never an error."""
         tab = params.get("tab", "draft")
         sort = params.get("sort", "-last_run")
         return cls(
+            sandbox_id=sandbox_id,
             tab=tab if tab in TABS else "draft",
             # NUL can't go into a PostgreSQL query; lone surrogates can't be encoded.
             q=_printable(params.get("q", "")).strip()[:200],
@@ -61,7 +64,9 @@ class ManageQuery:
         )
 
     def export_filter(self, prefix: str = "") -> Q:
-        condition = Q()
+        if self.sandbox_id is None:
+            return Q(pk__in=[])  # no sandbox, nothing listed
+        condition = Q(**{f"{prefix}sandbox_id": self.sandbox_id})
         if self.q:
             condition &= Q(**{f"{prefix}name__icontains": self.q})
         if self.databases:
@@ -133,9 +138,9 @@ def page_of(query: ManageQuery, counts: dict[str, int]) -> Page:
     return paginator.get_page(query.page)
 
 
-def sidebar_choices() -> dict:
+def sidebar_choices(sandbox_id: int) -> dict:
     return {
-        "databases": Database.objects.order_by("name").values_list("id", "name"),
+        "databases": Database.objects.filter(sandbox_id=sandbox_id).order_by("name").values_list("id", "name"),
         "data_types": Dataset.DataType.choices,
         "export_types": Export.Type.choices,
         "statuses": {

@@ -31,7 +31,9 @@ from orgs.models import InSandbox
 class Database(InSandbox):
     """A source database the platform reads from."""
 
-    name = models.CharField(max_length=200, unique=True)
+    # Unique in its sandbox: a development sandbox has its own "CRM" beside production's,
+    # and Copy to sandbox finds a dataset's twin by its database's name.
+    name = models.CharField(max_length=200)
     # sqlite:///absolute/path.sqlite3 or postgresql://user:pass@host:port/dbname
     url = EncryptedTextField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -40,6 +42,9 @@ class Database(InSandbox):
 
     class Meta:
         ordering: ClassVar[list[str]] = ["name"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["sandbox", "name"], name="database_unique_name_in_sandbox"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -339,6 +344,9 @@ class Run(models.Model):
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     queued_at = models.DateTimeField(default=timezone.now)
+    # When the dispatcher handed it to RQ (exports/dispatch.py). Null while it waits for a
+    # place among its organisation's EXPORT_MAX_RUNS_PER_ORG.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     rows_done = models.BigIntegerField(default=0)
@@ -628,11 +636,16 @@ class ApiToken(InSandbox):
         return hashlib.sha256(secret.encode()).hexdigest()
 
     @classmethod
-    def issue(cls, user, name: str) -> tuple[ApiToken, str]:
-        """A new token and its secret, which is never stored nor shown again."""
+    def issue(cls, user, name: str, *, sandbox=None) -> tuple[ApiToken, str]:
+        """A new token acting in `sandbox`, and its secret, which is never stored nor
+        shown again."""
         secret = cls.PREFIX + secrets.token_urlsafe(32)
         token = cls.objects.create(
-            user=user, name=name, hint=secret[len(cls.PREFIX) : len(cls.PREFIX) + 8], digest=cls.digest_of(secret)
+            user=user,
+            name=name,
+            sandbox=sandbox,
+            hint=secret[len(cls.PREFIX) : len(cls.PREFIX) + 8],
+            digest=cls.digest_of(secret),
         )
         return token, secret
 
@@ -642,7 +655,7 @@ class ApiToken(InSandbox):
         if not secret.startswith(cls.PREFIX) or len(secret) > 200:
             return None
         token = (
-            cls.objects.select_related("user")
+            cls.objects.select_related("user", "sandbox__organisation")
             .filter(digest=cls.digest_of(secret), revoked_at__isnull=True, user__is_active=True)
             .first()
         )

@@ -11,6 +11,7 @@ from django.core.mail import send_mail
 from django.template.loader import render_to_string
 
 from exports.models import Run
+from orgs.scope import site_reverse
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ def notify_run(run: Run) -> bool:
         "run": run,
         "export": export,
         "files": run.files.all(),
-        "url": settings.SITE_URL + run.get_absolute_url(),
+        # From a worker: the run's own sandbox in the link, whichever the reader was last in.
+        "url": settings.SITE_URL + site_reverse("runs-detail", sandbox=export.sandbox, args=[run.id]),
     }
     try:
         send_mail(

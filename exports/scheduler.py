@@ -11,7 +11,8 @@ run is still going is skipped, and the skip is recorded.
 
 The database is the source of truth, Redis only carries work: a running run whose
 worker stopped writing its heartbeat is failed with WORKER_LOST, a queued run whose job
-vanished from Redis is enqueued again, and runs that failed for a passing reason are
+vanished from Redis is enqueued again, queued runs waiting for a place in their
+organisation's limit are dispatched (exports/dispatch.py), and runs that failed for a passing reason are
 retried automatically, with backoff, up to EXPORT_MAX_ATTEMPTS attempts.
 """
 
@@ -21,15 +22,18 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from uuid import UUID
 
 import django_rq
 from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
-from rq.job import Job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from exports import actions
 from exports.delivery import desktop_storage
+from exports.dispatch import dispatch, enqueue_run
 from exports.models import DESKTOP, Export, Run, SkippedSlot
 from exports.notify import notify_run
 
@@ -44,6 +48,7 @@ class TickReport:
     requeued: list[Run] = field(default_factory=list)
     retried: list[Run] = field(default_factory=list)
     expired: list[Run] = field(default_factory=list)
+    dispatched: list[UUID] = field(default_factory=list)
 
 
 def tick(now: datetime | None = None) -> TickReport:
@@ -52,12 +57,14 @@ def tick(now: datetime | None = None) -> TickReport:
     reconcile(now, report)
     due = Export.objects.filter(status=Export.Status.SCHEDULED, next_run_at__lte=now).values_list("id", flat=True)
     for export_id in list(due[:500]):
-        outcome = actions.start_due_run(export_id, now)
+        outcome = actions.start_due_run(export_id, now, dispatch=False)  # one dispatch below, for all
         if outcome.run is not None:
             report.created.append(outcome.run)
         if outcome.skipped is not None:
             report.skipped.append(outcome.skipped)
     expire_downloads(now, report)
+    # Runs that ended, failed or were retried above free places: fill them.
+    report.dispatched = dispatch()
     return report
 
 
@@ -81,9 +88,10 @@ def reconcile(now: datetime, report: TickReport | None = None) -> None:
 
     grace = now - timedelta(seconds=settings.EXPORT_REQUEUE_AFTER)
     redis = django_rq.get_connection(settings.EXPORTS_QUEUE)
-    for run in Run.objects.filter(status=Run.Status.QUEUED, queued_at__lt=grace):
-        if not Job.exists(str(run.id), connection=redis):
-            actions.enqueue_run(run.id)
+    # Only runs the dispatcher handed over are in Redis; the others wait for it.
+    for run in Run.objects.filter(status=Run.Status.QUEUED, dispatched_at__lt=grace):
+        if _no_job_will_run(run, redis):
+            enqueue_run(run.id)
             report.requeued.append(run)
             logger.warning("run %s: its job was lost from Redis; enqueued again", run.id)
 
@@ -102,6 +110,21 @@ def reconcile(now: datetime, report: TickReport | None = None) -> None:
             # that is gone leaves the run failed, and says so.
             if exc.code == actions.CANNOT_LAUNCH:
                 logger.warning("run %s: not retried: %s", run.id, exc)
+
+
+# A job in one of these states will not run its run again.
+_ENDED = frozenset({JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, JobStatus.FINISHED})
+
+
+def _no_job_will_run(run: Run, redis) -> bool:
+    """No job is left for a queued run: Redis lost it, or it ended without claiming the
+    run (its worker failed before). Left so, the run would hold a place of its
+    organisation's EXPORT_MAX_RUNS_PER_ORG for good."""
+    try:
+        job = Job.fetch(str(run.id), connection=redis)
+    except NoSuchJobError:
+        return True
+    return job.get_status(refresh=False) in _ENDED
 
 
 def expire_downloads(now: datetime, report: TickReport | None = None) -> None:

@@ -12,6 +12,7 @@ urlpatterns = [
     path("exports/<uuid:export_id>/wizard/<slug:step>/", wizard.exports_wizard, name="exports-wizard"),
     path("exports/<uuid:export_id>/folder-preview/", wizard.exports_folder_preview, name="exports-folder-preview"),
     path("exports/<uuid:export_id>/copy/", listing.exports_copy, name="exports-copy"),
+    path("exports/<uuid:export_id>/copy-to-sandbox/", listing.exports_copy_to_sandbox, name="exports-copy-to-sandbox"),
     path("exports/<uuid:export_id>/delete/", listing.exports_delete, name="exports-delete"),
     path("exports/<uuid:export_id>/unschedule/", listing.exports_unschedule, name="exports-unschedule"),
     path("exports/<uuid:export_id>/definition/", listing.exports_definition, name="exports-definition"),

@@ -70,6 +70,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication: which organisation's sandbox the URL names, and may they enter.
+    "orgs.scope.ScopeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -151,6 +153,10 @@ EXPORT_HEARTBEAT_SECONDS = env_int("EXPORT_HEARTBEAT_SECONDS", 5, minimum=1)
 EXPORT_HEARTBEAT_TIMEOUT = env_int("EXPORT_HEARTBEAT_TIMEOUT", 90, minimum=2)
 EXPORT_REQUEUE_AFTER = env_int("EXPORT_REQUEUE_AFTER", 30, minimum=0)
 EXPORT_MAX_ATTEMPTS = env_int("EXPORT_MAX_ATTEMPTS", 3, minimum=1)
+# Fairness between organisations: at most this many runs of one organisation are in RQ
+# or running at once; the others wait, in the order they were created
+# (exports/dispatch.py). 1 runs each organisation's exports one at a time.
+EXPORT_MAX_RUNS_PER_ORG = env_int("EXPORT_MAX_RUNS_PER_ORG", 2, minimum=1)
 EXPORT_RETRY_BACKOFF = env_int("EXPORT_RETRY_BACKOFF", 60, minimum=0)
 EXPORT_WORK_DIR = DATA_DIR / "work"
 
@@ -257,7 +263,9 @@ def _package_dir(name: str) -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
-STATIC_URL = "static/"
+# Absolute: Django would put a relative one under the script prefix of the request that
+# first reads it, and pages are served under their sandbox's prefix (orgs/scope.py).
+STATIC_URL = "/static/"
 # django-ninja's copy of Swagger UI, for /api/v1/docs without a CDN. Found, not imported:
 # ninja in INSTALLED_APPS would load pydantic into every process, workers included (13 MB).
 STATICFILES_DIRS = [BASE_DIR / "static", _package_dir("ninja") / "static"]

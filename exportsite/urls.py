@@ -33,6 +33,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("exports.urls")),
     path("", include("connectors.urls")),
+    path("", include("orgs.urls")),
     path("api/v1/", api.urls),
     re_path(r"^api/", unknown_endpoint),
     path("admin/", admin.site.urls),

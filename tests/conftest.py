@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import django_rq
@@ -15,14 +16,15 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import connection
+from django.urls import get_script_prefix, set_script_prefix
 
 from exports.demo import build_demo_database
 from exports.models import Database, refresh_datasets
+from orgs.models import DEFAULT_ORGANISATION, PRODUCTION, Membership, Sandbox, default_sandbox
 
 # One real server per store (S3, GCS, Azure Blob, SFTP), shared by the whole session.
-pytest_plugins = ["tests.stores"]
+pytest_plugins = ["tests.stores", "tests.tenants"]
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
@@ -45,10 +47,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.emulator)
 
 
+@pytest.fixture(autouse=True)
+def _in_default_sandbox():
+    """Tests act in Default/production, as everything that existed before organisations:
+    `reverse()` gives the page URLs of that sandbox (/o/default/production/exports/...),
+    as it does inside a page of it. Tests of other sandboxes say so (`in_sandbox`)."""
+    previous = get_script_prefix()
+    set_script_prefix(f"/o/{DEFAULT_ORGANISATION}/{PRODUCTION}/")
+    yield
+    set_script_prefix(previous)
+
+
+@contextmanager
+def in_sandbox(sandbox):
+    """`reverse()` gives the page URLs of `sandbox` in this block."""
+    previous = get_script_prefix()
+    set_script_prefix(f"/o/{sandbox.organisation.slug}/{sandbox.slug}/")
+    try:
+        yield
+    finally:
+        set_script_prefix(previous)
+
+
+def member(user, organisation, role: str):
+    Membership.objects.update_or_create(user=user, organisation=organisation, defaults={"role": role})
+    return user
+
+
 @pytest.fixture
 def users(db):
-    """owner and teammate are marketers; viewer, staff and admin hold those roles; nobody
-    owns nothing and is in no group (a viewer by default)."""
+    """Members of the Default organisation: owner and teammate are marketers; viewer,
+    staff and nobody are viewers (nobody owns nothing); admin is an admin; superuser is
+    platform staff, a member of nothing."""
     User = get_user_model()
     created = {
         "owner": User.objects.create_user("alice", "alice@example.com", PASSWORD),
@@ -59,13 +89,30 @@ def users(db):
         "superuser": User.objects.create_superuser("root", "root@example.com", PASSWORD),
         "nobody": User.objects.create_user("nemo", "nemo@example.com", PASSWORD),
     }
-    # get_or_create: transactional tests flush the groups the migration created.
-    groups = {name: Group.objects.get_or_create(name=name)[0] for name in ("viewers", "marketers", "admins")}
-    created["owner"].groups.add(groups["marketers"])
-    created["teammate"].groups.add(groups["marketers"])
-    created["viewer"].groups.add(groups["viewers"])
-    created["admin"].groups.add(groups["admins"])
+    default = Sandbox.objects.get(pk=default_sandbox()).organisation
+    for name, role in ROLE_OF.items():
+        member(created[name], default, role)
     return created
+
+
+@pytest.fixture
+def destination_admins(users):
+    """For tests of destinations rather than of roles: owner and teammate are admins, who
+    manage destinations (marketers only use them; tests/connectors/test_views.py)."""
+    default = Sandbox.objects.get(pk=default_sandbox()).organisation
+    for name in ("owner", "teammate"):
+        member(users[name], default, "admin")
+    return users
+
+
+ROLE_OF = {
+    "owner": "marketer",
+    "teammate": "marketer",
+    "viewer": "viewer",
+    "staff": "viewer",
+    "admin": "admin",
+    "nobody": "viewer",
+}
 
 
 @pytest.fixture(scope="session")
@@ -102,10 +149,13 @@ def _test_database_url() -> str:
     return f"postgres://{config['USER']}{password}@{host}/{config['NAME']}"
 
 
-def start_worker_in_background(*, burst: bool = True, stderr=subprocess.PIPE) -> subprocess.Popen:
+def start_worker_in_background(
+    *, burst: bool = True, stderr=subprocess.PIPE, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """A real RQ worker, left to run while the test acts on its run: in burst mode it
-    stops when the queue is empty, otherwise it waits for jobs until it is stopped."""
-    env = dict(os.environ, DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="tests.settings")
+    stops when the queue is empty, otherwise it waits for jobs until it is stopped.
+    `env`: more environment (settings) for it."""
+    env = dict(os.environ, DATABASE_URL=_test_database_url(), DJANGO_SETTINGS_MODULE="tests.settings", **(env or {}))
     return subprocess.Popen(
         [
             sys.executable,

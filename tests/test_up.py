@@ -4,6 +4,7 @@ embedded Redis, the web server, a worker and the hosted SFTP server, and Ctrl-C 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import requests
 
 from exportsite.embedded import free_port, port_in_use
 
@@ -60,6 +62,27 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/") as response:
             assert response.status == 200
             assert b"Log in" in response.read()
+        # Two demo organisations, each with its logins: each sees its own source only.
+        logins = dict(re.findall(r"log in as '([a-z]+-[a-z]+)' with password '([^']+)'", output))
+        assert set(logins) == {"acme-admin", "acme-marketer", "bravo-admin", "bravo-marketer"}, output[-3000:]
+        site = f"http://127.0.0.1:{port}"
+        session = requests.Session()
+        session.get(f"{site}/accounts/login/", timeout=10)
+        signed_in = session.post(
+            f"{site}/accounts/login/",
+            {
+                "username": "acme-marketer",
+                "password": logins["acme-marketer"],
+                "csrfmiddlewaretoken": session.cookies["csrftoken"],
+            },
+            timeout=10,
+        )
+        assert "/o/acme/production/" in signed_in.url
+        sources = session.get(f"{site}/sources/", timeout=10)
+        assert sources.url.endswith("/o/acme/production/sources/")
+        assert "Acme Retail CRM" in sources.text
+        assert "Bravo Travel CRM" not in sources.text
+        assert session.get(f"{site}/o/bravo/production/sources/", timeout=10).status_code == 404
         assert port_in_use(redis_port)
         assert f"hosted SFTP on 127.0.0.1:{sftp_port}" in output
         deadline = time.monotonic() + 30

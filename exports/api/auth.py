@@ -14,6 +14,7 @@ from ninja.throttling import BaseThrottle
 
 from exports.api.errors import ApiError
 from exports.models import ApiToken
+from orgs.scope import Scope
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -22,9 +23,11 @@ logger = logging.getLogger(__name__)
 
 
 class TokenRequest(HttpRequest):
-    """A request TokenAuth let in: it acts as the token's owner, never anonymously."""
+    """A request TokenAuth let in: it acts as the token's owner, never anonymously, in
+    the token's sandbox only."""
 
     user: User
+    sandbox_scope: Scope
 
 
 class TokenAuth(HttpBearer):
@@ -43,7 +46,13 @@ class TokenAuth(HttpBearer):
         found = ApiToken.authenticate(token)
         if found is None:
             raise ApiError(401, "INVALID_TOKEN", "this API token is unknown or has been revoked")
+        scope = Scope.of(found.user, found.sandbox)
+        if scope is None:
+            raise ApiError(
+                401, "INVALID_TOKEN", "this API token's owner no longer belongs to the organisation it was issued in"
+            )
         request.user = found.user
+        request.sandbox_scope = scope  # type: ignore[attr-defined]
         return found
 
 

@@ -1,8 +1,9 @@
 """The HTTP API, /api/v1/: everything the UI does with exports, for automation.
 
-A request acts as its token's owner, with the roles of exports/permissions.py. It sees
-the exports it owns (admins see everyone's); anyone else's export is a 404, exactly as
-if it did not exist."""
+A request acts as its token's owner, with the roles of exports/permissions.py, in the
+token's sandbox and nowhere else. It sees the exports it owns there (admins see
+everyone's); any other export, in this sandbox or any other, is a 404, exactly as if it
+did not exist."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ from exports.models import Dataset, Export, Run, RunFile, time_zone_of
 from exports.permissions import is_admin
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import User
+    pass
 
 
 class LocalSwagger(Swagger):
@@ -77,37 +78,41 @@ DbId = Annotated[int, Field(ge=1, le=MAX_ID)]
 # Who sees what -------------------------------------------------------------------
 
 
-def exports_queryset(user: User) -> QuerySet:
-    visible = Export.objects.all() if is_admin(user) else Export.objects.filter(owner=user)
+def exports_queryset(request: TokenRequest) -> QuerySet:
+    visible = actions.exports_in(request.sandbox_scope.sandbox_id)
+    if not is_admin(request.user, request.sandbox_scope.sandbox_id):
+        visible = visible.filter(owner=request.user)
     return listing.with_last_run(visible.select_related("dataset__database", "owner"))
 
 
-def runs_queryset(user: User) -> QuerySet:
-    visible = Run.objects.all() if is_admin(user) else Run.objects.filter(export__owner=user)
+def runs_queryset(request: TokenRequest) -> QuerySet:
+    visible = actions.runs_in(request.sandbox_scope.sandbox_id)
+    if not is_admin(request.user, request.sandbox_scope.sandbox_id):
+        visible = visible.filter(export__owner=request.user)
     return visible.select_related("export__dataset__database", "export__owner").prefetch_related("files")
 
 
 def _get_export(request: TokenRequest, export_id: UUID) -> Export:
     """An export the token may see; permission to change it is the action's to check."""
-    export = exports_queryset(request.user).filter(id=export_id).first()
+    export = exports_queryset(request).filter(id=export_id).first()
     if export is None:
         raise not_found("export")
     return export
 
 
 def _get_run(request: TokenRequest, run_id: UUID) -> Run:
-    run = runs_queryset(request.user).filter(id=run_id).first()
+    run = runs_queryset(request).filter(id=run_id).first()
     if run is None:
         raise not_found("run")
     return run
 
 
 def _reread(request: TokenRequest, export: Export) -> dict:
-    return export_out(exports_queryset(request.user).get(id=export.id))
+    return export_out(exports_queryset(request).get(id=export.id))
 
 
 def _reread_run(request: TokenRequest, run: Run) -> dict:
-    return run_out(runs_queryset(request.user).get(id=run.id), request)
+    return run_out(runs_queryset(request).get(id=run.id), request)
 
 
 # Lists ---------------------------------------------------------------------------
@@ -140,7 +145,8 @@ class DatasetFilters(Paging):
 @api.get("/datasets", response={200: s.DatasetPage, **ERRORS}, tags=["datasets"])
 def list_datasets(request: TokenRequest, filters: Query[DatasetFilters]) -> dict:
     """Datasets an export can read: their database, data type and columns."""
-    queryset = Dataset.objects.select_related("database").order_by("database__name", "schema_name", "name", "id")
+    queryset = Dataset.objects.filter(database__sandbox_id=request.sandbox_scope.sandbox_id)
+    queryset = queryset.select_related("database").order_by("database__name", "schema_name", "name", "id")
     if filters.database:
         queryset = queryset.filter(database__in=filters.database)
     if filters.data_type:
@@ -151,7 +157,12 @@ def list_datasets(request: TokenRequest, filters: Query[DatasetFilters]) -> dict
 @api.get("/connectors", response={200: s.ConnectorPage, **ERRORS}, tags=["connectors"])
 def list_connectors(request: TokenRequest, paging: Query[Paging]) -> dict:
     """Destinations an export can deliver to. Never their credentials."""
-    queryset = Connector.objects.exclude(kind=Connector.Kind.DESKTOP).select_related("owner").order_by("name", "id")
+    queryset = (
+        Connector.objects.filter(sandbox_id=request.sandbox_scope.sandbox_id)
+        .exclude(kind=Connector.Kind.DESKTOP)
+        .select_related("owner")
+        .order_by("name", "id")
+    )
     return _page(queryset, paging, connector_out)
 
 
@@ -169,8 +180,9 @@ class ExportFilters(ManageFilters):
     sort: Literal["name", "-name", "last_run", "-last_run", "next_run", "-next_run"] = "-last_run"
 
 
-def _manage_query(filters: ManageFilters, sort: str) -> listing.ManageQuery:
+def _manage_query(request: TokenRequest, filters: ManageFilters, sort: str) -> listing.ManageQuery:
     return listing.ManageQuery(
+        sandbox_id=request.sandbox_scope.sandbox_id,
         q=filters.q.strip(),
         databases=filters.database,
         data_types=filters.data_type,
@@ -182,8 +194,8 @@ def _manage_query(filters: ManageFilters, sort: str) -> listing.ManageQuery:
 @api.get("/exports", response={200: s.ExportPage, **ERRORS}, tags=["exports"])
 def list_exports(request: TokenRequest, filters: Query[ExportFilters]) -> dict:
     """Your exports (admins: everyone's), with the Draft and Scheduled tabs' filters."""
-    query = _manage_query(filters, filters.sort)
-    queryset = exports_queryset(request.user).filter(query.export_filter())
+    query = _manage_query(request, filters, filters.sort)
+    queryset = exports_queryset(request).filter(query.export_filter())
     if filters.status:
         queryset = queryset.filter(status__in=[EXPORT_STATUS_VALUES[status] for status in filters.status])
     queryset = listing.order_rows(queryset, query.sort, name="name", last_run="last_run_at", next_run="next_run_at")
@@ -194,11 +206,16 @@ def list_exports(request: TokenRequest, filters: Query[ExportFilters]) -> dict:
 def create_export(request: TokenRequest, payload: s.ExportIn) -> Status[dict]:
     """A new export, validated as the wizard validates it. A one-shot with `Launch` is
     launched at once (see the 409 rule under launch)."""
-    actions.require_create(request.user)  # before the definition: a viewer learns that first
+    actions.require_create(
+        request.user, request.sandbox_scope.sandbox_id
+    )  # before the definition: a viewer learns that first
     given = payload.model_dump(exclude_unset=True, exclude={"Launch", "QueueAnyway"})
     with transaction.atomic():  # a refused launch creates nothing
         export = save_definition(
-            Export(owner=request.user), given, time_zone=time_zone_of(request.user), user=request.user
+            Export(owner=request.user, sandbox=request.sandbox_scope.sandbox),
+            given,
+            time_zone=time_zone_of(request.user),
+            user=request.user,
         )
         if payload.Launch:
             actions.launch(request.user, export, queue_anyway=payload.QueueAnyway, trigger=Run.Trigger.API)
@@ -218,7 +235,7 @@ def _lookup(queryset: QuerySet, ids: list[UUID], serialize: Callable[[Any], dict
 @api.post("/exports/lookup", response={200: s.ExportLookup, **ERRORS}, tags=["exports"])
 def lookup_exports(request: TokenRequest, payload: s.IdsIn) -> dict:
     """Up to 1,000 exports by id in one request; ids you can't see are listed in NotFound."""
-    return _lookup(exports_queryset(request.user), payload.Ids, export_out)
+    return _lookup(exports_queryset(request), payload.Ids, export_out)
 
 
 @api.get("/exports/{export_id}", response={200: s.ExportOut, **ERRORS}, tags=["exports"])
@@ -300,7 +317,7 @@ class RunFilters(ManageFilters):
 
 
 def _runs(queryset: QuerySet, filters: RunFilters, request: TokenRequest) -> dict:
-    query = _manage_query(filters, filters.sort)
+    query = _manage_query(request, filters, filters.sort)
     queryset = queryset.filter(query.export_filter("export__"))
     if filters.status:
         queryset = queryset.filter(status__in=[RUN_STATUS_VALUES[status] for status in filters.status])
@@ -313,19 +330,19 @@ def _runs(queryset: QuerySet, filters: RunFilters, request: TokenRequest) -> dic
 @api.get("/runs", response={200: s.RunPage, **ERRORS}, tags=["runs"])
 def list_runs(request: TokenRequest, filters: Query[RunFilters]) -> dict:
     """Runs of your exports, with the In progress and Finished tabs' filters."""
-    return _runs(runs_queryset(request.user), filters, request)
+    return _runs(runs_queryset(request), filters, request)
 
 
 @api.get("/exports/{export_id}/runs", response={200: s.RunPage, **ERRORS}, tags=["runs"])
 def list_export_runs(request: TokenRequest, export_id: UUID, filters: Query[RunFilters]) -> dict:
     export = _get_export(request, export_id)
-    return _runs(runs_queryset(request.user).filter(export=export), filters, request)
+    return _runs(runs_queryset(request).filter(export=export), filters, request)
 
 
 @api.post("/runs/lookup", response={200: s.RunLookup, **ERRORS}, tags=["runs"])
 def lookup_runs(request: TokenRequest, payload: s.IdsIn) -> dict:
     """Up to 1,000 runs by id in one request; ids you can't see are listed in NotFound."""
-    return _lookup(runs_queryset(request.user), payload.Ids, lambda run: run_out(run, request))
+    return _lookup(runs_queryset(request), payload.Ids, lambda run: run_out(run, request))
 
 
 @api.get("/runs/{run_id}", response={200: s.RunOut, **ERRORS}, tags=["runs"])

@@ -11,8 +11,9 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.signing import Signer
-from django.urls import reverse
 from django.utils.crypto import constant_time_compare
+
+from orgs.scope import site_reverse
 
 _signer = Signer(salt="exports.api.file-url", algorithm="sha256")
 
@@ -24,7 +25,7 @@ def _value(run_id: UUID, part: int, expires: int) -> str:
 def signed_file_url(run_id: UUID, part: int, *, now: float | None = None) -> str:
     expires = int((now or time.time()) + settings.API_DOWNLOAD_URL_SECONDS)
     signature = _signer.signature(_value(run_id, part, expires))
-    path = reverse("api-1:api-file", kwargs={"run_id": run_id, "part": part})
+    path = site_reverse("api-1:api-file", kwargs={"run_id": run_id, "part": part})
     # From EXPORTSITE_SITE_URL, not the request: behind a TLS proxy the request says http://,
     # and a signed URL is a credential that must not travel in the clear.
     return f"{settings.SITE_URL}{path}?expires={expires}&signature={signature}"

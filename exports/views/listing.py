@@ -8,7 +8,7 @@ from uuid import UUID
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -17,9 +17,10 @@ from django.views.decorators.http import require_POST
 from exports import actions, listing
 from exports.actions import ActionRefused
 from exports.charts import run_history
+from exports.forms import CONNECTORS
 from exports.listing import TABS, ManageQuery
 from exports.models import Export, Run
-from exports.permissions import can_change, can_download
+from exports.permissions import can_change, can_create, can_download
 from exports.views.pages import (
     HtmxHttpRequest,
     back_to_list,
@@ -28,13 +29,17 @@ from exports.views.pages import (
     modal_or_page,
     query_string,
     refused,
+    scope_of,
 )
+from orgs.models import Sandbox
+from orgs.scope import url_in
 
 
 @login_required
 def exports_list(request: HtmxHttpRequest) -> HttpResponse:
     """Manage Exports: the page, or for htmx just the tabs and results."""
-    query = ManageQuery.from_request(request.GET)
+    sandbox_id = scope_of(request).sandbox_id
+    query = ManageQuery.from_request(request.GET, sandbox_id)
     counts = listing.counts(query)
     page = listing.page_of(query, counts)
     context = {
@@ -42,7 +47,7 @@ def exports_list(request: HtmxHttpRequest) -> HttpResponse:
         "tabs": TABS,
         "counts": counts,
         "page": page,
-        "choices": listing.sidebar_choices(),
+        "choices": listing.sidebar_choices(sandbox_id),
         "base_query": query_string(request.GET, drop=("tab", "page")),
         "page_query": query_string(request.GET, drop=("page",)),
         "sort_query": query_string(request.GET, drop=("sort", "page")),
@@ -62,7 +67,7 @@ def exports_list(request: HtmxHttpRequest) -> HttpResponse:
 
 @login_required
 def exports_detail(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
-    export = export_for(export_id)
+    export = export_for(request, export_id)
     runs = list(export.runs.order_by("-queued_at")[:100])
     return render(
         request,
@@ -74,21 +79,21 @@ def exports_detail(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
             "can_change": can_change(request.user, export),
             "active_run": next((run for run in runs if run.is_active), None),
             # Launch was refused with DATASET_BUSY: offer to queue it anyway.
-            "busy_run": _busy_run(request.GET.get("busy", "")),
+            "busy_run": _busy_run(export.sandbox_id, request.GET.get("busy", "")),
         },
     )
 
 
-def _busy_run(run_id: str) -> Run | None:
+def _busy_run(sandbox_id: int, run_id: str) -> Run | None:
     try:
-        return Run.objects.active().filter(id=run_id).first() if run_id else None
+        return actions.runs_in(sandbox_id).active().filter(id=run_id).first() if run_id else None
     except ValidationError:  # not a UUID
         return None
 
 
 @login_required
 def exports_definition(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
-    return modal_or_page(request, "exports/definition_modal.html", {"export": export_for(export_id)})
+    return modal_or_page(request, "exports/definition_modal.html", {"export": export_for(request, export_id)})
 
 
 def launch_and_redirect(request: HtmxHttpRequest, export: Export) -> HttpResponse:
@@ -105,7 +110,7 @@ def launch_and_redirect(request: HtmxHttpRequest, export: Export) -> HttpRespons
 @login_required
 @require_POST
 def exports_launch(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
-    return launch_and_redirect(request, export_for(export_id))
+    return launch_and_redirect(request, export_for(request, export_id))
 
 
 def schedule_and_redirect(request: HtmxHttpRequest, export: Export) -> HttpResponse:
@@ -123,14 +128,14 @@ def schedule_and_redirect(request: HtmxHttpRequest, export: Export) -> HttpRespo
 @login_required
 @require_POST
 def exports_schedule(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
-    return schedule_and_redirect(request, export_for(export_id))
+    return schedule_and_redirect(request, export_for(request, export_id))
 
 
 @login_required
 @require_POST
 def exports_run_now(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
     """Start a scheduled export's next run now; the page follows the run."""
-    export = export_for(export_id)
+    export = export_for(request, export_id)
     try:
         run = actions.run_now(request.user, export)
     except ActionRefused as refusal:
@@ -142,7 +147,7 @@ def exports_run_now(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
 @login_required
 @require_POST
 def exports_unschedule(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
-    export = export_for(export_id)
+    export = export_for(request, export_id)
     try:
         actions.unschedule(request.user, export)
     except ActionRefused as refusal:
@@ -154,7 +159,7 @@ def exports_unschedule(request: HtmxHttpRequest, export_id: UUID) -> HttpRespons
 @login_required
 def exports_reset_watermark(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
     """Asks first (GET); then the next incremental run exports everything again (POST)."""
-    export = export_for(export_id)
+    export = export_for(request, export_id)
     if request.method == "POST":
         try:
             actions.reset_watermark(request.user, export)
@@ -172,7 +177,7 @@ def exports_reset_watermark(request: HtmxHttpRequest, export_id: UUID) -> HttpRe
 @login_required
 def exports_copy(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
     """Asks for the copy's name (GET); then makes the draft and opens the wizard on it (POST)."""
-    export = export_for(export_id)
+    export = export_for(request, export_id)
     name = f"Copy of {export.name}"[: actions.MAX_NAME]
     error = ""
     if request.method == "POST":
@@ -196,9 +201,63 @@ def exports_copy(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
 
 
 @login_required
+def exports_copy_to_sandbox(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
+    """Promote a definition: choose the sandbox (GET ?sandbox=), then its destination and
+    the name (POST); the draft opens in the target sandbox."""
+    export = export_for(request, export_id)
+    scope = scope_of(request)
+    try:
+        actions.check_copy(request.user, export)
+    except ActionRefused as refusal:
+        return refused(request, refusal, export)
+    targets = [
+        sandbox
+        for sandbox in Sandbox.objects.filter(organisation=scope.organisation).exclude(pk=scope.sandbox_id)
+        if can_create(request.user, sandbox.pk)
+    ]
+    params = request.POST if request.method == "POST" else request.GET
+    named = next((sandbox for sandbox in targets if sandbox.slug == params.get("sandbox")), None)
+    if request.method == "POST" and named is None:
+        raise Http404("no such sandbox")  # a POST copies where it says, or nowhere
+    target = named or (targets[0] if targets else None)
+    name, chosen = params.get("name", export.name), params.get("connector", "")
+    context = {
+        "export": export,
+        "targets": targets,
+        "target": target,
+        "connectors": CONNECTORS.filter(sandbox=target) if target else [],
+        "name": name,
+        "chosen": chosen,
+        "error": "",
+    }
+    if request.method == "POST" and target is not None:
+        connector = CONNECTORS.filter(sandbox=target, id__in=_uuids(chosen)).first() if chosen else None
+        if chosen and connector is None:
+            context["error"] = "Choose one of the destinations listed: they are the target sandbox's."
+        else:
+            try:
+                copy = actions.copy_to_sandbox(request.user, export, target, connector=connector, name=name)
+            except ActionRefused as refusal:
+                if refusal.code != actions.VALIDATION_FAILED:
+                    return refused(request, refusal, export)
+                context["error"] = refusal.message[:1].upper() + refusal.message[1:] + "."
+            else:
+                messages.success(request, f"Copied {export.name!r} to {target.name} as the draft {copy.name!r}.")
+                return redirect(url_in(request, target, f"exports/{copy.id}/"))
+    return render(request, "exports/copy_to_sandbox.html", context, status=400 if context["error"] else 200)
+
+
+def _uuids(text: str) -> list[str]:
+    try:
+        return [str(UUID(text))]
+    except ValueError:
+        return []
+
+
+@login_required
 def exports_delete(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
     """Asks first, saying what goes with it (GET); then deletes the draft (POST)."""
-    export = export_for(export_id)
+    export = export_for(request, export_id)
     if request.method == "POST":
         name = export.name
         try:

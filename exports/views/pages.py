@@ -9,28 +9,42 @@ from uuid import UUID
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django_htmx.middleware import HtmxDetails
 
+from exports import actions
 from exports.actions import FORBIDDEN, NOT_FOUND, ActionRefused
 from exports.models import Export, Run
+from orgs.scope import Scope
 
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
-def export_for(export_id: UUID) -> Export:
-    """Everyone signed in sees every export; what they may do with it is the actions' call."""
-    return get_object_or_404(Export.objects.select_related("dataset__database", "owner", "connector"), id=export_id)
+def scope_of(request: HttpRequest) -> Scope:
+    """The sandbox the page's URL names (orgs/scope.py). Every page is in one."""
+    scope: Scope | None = getattr(request, "sandbox_scope", None)
+    if scope is None:
+        raise Http404("not in a sandbox")
+    return scope
 
 
-def run_for(run_id: UUID) -> Run:
-    return get_object_or_404(
-        Run.objects.select_related("export__dataset__database", "export__owner", "export__connector", "connector"),
-        id=run_id,
-    )
+def export_for(request: HttpRequest, export_id: UUID) -> Export:
+    """Everyone in the sandbox sees its exports; what they may do with one is the actions'
+    call. An export of another sandbox is a 404, as a missing one."""
+    try:
+        return actions.find_export(scope_of(request).sandbox_id, export_id)
+    except ActionRefused as refusal:
+        raise Http404(refusal.message) from None
+
+
+def run_for(request: HttpRequest, run_id: UUID) -> Run:
+    try:
+        return actions.find_run(scope_of(request).sandbox_id, run_id)
+    except ActionRefused as refusal:
+        raise Http404(refusal.message) from None
 
 
 def refused(request: HttpRequest, refusal: ActionRefused, to: Any) -> HttpResponse:
@@ -74,7 +88,8 @@ def list_target(request: HttpRequest, default: str = "") -> str:
     """Where a row action returns: the list the user came from (only our own pages), or
     `default` (Manage Exports if none)."""
     target = request.POST.get("next") or request.GET.get("next") or ""
-    return target if target.startswith("/exports/") else default or reverse("exports-list")
+    listing = reverse("exports-list")  # in the page's sandbox: /o/<organisation>/<sandbox>/exports/
+    return target if target.startswith(listing) else default or listing
 
 
 def modal_or_page(request: HtmxHttpRequest, template: str, context: dict) -> HttpResponse:

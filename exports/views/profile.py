@@ -12,7 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from exports.models import ApiToken, Profile, time_zone_of
-from exports.views.pages import HtmxHttpRequest, modal_or_page
+from exports.views.pages import HtmxHttpRequest, modal_or_page, scope_of
 
 
 @login_required
@@ -33,7 +33,8 @@ def profile(request: HtmxHttpRequest) -> HttpResponse:
 def _profile_page(request: HtmxHttpRequest, context: dict) -> HttpResponse:
     context.setdefault("zones", sorted(available_timezones()))
     context.setdefault("current", time_zone_of(request.user))
-    context["tokens"] = ApiToken.objects.filter(user_id=request.user.pk or 0)  # signed in: never 0
+    # The tokens of this sandbox: each acts in its own sandbox only.
+    context["tokens"] = ApiToken.objects.filter(user_id=request.user.pk or 0, sandbox_id=scope_of(request).sandbox_id)
     return render(request, "exports/profile.html", context)
 
 
@@ -52,14 +53,14 @@ def tokens_create(request: HtmxHttpRequest) -> HttpResponse:
         error = "A token name can't contain NUL characters."
     if error:
         return _profile_page(request, {"token_error": error, "token_name": name})
-    token, secret = ApiToken.issue(request.user, name)
+    token, secret = ApiToken.issue(request.user, name, sandbox=scope_of(request).sandbox)
     return _profile_page(request, {"new_token": token, "new_secret": secret})
 
 
 @login_required
 def tokens_revoke(request: HtmxHttpRequest, token_id: int) -> HttpResponse:
     """Asks first (GET); then the token stops working at once (POST)."""
-    token = get_object_or_404(ApiToken, id=token_id, user=request.user)
+    token = get_object_or_404(ApiToken, id=token_id, user=request.user, sandbox_id=scope_of(request).sandbox_id)
     if request.method == "POST":
         if token.revoke():
             messages.success(request, f"Revoked the token {token.name!r}: requests with it are refused now.")

@@ -20,7 +20,7 @@ from exports.views.pages import HtmxHttpRequest, back_to_list, list_target, refu
 
 @login_required
 def runs_detail(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
-    run = run_for(run_id)
+    run = run_for(request, run_id)
     context = {
         "run": run,
         "export": run.export,
@@ -36,7 +36,7 @@ def runs_detail(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
 @login_required
 def runs_download(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
     """The run's Desktop files, from where the run put them (whatever the export says now)."""
-    run = run_for(run_id)
+    run = run_for(request, run_id)
     if not can_download(request.user, run.export):
         raise PermissionDenied("only the export's owner, staff and admins may download its files")
     if not run.is_downloadable:
@@ -47,7 +47,7 @@ def runs_download(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
 @login_required
 @require_POST
 def runs_cancel(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
-    run = run_for(run_id)
+    run = run_for(request, run_id)
     try:
         actions.cancel(request.user, run)
     except ActionRefused as refusal:
@@ -59,7 +59,7 @@ def runs_cancel(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
 @login_required
 @require_POST
 def runs_relaunch(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
-    run = run_for(run_id)
+    run = run_for(request, run_id)
     try:
         new_run = actions.relaunch(request.user, run)
     except ActionRefused as refusal:

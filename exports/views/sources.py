@@ -13,22 +13,27 @@ from django.views.decorators.http import require_POST
 from exports import sources
 from exports.models import Database, Dataset, refresh_datasets
 from exports.permissions import is_admin
+from exports.views.pages import scope_of
 
 
 @login_required
 def sources_list(request: HttpRequest) -> HttpResponse:
-    databases = Database.objects.prefetch_related(
+    sandbox_id = scope_of(request).sandbox_id
+    databases = Database.objects.filter(sandbox_id=sandbox_id).prefetch_related(
         Prefetch("datasets", queryset=Dataset.objects.order_by("schema_name", "name"))
     )
-    return render(request, "exports/sources.html", {"databases": databases, "can_refresh": is_admin(request.user)})
+    return render(
+        request, "exports/sources.html", {"databases": databases, "can_refresh": is_admin(request.user, sandbox_id)}
+    )
 
 
 @login_required
 @require_POST
 def sources_refresh(request: HttpRequest, database_id: int) -> HttpResponse:
-    if not is_admin(request.user):
+    sandbox_id = scope_of(request).sandbox_id
+    database = get_object_or_404(Database, id=database_id, sandbox_id=sandbox_id)
+    if not is_admin(request.user, sandbox_id):
         raise PermissionDenied("only admins refresh source databases")
-    database = get_object_or_404(Database, id=database_id)
     try:
         datasets = refresh_datasets(database)
     except sources.SourceError as exc:

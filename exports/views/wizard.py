@@ -37,7 +37,7 @@ from exports.layout import UNSCHEDULED, context_for, file_extension, render_temp
 from exports.models import Export, time_zone_of
 from exports.schedule import for_export
 from exports.views.listing import launch_and_redirect, schedule_and_redirect
-from exports.views.pages import HtmxHttpRequest, export_for, refused
+from exports.views.pages import HtmxHttpRequest, export_for, refused, scope_of
 
 
 def _schedule_times(form: forms.ModelForm) -> dict:
@@ -140,6 +140,11 @@ def _time_zone(request: HtmxHttpRequest) -> dict:
     return {"time_zone": time_zone_of(request.user)}
 
 
+def _in_sandbox(request: HtmxHttpRequest) -> dict:
+    """The datasets and connectors offered: the page's sandbox's only."""
+    return {"sandbox_id": scope_of(request).sandbox_id}
+
+
 @dataclass(frozen=True)
 class Step:
     label: str
@@ -157,11 +162,20 @@ class Step:
 
 STEPS: dict[str, Step] = {
     "source": Step(
-        "Source", SourceStepForm, screen=_source_screen, previews={"add_filter": _add_filter_row}, has_filters=True
+        "Source",
+        SourceStepForm,
+        screen=_source_screen,
+        previews={"add_filter": _add_filter_row},
+        form_kwargs=_in_sandbox,
+        has_filters=True,
     ),
     "file": Step("File", FileStepForm),
     "destination": Step(
-        "Destination", DestinationStepForm, screen=_destination_screen, previews={"preview": _preview_destination}
+        "Destination",
+        DestinationStepForm,
+        screen=_destination_screen,
+        previews={"preview": _preview_destination},
+        form_kwargs=_in_sandbox,
     ),
     "schedule": Step(
         "Schedule",
@@ -222,6 +236,7 @@ def _save_step(request: HtmxHttpRequest, export: Export | None, step: Step, form
     saved = form.save(commit=False)
     if export is None:
         saved.owner = request.user
+        saved.sandbox = scope_of(request).sandbox
         saved.export_type = Export.Type.ONE_SHOT
     if step.has_filters:
         saved.filters = specs
@@ -249,7 +264,7 @@ def _summary(request: HtmxHttpRequest, export: Export | None, context: dict) -> 
 
 
 def _editable(request: HtmxHttpRequest, export_id: UUID) -> Export:
-    export = export_for(export_id)
+    export = export_for(request, export_id)
     actions.check_editable(request.user, export)
     return export
 
@@ -258,7 +273,7 @@ def _editable(request: HtmxHttpRequest, export_id: UUID) -> Export:
 def exports_new(request: HtmxHttpRequest) -> HttpResponse:
     """The wizard's first step, before the draft exists."""
     try:
-        actions.require_create(request.user)
+        actions.require_create(request.user, scope_of(request).sandbox_id)
     except ActionRefused as refusal:
         return refused(request, refusal, "exports-list")
     return _wizard_step(request, None, "source")
@@ -287,7 +302,7 @@ def exports_edit(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
 @login_required
 def exports_schedule_preview(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
     """htmx: the next five run times of the schedule being typed, in the user's zone."""
-    export = export_for(export_id)
+    export = export_for(request, export_id)
     form = ScheduleStepForm(request.GET, instance=export, time_zone=time_zone_of(request.user))
     return render(request, "exports/_schedule_preview.html", _schedule_times(form))
 
@@ -295,10 +310,10 @@ def exports_schedule_preview(request: HtmxHttpRequest, export_id: UUID) -> HttpR
 @login_required
 def exports_folder_preview(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
     """htmx: where a delivery would land, for the destination and template being typed."""
-    export = export_for(export_id)
+    export = export_for(request, export_id)
     chosen = request.GET.get("connector", "")
     try:
-        connector = Connector.objects.filter(id=chosen).first() if chosen else None
+        connector = Connector.objects.filter(id=chosen, sandbox_id=export.sandbox_id).first() if chosen else None
     except ValidationError:  # not a UUID: Desktop
         connector = None
     preview = destination_preview(export, connector, request.GET.get("folder_template", ""))
@@ -308,6 +323,6 @@ def exports_folder_preview(request: HtmxHttpRequest, export_id: UUID) -> HttpRes
 @login_required
 def exports_columns(request: HtmxHttpRequest) -> HttpResponse:
     """htmx: the column picker of the dataset chosen in the form."""
-    form = SourceStepForm(data={"dataset": request.GET.get("dataset", "")})
+    form = SourceStepForm(data={"dataset": request.GET.get("dataset", "")}, sandbox_id=scope_of(request).sandbox_id)
     dataset = form.chosen_dataset()
     return render(request, "exports/_columns.html", {"form": form, "dataset": dataset})

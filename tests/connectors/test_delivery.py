@@ -20,7 +20,8 @@ from exports.actions import queue_run
 from exports.api.signing import signed_file_url
 from exports.models import Export, Run
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Destinations are managed by admins: in these tests of destinations, the owner (and teammate) are.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("destination_admins")]
 
 SIDES = {"s3": "s3", "gcs": "gcs", "azure_blob": "azure", "sftp": "external_sftp", "hosted_sftp": "sftpd"}
 

@@ -18,7 +18,8 @@ from tests.connectors.test_delivery import check_delivery, export_to, run_once
 from tests.pages import press_test_connection
 from tests.stores import S3_BUCKET, SFTP_CLIENT_KEY, SFTP_KEY_PASSPHRASE, S3Side
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Destinations are managed by admins: in these tests of destinations, the owner (and teammate) are.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("destination_admins")]
 
 
 def relaunch(client, user, run: Run, worker) -> Run:

@@ -18,7 +18,8 @@ from exports.models import Run
 from tests.conftest import PASSWORD
 from tests.connectors.test_delivery import export_to, run_once
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Destinations are managed by admins: in these tests of destinations, the owner (and teammate) are.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("destination_admins")]
 
 
 def download_key(client, user, connector, tmp_path: Path) -> Path:

@@ -20,7 +20,8 @@ from tests.connectors.test_delivery import export_to
 from tests.pages import press_test_connection
 from tests.stores import AZURE_CONTAINER, GCS_BUCKET, S3_BUCKET, SFTP_PASSWORD, SFTP_USER
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Destinations are managed by admins: in these tests of destinations, the owner (and teammate) are.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("destination_admins")]
 
 
 def service_account_key() -> tuple[str, str]:

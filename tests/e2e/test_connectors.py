@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from playwright.sync_api import expect
 
 from connectors.models import Connector
 from exports.models import Run
@@ -16,8 +17,10 @@ from tests.stores import S3_BUCKET, SFTP_PASSWORD, SFTP_USER
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_marketer_delivers_an_export_to_s3(page, live_server, live_worker, users, demo_database, s3, tmp_path):
-    log_in(page, live_server.url, users["owner"].username)
+def test_an_admin_adds_s3_and_a_marketer_delivers_an_export_to_it(
+    page, live_server, live_worker, users, demo_database, s3, tmp_path
+):
+    log_in(page, live_server.url, users["admin"].username)  # admins manage destinations
     page.click("nav >> text=Connectors")
     page.click("text=New connector")
     page.click("text=Amazon S3")
@@ -36,6 +39,10 @@ def test_a_marketer_delivers_an_export_to_s3(page, live_server, live_worker, use
     assert page.locator("#test-result li").count() == 4
     page.screenshot(path=str(tmp_path / "connector-tested.png"), full_page=True)
 
+    log_in(page, live_server.url, users["owner"].username)  # a marketer uses it
+    page.click("nav >> text=Connectors")
+    expect(page.get_by_text("Marketing lake")).to_be_visible()
+    expect(page.get_by_text("New connector")).to_have_count(0)
     page.click("text=Create export")
     page.fill("#id_name", "Daily interactions")
     page.select_option("#id_dataset", str(demo_database.datasets.get(name="interactions").id))
@@ -67,8 +74,8 @@ def test_a_marketer_delivers_an_export_to_s3(page, live_server, live_worker, use
 
 
 def test_an_sftp_host_key_is_confirmed_from_the_test_result(page, live_server, live_worker, users, external_sftp):
-    connector = external_sftp.connector(users["owner"], pin=False)
-    log_in(page, live_server.url, users["owner"].username)
+    connector = external_sftp.connector(users["admin"], pin=False)
+    log_in(page, live_server.url, users["admin"].username)
     page.goto(f"{live_server.url}{connector.get_absolute_url()}")
     assert "none yet: run Test connection" in page.content()
     page.click("button:has-text('Test connection')")

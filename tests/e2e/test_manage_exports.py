@@ -58,7 +58,7 @@ def test_a_marketer_manages_exports_from_draft_to_finished(page, live_server, us
     page.click("button[name=next]")
     page.wait_for_url("**/wizard/file/")
     page.goto(f"{base}/exports/")
-    page.locator("tr", has_text="Weekly orders").locator("text=Copy").click()
+    page.locator("tr", has_text="Weekly orders").get_by_role("link", name="Copy", exact=True).click()
     page.wait_for_selector("dialog #copy-name")
     page.fill("#copy-name", "Weekly orders copy")
     page.click("dialog button[type=submit]")

@@ -17,11 +17,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_schedule_run_now_and_unschedule_an_incremental_export(page, live_server, users, demo_database, tmp_path):
     owner = users["owner"]
     Profile.objects.create(user=owner, time_zone="Europe/Brussels")
-    log_in(page, live_server.url, owner.username)
+    # An admin adds the destination (admins manage destinations); the marketer uses it.
+    log_in(page, live_server.url, users["admin"].username)
     page.goto(f"{live_server.url}/connectors/new/?kind=hosted_sftp")
     page.fill("#id_name", "My drop box")
     page.click("button:has-text('Save')")
     page.wait_for_selector("text=Hosted SFTP access")
+    log_in(page, live_server.url, owner.username)
 
     page.click("text=Create export")
     page.fill("#id_name", "Interactions every 3 hours")

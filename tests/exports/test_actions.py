@@ -378,7 +378,7 @@ def test_a_connector_with_a_run_going_cannot_be_deleted(users, demo_database):
     run = actions.launch(owner, export)
     assert (run.destination_kind, run.connector_id, run.destination) == ("s3", connector.id, "s3://b/")
     Export.objects.filter(id=export.id).update(connector=None)  # the export moved on; its run did not
-    browser = signed_in(owner)
+    browser = signed_in(users["admin"])  # admins manage destinations
     assert "can't be deleted yet" in browser.get(reverse("connectors-delete", args=[connector.id])).content.decode()
     browser.post(reverse("connectors-delete", args=[connector.id]))
     assert Connector.objects.filter(id=connector.id).exists()

@@ -228,3 +228,5 @@ def test_a_successful_run_mails_only_when_asked(users, demo_database, settings):
     [message] = mail.outbox
     assert message.subject == "[Exports] Nightly: run succeeded"
     assert "Rows:         400" in message.body
+    # The link names the run's sandbox, whichever the reader was last in.
+    assert f"/o/default/production/runs/{run.id}/" in message.body

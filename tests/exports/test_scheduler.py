@@ -277,7 +277,7 @@ def test_a_failed_run_mails_its_report_to_the_recipients(users, demo_database, w
     text = mail.read_text()
     assert "To: ops@example.com, bi@example.com" in text
     assert "Broken feed: run failed (SOURCE_QUERY_FAILED)" in text
-    assert f"http://127.0.0.1:8000/runs/{run.id}/" in text
+    assert f"http://127.0.0.1:8000/o/default/production/runs/{run.id}/" in text
 
 
 @pytest.mark.django_db

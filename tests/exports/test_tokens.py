@@ -8,6 +8,7 @@ from django.forms.models import model_to_dict
 from django.urls import reverse
 
 from exports.models import ApiToken
+from orgs.scope import site_reverse
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -149,7 +150,7 @@ def test_an_anonymous_user_is_sent_to_log_in(client, users):
     ]:
         response = getattr(client, method)(url, {"name": "sneaky"} if method == "post" else {})
         assert response.status_code == 302, (method, url)
-        assert response.url.startswith(reverse("login")), (method, url)
+        assert response.url.startswith(site_reverse("login")), (method, url)  # outside sandboxes
     assert ApiToken.objects.count() == 1
     token.refresh_from_db()
     assert not token.is_revoked

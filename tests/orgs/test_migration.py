@@ -14,12 +14,12 @@ from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 from django.utils import timezone
 
-from connectors.models import Connector
+from connectors.models import Connector, SftpLogin, login_for
 from exports import actions
 from exports.delivery import desktop_storage
 from exports.models import ApiToken, Database, Export, Run
 from exports.sources import discover
-from orgs.models import Organisation, Sandbox
+from orgs.models import Membership, Organisation, Sandbox
 from tests.conftest import PASSWORD
 
 BEFORE = [("exports", "0009_spreadsheet_safe_and_error_codes"), ("connectors", "0004_connection_tests"), ("orgs", None)]
@@ -36,6 +36,11 @@ def test_everything_made_before_sandboxes_is_in_default_production_and_still_wor
         user = old.get_model("auth", "User").objects.create(username="alice", password="")
         marketers, _ = old.get_model("auth", "Group").objects.get_or_create(name="marketers")
         user.groups.add(marketers)
+        OldUser, OldGroup = old.get_model("auth", "User"), old.get_model("auth", "Group")
+        OldUser.objects.create(username="bob", password="").groups.add(OldGroup.objects.get_or_create(name="admins")[0])
+        OldUser.objects.create(username="vera", password="")  # in no group: a viewer
+        OldUser.objects.create(username="root", password="", is_superuser=True, is_staff=True)
+        old.get_model("connectors", "SftpLogin").objects.create(login="alice", owner=user)
         url = f"sqlite:///{demo_path}"
         found = next(table for table in discover(url) if table.name == "profiles")
         database = old.get_model("exports", "Database").objects.create(name="Demo CRM", url=url)
@@ -80,14 +85,19 @@ def test_everything_made_before_sandboxes_is_in_default_production_and_still_wor
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
 
+    User = get_user_model()
     production = Sandbox.objects.get(organisation__slug="default", slug="production")
     assert Organisation.objects.get(slug="default").name == "Default"
     for model in (Database, Export, ApiToken, Connector):
         assert set(model.objects.values_list("sandbox", flat=True)) == {production.pk}, model.__name__
     assert Connector.objects.get(id=connector.id).sandbox == production
+    # Everyone is a member of Default in the role their group gave them; zones are production's.
+    roles = dict(Membership.objects.filter(organisation=production.organisation).values_list("user__username", "role"))
+    assert roles == {"alice": "marketer", "bob": "admin", "vera": "viewer", "root": "admin"}
+    assert SftpLogin.objects.get(login="alice").sandbox == production
+    assert login_for(User.objects.get(username="alice")) == "alice"  # the same zone as before
 
     # A download, from the page and through a signed URL the API gives.
-    User = get_user_model()
     alice = User.objects.get(username="alice")
     alice.set_password(PASSWORD)
     alice.save()

@@ -31,3 +31,10 @@ def test_an_object_saved_without_a_sandbox_goes_to_default_production(users):
         name="theirs", kind=Connector.Kind.S3, owner=users["owner"], sandbox=acme.sandboxes.get()
     )
     assert elsewhere.sandbox.organisation == acme
+
+
+def test_the_permissions_roles_are_the_memberships():
+    from exports import permissions  # noqa: PLC0415
+    from orgs.models import Membership  # noqa: PLC0415
+
+    assert set(permissions.ROLES) == set(Membership.Role.values) == set(permissions.GRANTS)

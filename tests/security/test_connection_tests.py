@@ -15,7 +15,8 @@ from django.urls import reverse
 
 from connectors import probe
 from connectors.models import ConnectionTest
-from tests.conftest import PASSWORD
+from orgs.models import Organisation
+from tests.conftest import PASSWORD, member
 from tests.security.test_outbound import KINDS, connector_to
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -73,7 +74,7 @@ def browser_session(client, live_server, user) -> requests.Session:
 def test_ten_stalled_tests_hold_no_web_thread_and_each_ends_by_its_deadline(
     quick_deadline, live_worker, live_server, client, users, tarpit
 ):
-    owner = users["owner"]
+    owner = users["admin"]  # admins manage and test destinations
     connectors = [connector_to(owner, KINDS[i % len(KINDS)], "127.0.0.1", tarpit.port) for i in range(10)]
     session = browser_session(client, live_server, owner)
 
@@ -120,7 +121,8 @@ def test_ten_stalled_tests_hold_no_web_thread_and_each_ends_by_its_deadline(
 
 def test_the_number_of_tests_a_minute_is_limited_per_user(client, users, settings, tarpit):
     settings.CONNECTION_TESTS_PER_MINUTE = 3
-    owner, admin = users["owner"], users["admin"]
+    # Two admins (admins manage and test destinations), each with their own count.
+    owner, admin = users["admin"], member(users["teammate"], Organisation.objects.get(slug="default"), "admin")
     connectors = [connector_to(owner, "s3", f"127.0.0.{n}", tarpit.port) for n in (1, 2, 3)]
     client.login(username=owner.username, password=PASSWORD)
     for connector in connectors:
@@ -156,7 +158,7 @@ def test_a_test_no_worker_takes_ends_with_a_message_instead_of_polling_forever(
 ):
     settings.CONNECTION_TEST_SECONDS = 1
     monkeypatch.setattr(probe, "OVERDUE_AFTER", timedelta(0))
-    owner = users["owner"]
+    owner = users["admin"]
     connector = connector_to(owner, "s3", "127.0.0.1", tarpit.port)
     client.login(username=owner.username, password=PASSWORD)
     result = client.post(reverse("connectors-test", args=[connector.id]), follow=True)

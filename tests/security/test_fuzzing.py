@@ -128,8 +128,9 @@ def payloads(fields: dict[str, list[str]]):
 @pytest.fixture
 def world(users, demo_database):
     """Something for every form to act on: drafts and a scheduled export, a finished run,
-    a connector of every kind, an API token."""
-    owner = users["owner"]
+    a connector of every kind, an API token. Their owner is an admin, who sees every
+    form: destinations are the admins' to manage."""
+    owner = users["admin"]
     dataset = demo_database.datasets.get(name="interactions")
     connectors = {}
     for kind in ("s3", "gcs", "azure_blob", "sftp", "hosted_sftp"):

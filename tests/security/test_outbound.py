@@ -15,6 +15,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.test import override_settings
+from django.urls import reverse
 
 from connectors.errors import DestinationError, Problem
 from connectors.models import Connector
@@ -241,9 +242,9 @@ def test_a_name_that_rebinds_to_our_network_is_refused_when_the_sdk_resolves_it(
 
 
 def test_the_connector_form_refuses_an_internal_endpoint(client, users, closed_network):
-    client.force_login(users["owner"])
+    client.force_login(users["admin"])
     response = client.post(
-        "/connectors/new/",
+        reverse("connectors-new"),
         {
             "kind": "s3",
             "name": "Metadata",

@@ -23,7 +23,8 @@ from exportsite.redaction import variants
 from tests.conftest import PASSWORD
 from tests.security.test_outbound import service_account_key
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Destinations are managed by admins: in these tests of destinations, the owner (and teammate) are.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("destination_admins")]
 
 S3_WRONG = "Wr0ng-S3-secret-planted-4b1e"
 AZURE_WRONG = "V3JvbmdBenVyZUtleVBsYW50ZWQ="

@@ -23,6 +23,8 @@ from connectors.sftpd import authorized_keys_for
 from connectors.storage import open_destination, zone_usage
 from exports.actions import queue_run
 from exports.models import Export, Run
+from orgs.models import Sandbox, default_sandbox
+from tests.conftest import member
 
 pytestmark = pytest.mark.django_db(transaction=True)
 User = get_user_model()
@@ -89,6 +91,7 @@ def test_a_deleted_connectors_login_is_never_given_to_someone_else(tmp_path):
 
 def test_only_the_owners_keys_open_a_zone():
     owner = User.objects.create_user("olga", password="x")
+    member(owner, Sandbox.objects.get(pk=default_sandbox()).organisation, "admin")  # keys work for members only
     mine = hosted(owner)
     intruder = User.objects.create_user("ivan", password="x")
     forged = hosted(intruder)

@@ -22,6 +22,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from exportsite import embedded
+from orgs.demo import seed_organisations
+from orgs.models import Membership, Sandbox, default_sandbox
 
 
 class Command(BaseCommand):
@@ -34,6 +36,7 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("seed_demo", if_missing=True, stdout=self.stdout)
         username, password = self._ensure_admin()
+        organisations = seed_organisations(settings.DATA_DIR)
 
         children: list[tuple[str, subprocess.Popen]] = []
         redis = None
@@ -98,8 +101,13 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.SUCCESS(
                     f"\nExport site is up: http://127.0.0.1:{port}/\n"
-                    f"  log in as {username!r} with password {password!r}\n"
-                    f"  hosted SFTP on {settings.SFTPD_PUBLIC_HOST}:{settings.SFTPD_PORT}\n"
+                    f"  log in as {username!r} with password {password!r} (platform admin: every organisation)\n"
+                    + "".join(
+                        f"  log in as {login.username!r} with password {login.password!r} "
+                        f"({login.organisation}, {login.role})\n"
+                        for login in organisations
+                    )
+                    + f"  hosted SFTP on {settings.SFTPD_PUBLIC_HOST}:{settings.SFTPD_PORT}\n"
                     "  press Ctrl-C to stop\n"
                 )
             )
@@ -140,7 +148,13 @@ class Command(BaseCommand):
         User = get_user_model()
         user = User.objects.filter(username=username).first()
         if user is None:
-            User.objects.create_superuser(username, f"{username}@localhost", password)
+            user = User.objects.create_superuser(username, f"{username}@localhost", password)
+            # Platform staff may enter any organisation; Default (the Demo CRM) is theirs.
+            Membership.objects.get_or_create(
+                user=user,
+                organisation=Sandbox.objects.get(pk=default_sandbox()).organisation,
+                defaults={"role": Membership.Role.ADMIN},
+            )
         elif os.environ.get("EXPORTSITE_ADMIN_PASSWORD") and not user.check_password(password):
             user.set_password(password)
             user.save(update_fields=["password"])
