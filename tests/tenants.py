@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import Client
 
 from connectors.models import ConnectionTest, Connector, login_for
 from exports.models import ApiToken, Database, Export, Run, RunFile, refresh_datasets
@@ -109,3 +110,10 @@ def make_tenant(name: str, demo_path) -> Tenant:
 def tenants(db, demo_path) -> tuple[Tenant, Tenant]:
     """Acme and Bravo."""
     return make_tenant("Acme", demo_path), make_tenant("Bravo", demo_path)
+
+
+def signed_in(user) -> Client:
+    """A test client signed in as `user`."""
+    client = Client()
+    client.force_login(user)
+    return client

@@ -5,17 +5,14 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+from exports.migrations import _sandboxes
+
 
 def into_default(apps, schema_editor):
     SftpLogin = apps.get_model("connectors", "SftpLogin")
     if not SftpLogin.objects.exists():
         return
-    Organisation = apps.get_model("orgs", "Organisation")
-    Sandbox = apps.get_model("orgs", "Sandbox")
-    default, _ = Organisation.objects.get_or_create(slug="default", defaults={"name": "Default"})
-    production, _ = Sandbox.objects.get_or_create(
-        organisation=default, slug="production", defaults={"name": "Production", "kind": "production"}
-    )
+    production = _sandboxes.default_production(apps)
     SftpLogin.objects.filter(sandbox__isnull=True).update(sandbox=production)
 
 

@@ -5,12 +5,7 @@ from exports.migrations import _sandboxes
 
 def into_default(apps, schema_editor):
     """Everything that exists goes to the organisation "Default", sandbox production."""
-    Organisation = apps.get_model("orgs", "Organisation")
-    Sandbox = apps.get_model("orgs", "Sandbox")
-    organisation, _ = Organisation.objects.get_or_create(slug="default", defaults={"name": "Default"})
-    sandbox, _ = Sandbox.objects.get_or_create(
-        organisation=organisation, slug="production", defaults={"name": "Production", "kind": "production"}
-    )
+    sandbox = _sandboxes.default_production(apps)
     for app, model in (
         ("exports", "Database"),
         ("exports", "Export"),

@@ -15,3 +15,15 @@ def field(*, required: bool) -> models.ForeignKey:
         related_name="%(class)ss",
         to="orgs.sandbox",
     )
+
+
+def default_production(apps):
+    """Default's production sandbox, where whatever existed before organisations goes;
+    made if it doesn't exist yet (historical models: no Organisation.save here)."""
+    Organisation = apps.get_model("orgs", "Organisation")
+    Sandbox = apps.get_model("orgs", "Sandbox")
+    organisation, _ = Organisation.objects.get_or_create(slug="default", defaults={"name": "Default"})
+    sandbox, _ = Sandbox.objects.get_or_create(
+        organisation=organisation, slug="production", defaults={"name": "Production", "kind": "production"}
+    )
+    return sandbox

@@ -6,6 +6,8 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+from exports.migrations import _sandboxes
+
 GROUP_ROLES = (("admins", "admin"), ("marketers", "marketer"))
 
 
@@ -13,13 +15,8 @@ def into_default(apps, schema_editor):
     User = apps.get_model("auth", "User")
     if not User.objects.exists():
         return
-    Organisation = apps.get_model("orgs", "Organisation")
-    Sandbox = apps.get_model("orgs", "Sandbox")
     Membership = apps.get_model("orgs", "Membership")
-    default, _ = Organisation.objects.get_or_create(slug="default", defaults={"name": "Default"})
-    Sandbox.objects.get_or_create(
-        organisation=default, slug="production", defaults={"name": "Production", "kind": "production"}
-    )
+    default = _sandboxes.default_production(apps).organisation
     for user in User.objects.prefetch_related("groups"):
         groups = {group.name for group in user.groups.all()}
         role = "admin" if user.is_superuser else next((r for g, r in GROUP_ROLES if g in groups), "viewer")

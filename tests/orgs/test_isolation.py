@@ -14,7 +14,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from tests.tenants import Tenant
+from tests.tenants import Tenant, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -69,12 +69,6 @@ def fill(route: str, tenant: Tenant | None, like: Tenant | None = None) -> str:
         return str(MISSING_UUID if uuids else MISSING_INT)
 
     return PARAM.sub(value, route)
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def answers(client: Client, url: str) -> list[tuple[int, bytes]]:

@@ -9,16 +9,11 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from orgs.models import AuditEntry, Membership
+from tests.tenants import signed_in
 
 pytestmark = pytest.mark.django_db
 
 MEMBERS = "/o/acme/production/members/"
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_an_admin_adds_a_member_who_then_enters_the_organisation(tenants):

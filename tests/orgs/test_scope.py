@@ -16,14 +16,9 @@ from exports import actions
 from exports.dispatch import with_the_workers
 from exports.models import Run
 from exports.scheduler import tick
+from tests.tenants import signed_in
 
 pytestmark = pytest.mark.django_db
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_old_urls_open_in_the_current_sandbox(tenants):
