@@ -31,7 +31,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
 from connectors.models import Connector
-from exports.delivery import desktop_storage
+from exports.delivery import delete_downloads, desktop_storage
 from exports.dispatch import dispatch_quietly
 from exports.models import DESKTOP, Dataset, Export, Run, RunFile, RunQuerySet, SkippedSlot
 from exports.permissions import Actor, can_change, can_create, can_use_connector, is_member
@@ -333,7 +333,12 @@ def relaunch(user: Actor, run: Run) -> Run:
 
 # Failures that may pass by themselves: the reconciler retries them.
 AUTO_RETRY = frozenset(
-    {Run.ErrorCode.WORKER_LOST, Run.ErrorCode.DESTINATION_UNREACHABLE, Run.ErrorCode.SOURCE_UNAVAILABLE}
+    {
+        Run.ErrorCode.WORKER_LOST,
+        Run.ErrorCode.WORK_DISK_FULL,
+        Run.ErrorCode.DESTINATION_UNREACHABLE,
+        Run.ErrorCode.SOURCE_UNAVAILABLE,
+    }
 )
 
 
@@ -655,12 +660,8 @@ def delete(user: Actor, export: Export) -> int:
 
 
 def _remove_desktop_files(export_id: UUID, paths: list[str]) -> None:
+    delete_downloads(paths, f"export {export_id}")
     storage = desktop_storage()
-    for path in paths:
-        try:
-            storage.delete(path)
-        except OSError as exc:
-            logger.warning("export %s: could not delete %s: %s", export_id, path, exc)
     # On local disk, the export's folder (its runs' empty folders, and anything a crash
     # left behind) goes too.
     try:

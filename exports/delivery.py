@@ -6,9 +6,14 @@ under `<export GUID>/tnfs/` is written last, so a consumer that sees a TNF knows
 file it lists is complete. Connection-type failures are retried with backoff; anything
 else fails the run at once with an error code from the closed list.
 
-Desktop deliveries go to the "exports" storage (local disk by default) under
+Desktop deliveries go to the "exports" storage (local disk by default, or any
+django-storages backend: settings.DOWNLOADS_STORAGE) under
 `<export GUID>/<delivery GUID>/`. Files are recorded on the run only once every one of
 them is in place, so a failed run never offers a partial file.
+
+Before each upload the run notes the path it is about to write (`Run.partial_paths`): a
+worker killed mid-delivery leaves no file behind once its run is declared lost
+(`discard_partial`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from zipstream import ZIP_STORED, ZipStream
 from connectors.errors import DestinationError, Problem
 from connectors.storage import Destination, open_destination
 from exports.engine import WrittenFile
+from exports.health import count_delivery_retry
 from exports.layout import context_for_run, delivery_folder, tnf_name
 from exports.models import Run, RunFile
 
@@ -65,6 +71,17 @@ def desktop_storage():
     return storages["exports"]
 
 
+def delete_downloads(paths, owner: object) -> None:
+    """Delete Desktop files, each as far as the storage lets us: a failure is logged
+    (naming `owner`, a run or an export) and the others still go."""
+    storage = desktop_storage()
+    for path in paths:
+        try:
+            storage.delete(path)
+        except Exception as exc:  # noqa: BLE001 - each storage backend raises its own errors; the rest still go
+            logger.warning("%s: could not delete %s: %s", owner, path, exc)
+
+
 def deliver(run: Run, files: list[WrittenFile]) -> tuple[str, list[RunFile], str]:
     """Put a run's files where the run was created to deliver them (its export may have
     changed since); returns (folder, files, TNF path)."""
@@ -85,6 +102,7 @@ def _deliver_desktop(run: Run, files: list[WrittenFile]) -> tuple[str, list[RunF
     delivered: list[RunFile] = []
     try:
         for written in files:
+            _note(run, [*(f.path for f in delivered), f"{folder}/{written.name}"])
             with open(written.path, "rb") as fh:
                 name = storage.save(f"{folder}/{written.name}", _LocalFile(fh, name=str(written.path)))
             delivered.append(_run_file(written, name))
@@ -116,6 +134,7 @@ def _with_retries(destination: Destination, what: str, action, *args):
             if not exc.retryable or attempt == attempts:
                 raise
             delay = settings.EXPORT_DELIVERY_BACKOFF * 2 ** (attempt - 1)
+            count_delivery_retry()
             logger.warning("%s failed (attempt %s of %s), retrying in %s s: %s", what, attempt, attempts, delay, exc)
             time.sleep(delay)
 
@@ -168,10 +187,12 @@ def _deliver_to_connector(run: Run, files: list[WrittenFile]) -> tuple[str, list
                 )
             for written in files:
                 name = f"{folder}/{written.name}"
+                _note(run, [*(f.path for f in delivered), destination.full_path(name)])
                 _with_retries(destination, f"uploading {written.name}", destination.upload, str(written.path), name)
                 delivered.append(_run_file(written, destination.full_path(name)))
             moment = datetime.now(UTC)
             tnf = tnf_name(export, moment)
+            _note(run, [*(f.path for f in delivered), destination.full_path(tnf)])
             document = tnf_document(run, destination.full_path(folder), delivered, moment)
             payload = json.dumps(document, indent=2).encode()
             _with_retries(destination, "writing the TNF", destination.write_bytes, tnf, payload)
@@ -188,12 +209,7 @@ def discard(run: Run, files: list[RunFile], tnf_path: str = "") -> None:
         return
     connector = run.connector
     if run.is_desktop:
-        storage = desktop_storage()
-        for run_file in files:
-            try:
-                storage.delete(run_file.path)
-            except OSError:
-                pass
+        delete_downloads([run_file.path for run_file in files], f"run {run.id}")
         return
     if connector is None:
         logger.warning("run %s: its connector was deleted; its partial files stay in %s", run.id, run.destination)
@@ -205,6 +221,28 @@ def discard(run: Run, files: list[RunFile], tnf_path: str = "") -> None:
                     destination.call("removing a partial delivery", destination.delete, destination.name_of(path))
     except DestinationError as exc:
         logger.warning("run %s: could not remove its partial files: %s", run.id, exc)
+
+
+def _note(run: Run, paths: list[str]) -> None:
+    Run.objects.filter(id=run.id).update(partial_paths=paths)
+
+
+def discard_partial(run: Run) -> None:
+    """Remove what a run whose worker died had started to deliver (the paths it noted)."""
+    paths = list(run.partial_paths or [])
+    if not paths:
+        return
+    if run.is_desktop:
+        delete_downloads(paths, f"run {run.id}")
+    elif run.connector is not None:
+        try:
+            with open_destination(run.connector) as destination:
+                for path in reversed(paths):  # the TNF first
+                    destination.call("removing a partial delivery", destination.delete, destination.name_of(path))
+        except DestinationError as exc:
+            logger.warning("run %s: could not remove its partial files: %s", run.id, exc)
+            return
+    Run.objects.filter(id=run.id).update(partial_paths=[])
 
 
 def desktop_chunks(path: str) -> Iterator[bytes]:

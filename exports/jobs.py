@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import resource
 import shutil
@@ -14,6 +15,7 @@ import pyarrow as pa
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
@@ -27,12 +29,29 @@ from exports.models import Export, IncrementalMemory, Run
 from exports.notify import notify_run
 from exports.sources import SourceError, open_reader
 from exportsite import redaction
+from exportsite.logs import run_context
 
 logger = logging.getLogger(__name__)
 
 
 class RunCancelled(Exception):
     pass
+
+
+class WorkDiskFull(Exception):
+    """The worker's disk can't hold the run's files (before or while writing them)."""
+
+
+class Interrupted(Exception):
+    """The worker is stopping (a deploy): the run goes back to the queue."""
+
+
+# Set in a work horse by SIGTERM (exports/worker.py): the run stops at its next batch.
+_interrupted = threading.Event()
+
+
+def request_interruption(signum, frame) -> None:
+    _interrupted.set()
 
 
 def _peak_rss_bytes() -> int:
@@ -48,6 +67,8 @@ class _Progress:
         self.last = 0.0
 
     def __call__(self, rows_done: int) -> None:
+        if _interrupted.is_set():
+            raise Interrupted()
         now = time.monotonic()
         if now - self.last < self.interval:
             return
@@ -82,6 +103,11 @@ class _Heartbeat(threading.Thread):
 
 def run_export(run_id: str) -> str:
     """RQ entry point. Safe to run twice: only the job that claims the run does the work."""
+    with run_context(run_id):
+        return _run_export(run_id)
+
+
+def _run_export(run_id: str) -> str:
     run = Run.claim(run_id)
     if run is None:
         logger.info("run %s is not queued any more; nothing to do", run_id)
@@ -95,10 +121,42 @@ def run_export(run_id: str) -> str:
         heartbeat.stop()
         # Let go: a cancelled run's place is free once its worker stopped; the next run goes.
         Run.objects.filter(id=run.id, status=Run.Status.CANCELLED).update(heartbeat_at=None)
-        dispatch_quietly()
+        if not _interrupted.is_set():
+            dispatch_quietly()  # else the worker does, once RQ is done with this job (after_horse)
     run.refresh_from_db()
-    notify_run(run)
+    if run.status != Run.Status.QUEUED:
+        notify_run(run)
     return run.status
+
+
+def lose(run: Run, message: str) -> bool:
+    """A run whose worker died: WORKER_LOST (the reconciler retries it), what it had
+    started to deliver removed, its owner told. False when it was not running any more."""
+    if not run.fail(Run.ErrorCode.WORKER_LOST, message):
+        return False
+    shutil.rmtree(settings.EXPORT_WORK_DIR / str(run.id), ignore_errors=True)  # on this machine, if it was here
+    delivery.discard_partial(run)
+    notify_run(run)
+    logger.warning("run %s: worker lost", run.id)
+    return True
+
+
+def horse_died(run_id: str, how: str) -> None:
+    """RQ saw the work horse of a run die (exports/worker.py): the run is lost now, not
+    when its heartbeat goes stale."""
+    run = Run.objects.filter(id=run_id, status=Run.Status.RUNNING).select_related("export", "connector").first()
+    if run is None:
+        return  # it ended, or never started: a queued run's ended job is the reconciler's
+    if lose(
+        run, f"the worker process running it died ({how}): it was killed, or ran out of memory; nothing was delivered"
+    ):
+        dispatch_quietly()  # its place is free
+
+
+def after_horse(run_id: str) -> None:
+    """After a work horse exited: a run it put back in the queue goes to the workers again."""
+    if Run.objects.filter(id=run_id, status=Run.Status.QUEUED, dispatched_at__isnull=True).exists():
+        dispatch_quietly()
 
 
 def _secrets(export: Export) -> list[str]:
@@ -184,6 +242,7 @@ def execute_run(run: Run) -> None:
         with open_reader(export.dataset, wanted + extra, filters, batch_rows=settings.EXPORT_BATCH_ROWS) as reader:
             estimate = reader.estimate_rows()
             Run.objects.filter(id=run.id).update(estimated_rows=estimate)
+            check_work_disk(estimate, len(wanted), compressed=export.compression != Export.Compression.NONE)
             schema = pa.schema([field for field in reader.schema if field.name not in extra])
             batches = reader.batches()
             if window is not None and window.remembers:
@@ -207,6 +266,10 @@ def execute_run(run: Run) -> None:
     except RunCancelled:
         logger.info("run %s was cancelled", run.id)
         delivery.discard(run, delivered, tnf)
+    except Interrupted:
+        delivery.discard(run, delivered, tnf)
+        if run.put_back():
+            logger.info("run %s: its worker is stopping; the run is back in the queue", run.id)
     except SourceError as exc:
         delivery.discard(run, delivered)
         run.fail(exc.code, _redacted(str(exc), export), peak_rss_bytes=_peak_rss_bytes())
@@ -216,6 +279,9 @@ def execute_run(run: Run) -> None:
     except delivery.DeliveryFailed as exc:
         logger.info("run %s: delivery failed: %s", run.id, exc)
         run.fail(exc.code, str(exc), peak_rss_bytes=_peak_rss_bytes())
+    except WorkDiskFull as exc:
+        delivery.discard(run, delivered)
+        _disk_full(run, str(exc))
     except JobTimeoutException:
         delivery.discard(run, delivered)
         run.fail(
@@ -223,8 +289,48 @@ def execute_run(run: Run) -> None:
             f"the export ran longer than {settings.RQ_QUEUES[settings.EXPORTS_QUEUE]['DEFAULT_TIMEOUT']} s",
         )
     except Exception as exc:
-        logger.exception("run %s failed", run.id)
         delivery.discard(run, delivered)
-        run.fail(Run.ErrorCode.INTERNAL_ERROR, _redacted(f"unexpected error: {type(exc).__name__}: {exc}", export))
+        if _out_of_space(exc):
+            _disk_full(run, f"the worker's disk filled up while writing the files ({exc})")
+        else:
+            logger.exception("run %s failed", run.id)
+            run.fail(Run.ErrorCode.INTERNAL_ERROR, _redacted(f"unexpected error: {type(exc).__name__}: {exc}", export))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+# A guess at the bytes a value takes in an uncompressed file (numbers and dates take
+# fewer, text often more), a quarter of it compressed: enough to turn away a run that
+# cannot fit, not to promise that one will.
+_BYTES_PER_VALUE = 16
+
+
+def check_work_disk(estimated_rows: int | None, columns: int, *, compressed: bool) -> None:
+    """Refuse a run before it reads when the work disk can't hold its estimated files
+    plus EXPORT_WORK_MIN_FREE_BYTES."""
+    settings.EXPORT_WORK_DIR.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(settings.EXPORT_WORK_DIR).free
+    files = (estimated_rows or 0) * max(columns, 1) * _BYTES_PER_VALUE // (4 if compressed else 1)
+    needed = files + settings.EXPORT_WORK_MIN_FREE_BYTES
+    if free < needed:
+        raise WorkDiskFull(
+            f"the worker's disk has {filesizeformat(free)} free, and this export needs about "
+            f"{filesizeformat(needed)} (about {estimated_rows or 0:,} rows, plus "
+            f"{filesizeformat(settings.EXPORT_WORK_MIN_FREE_BYTES)} kept free); it is tried again later"
+        )
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """ENOSPC, or a library's message for it (pyarrow's I/O errors carry no errno)."""
+    return isinstance(exc, OSError) and (exc.errno == errno.ENOSPC or "No space left on device" in str(exc))
+
+
+def _disk_full(run: Run, message: str) -> None:
+    """WORK_DISK_FULL, retried later; the work folders of runs not running here any more
+    (left by killed workers) go, to make room."""
+    run.fail(Run.ErrorCode.WORK_DISK_FULL, message, peak_rss_bytes=_peak_rss_bytes())
+    running = {str(run_id) for run_id in Run.objects.filter(status=Run.Status.RUNNING).values_list("id", flat=True)}
+    if settings.EXPORT_WORK_DIR.is_dir():
+        for folder in settings.EXPORT_WORK_DIR.iterdir():
+            if folder.name not in running and folder.name != str(run.id):
+                shutil.rmtree(folder, ignore_errors=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import os
+import socket
 import uuid
 from collections.abc import Collection
 from datetime import timedelta
@@ -329,6 +331,7 @@ class Run(models.Model):
         DESTINATION_NOT_ALLOWED = "DESTINATION_NOT_ALLOWED", "The destination's address is not allowed"
         DESTINATION_WRITE_FAILED = "DESTINATION_WRITE_FAILED", "Writing to the destination failed"
         WORKER_LOST = "WORKER_LOST", "The worker running the export was lost"
+        WORK_DISK_FULL = "WORK_DISK_FULL", "The worker's disk is full"
         TIMEOUT = "TIMEOUT", "The export took longer than allowed"
         TOO_MANY_FILES = "TOO_MANY_FILES", "The export would write too many files"
         CANCELLED = "CANCELLED", "The export was cancelled"
@@ -383,6 +386,11 @@ class Run(models.Model):
     scheduled_for = models.DateTimeField(null=True, blank=True)
     # Written every few seconds by the worker; a stale one means the worker is gone.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The worker that ran it last: the RQ worker's name on its machine.
+    worker = models.CharField(max_length=200, blank=True)
+    # What the worker is about to write to the store, noted before each upload: when it
+    # dies mid-delivery, this is what the run's loss removes (exports/jobs.py, `lose`).
+    partial_paths = models.JSONField(default=list, blank=True)
 
     objects = RunQuerySet.as_manager()
 
@@ -466,11 +474,30 @@ class Run(models.Model):
         """Move a queued run to running; None when someone else already did (or it was cancelled)."""
         now = timezone.now()
         claimed = cls.objects.filter(id=run_id, status=cls.Status.QUEUED).update(
-            status=cls.Status.RUNNING, started_at=now, heartbeat_at=now
+            status=cls.Status.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            # The machine, and the RQ worker on it (RQ names it in its work horse's environment).
+            worker=f"{socket.gethostname()}:{os.environ.get('RQ_WORKER_ID') or os.getpid()}",
         )
         if not claimed:
             return None
         return cls.objects.select_related("export__dataset__database", "connector").get(id=run_id)
+
+    def put_back(self) -> bool:
+        """Running → queued again, in its old place and on the same attempt: its worker
+        stopped for a deploy (exports/worker.py). The dispatcher hands it over again."""
+        return bool(
+            Run.objects.filter(id=self.id, status=self.Status.RUNNING).update(
+                status=self.Status.QUEUED,
+                dispatched_at=None,
+                started_at=None,
+                heartbeat_at=None,
+                rows_done=0,
+                estimated_rows=None,
+                partial_paths=[],
+            )
+        )
 
     def report_progress(self, rows_done: int) -> bool:
         """Record rows done; False when the run is no longer running (cancelled meanwhile)."""
@@ -493,6 +520,7 @@ class Run(models.Model):
             tnf_path=tnf_path,
             peak_rss_bytes=peak_rss_bytes,
             expires_at=now + timedelta(days=settings.EXPORT_DOWNLOAD_RETENTION_DAYS),
+            partial_paths=[],
         )
         if not updated:
             return False
@@ -512,6 +540,7 @@ class Run(models.Model):
         ErrorCode.DESTINATION_UNREACHABLE,
         ErrorCode.DESTINATION_WRITE_FAILED,
         ErrorCode.WORKER_LOST,
+        ErrorCode.WORK_DISK_FULL,
         ErrorCode.TIMEOUT,
         ErrorCode.INTERNAL_ERROR,
     }

@@ -19,7 +19,6 @@ retried automatically, with backoff, up to EXPORT_MAX_ATTEMPTS attempts.
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -31,11 +30,11 @@ from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from exports import actions
-from exports.delivery import desktop_storage
+from exports import actions, jobs
+from exports.delivery import delete_downloads
 from exports.dispatch import dispatch, enqueue_run
+from exports.health import record_tick
 from exports.models import DESKTOP, Export, Run, SkippedSlot
-from exports.notify import notify_run
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +64,7 @@ def tick(now: datetime | None = None) -> TickReport:
     expire_downloads(now, report)
     # Runs that ended, failed or were retried above free places: fill them.
     report.dispatched = dispatch()
+    record_tick()
     return report
 
 
@@ -75,16 +75,13 @@ def reconcile(now: datetime, report: TickReport | None = None) -> None:
     lost = Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=stale) | Run.objects.filter(
         status=Run.Status.RUNNING, heartbeat_at__isnull=True, started_at__lt=stale
     )
-    for run in lost:
-        if run.fail(
-            Run.ErrorCode.WORKER_LOST,
+    for run in lost.select_related("export", "connector"):
+        if jobs.lose(
+            run,
             f"the worker stopped reporting at {(run.heartbeat_at or run.started_at):%Y-%m-%d %H:%M:%S} UTC "
             "(it was killed, or its machine stopped); nothing was delivered",
         ):
-            shutil.rmtree(settings.EXPORT_WORK_DIR / str(run.id), ignore_errors=True)
             report.lost.append(run)
-            notify_run(run)
-            logger.warning("run %s: worker lost", run.id)
 
     grace = now - timedelta(seconds=settings.EXPORT_REQUEUE_AFTER)
     redis = django_rq.get_connection(settings.EXPORTS_QUEUE)
@@ -130,7 +127,6 @@ def _no_job_will_run(run: Run, redis) -> bool:
 def expire_downloads(now: datetime, report: TickReport | None = None) -> None:
     """Desktop files past their time are deleted; the run shows as expired."""
     report = report or TickReport()
-    storage = desktop_storage()
     # The run's own destination: the export may deliver elsewhere since.
     old = Run.objects.filter(
         status=Run.Status.SUCCEEDED, destination_kind=DESKTOP, expires_at__lte=now
@@ -138,9 +134,5 @@ def expire_downloads(now: datetime, report: TickReport | None = None) -> None:
     for run in old[:200]:
         if not Run.objects.filter(id=run.id, status=Run.Status.SUCCEEDED).update(status=Run.Status.EXPIRED):
             continue
-        for run_file in run.files.all():
-            try:
-                storage.delete(run_file.path)
-            except OSError as exc:
-                logger.warning("run %s: could not delete %s: %s", run.id, run_file.path, exc)
+        delete_downloads([run_file.path for run_file in run.files.all()], f"run {run.id}")
         report.expired.append(run)

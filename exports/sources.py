@@ -424,8 +424,28 @@ def _first_line(exc: Exception) -> str:
     return " ".join(text.split())
 
 
-def _query_failed(exc: Exception, dataset_label: str) -> SourceQueryFailed:
+# What the drivers say when the connection went away mid-query (a restart, a failover, an
+# administrator's pg_terminate_backend, the network): the server was fine with the query.
+_CONNECTION_LOST = re.compile(
+    r"terminating connection|server closed the connection|no connection to the server|"
+    r"could not receive data from server|could not send data to server|connection (?:reset|refused|timed out)|"
+    r"SSL SYSCALL error|SSL connection has been closed|the database system is (?:shutting down|starting up|"
+    r"in recovery mode)|conflict with recovery|lost connection|server has gone away|broken pipe",
+    re.IGNORECASE,
+)
+
+
+def connection_lost(message: str) -> bool:
+    """Whether a driver's message says the connection dropped, not that the query was wrong."""
+    return bool(_CONNECTION_LOST.search(message))
+
+
+def _query_failed(exc: Exception, dataset_label: str) -> SourceError:
     message = _first_line(exc)
+    if connection_lost(message):
+        return SourceUnavailable(
+            f"the connection to the source database dropped while reading {dataset_label}: {message}"
+        )
     if re.search(r"no such table|relation .* does not exist", message):
         return SourceQueryFailed(
             f"the table {dataset_label} no longer exists in the source database ({message}); "

@@ -7,6 +7,7 @@ rather than running with a silent fallback.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -53,6 +54,20 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_json_object(name: str) -> dict:
+    """A JSON object (the options of a storage backend, say); {} when unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a JSON object: {exc}") from None
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
 def create_owner_only(path: Path, content) -> bool:
     """Create `path` readable by its owner only, with `content()` (str or bytes); False
     when it exists already (another process may have made it first)."""
@@ -67,7 +82,7 @@ def create_owner_only(path: Path, content) -> bool:
     return True
 
 
-def env_secret(name: str, *, fallback_file: Path | None = None, generate=None) -> str:
+def env_secret(name: str, *, fallback_file: Path | None = None, generate=None, optional: bool = False) -> str:
     """Read a secret from NAME, or from the file named by NAME_FILE.
 
     When neither is set and `fallback_file` is given, the secret is read from that file,
@@ -84,6 +99,8 @@ def env_secret(name: str, *, fallback_file: Path | None = None, generate=None) -
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}_FILE: cannot read {path}: {exc}") from None
     if fallback_file is None:
+        if optional:
+            return ""
         raise ImproperlyConfigured(f"{name} (or {name}_FILE) must be set")
     if not fallback_file.exists():
         create_owner_only(fallback_file, generate or (lambda: secrets.token_urlsafe(50)))

@@ -13,7 +13,7 @@ from cryptography.fernet import Fernet
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from exportsite.env import env_bool, env_int, env_list, env_secret, env_str
+from exportsite.env import env_bool, env_int, env_json_object, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("EXPORTSITE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -158,7 +158,11 @@ EXPORT_MAX_ATTEMPTS = env_int("EXPORT_MAX_ATTEMPTS", 3, minimum=1)
 # (exports/dispatch.py). 1 runs each organisation's exports one at a time.
 EXPORT_MAX_RUNS_PER_ORG = env_int("EXPORT_MAX_RUNS_PER_ORG", 2, minimum=1)
 EXPORT_RETRY_BACKOFF = env_int("EXPORT_RETRY_BACKOFF", 60, minimum=0)
-EXPORT_WORK_DIR = DATA_DIR / "work"
+# Where runs write their files before delivering them: a fast local disk.
+EXPORT_WORK_DIR = Path(env_str("EXPORTSITE_WORK_DIR", str(DATA_DIR / "work"))).resolve()
+# A run whose estimated files would leave less than this free on the work disk waits
+# (WORK_DISK_FULL, retried later) instead of filling it.
+EXPORT_WORK_MIN_FREE_BYTES = env_int("EXPORT_WORK_MIN_FREE_BYTES", 64 * 1024**2, minimum=0)
 
 # Incremental exports re-read a lookback below the watermark to catch rows that commit
 # late (docs/schedules.md). A run first waits up to EXPORT_SETTLE_SECONDS for the
@@ -221,16 +225,32 @@ SFTPD_AUTH_FAILURE_LIMIT = env_int("EXPORTSITE_SFTPD_AUTH_FAILURE_LIMIT", 10, mi
 SFTPD_AUTH_FAILURE_WINDOW = env_int("EXPORTSITE_SFTPD_AUTH_FAILURE_WINDOW", 300, minimum=1)
 SFTPD_MAX_SESSIONS_PER_LOGIN = env_int("EXPORTSITE_SFTPD_MAX_SESSIONS_PER_LOGIN", 10, minimum=1)
 
-# Desktop downloads live in the "exports" storage: local disk by default.
+# Desktop downloads live in the "exports" storage: local disk by default. On several
+# machines, a store they all reach: EXPORTSITE_DOWNLOADS_STORAGE names a django-storages
+# backend (s3, gcs, azure, sftp, or a class's dotted path) and EXPORTSITE_DOWNLOADS_OPTIONS
+# its options as a JSON object (README, "Production").
+DOWNLOADS_BACKENDS = {
+    "local": "django.core.files.storage.FileSystemStorage",
+    "s3": "storages.backends.s3.S3Storage",
+    "gcs": "storages.backends.gcloud.GoogleCloudStorage",
+    "azure": "storages.backends.azure_storage.AzureStorage",
+    "sftp": "storages.backends.sftpstorage.SFTPStorage",
+}
+_downloads = env_str("EXPORTSITE_DOWNLOADS_STORAGE", "local").strip() or "local"
+if _downloads not in DOWNLOADS_BACKENDS and "." not in _downloads:
+    raise ImproperlyConfigured(
+        f"EXPORTSITE_DOWNLOADS_STORAGE must be one of {', '.join(DOWNLOADS_BACKENDS)} or a storage class's "
+        f"dotted path, got {_downloads!r}"
+    )
+DOWNLOADS_OPTIONS = env_json_object("EXPORTSITE_DOWNLOADS_OPTIONS")
+if _downloads == "local":
+    DOWNLOADS_OPTIONS.setdefault("location", str(DATA_DIR / "downloads"))
 STORAGES = {
     "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(DATA_DIR / "media")},
     },
-    "exports": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(DATA_DIR / "downloads")},
-    },
+    "exports": {"BACKEND": DOWNLOADS_BACKENDS.get(_downloads, _downloads), "OPTIONS": DOWNLOADS_OPTIONS},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 # Files the storages write (downloads above all) are the owner's alone, whatever the umask.
@@ -326,13 +346,44 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 TRUSTED_PROXIES = env_int("EXPORTSITE_TRUSTED_PROXIES", 0, minimum=0)
 AXES_CLIENT_IP_CALLABLE = "exportsite.clientip.client_address"
 
+# Operations (exports/health.py): `manage.py health` fails when no scheduler ticked for
+# HEALTH_SCHEDULER_MAX_AGE seconds. /metrics answers EXPORTSITE_METRICS_TOKEN as a bearer
+# token or, with none set, clients in EXPORTSITE_METRICS_NETWORKS only.
+HEALTH_SCHEDULER_MAX_AGE = env_int("HEALTH_SCHEDULER_MAX_AGE", 60, minimum=1)
+METRICS_TOKEN = env_secret("EXPORTSITE_METRICS_TOKEN", optional=True)
+try:
+    METRICS_NETWORKS = [
+        ipaddress.ip_network(network, strict=False)
+        for network in env_list("EXPORTSITE_METRICS_NETWORKS", ["127.0.0.0/8", "::1/128"])
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"EXPORTSITE_METRICS_NETWORKS: {exc}") from None
+
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    # No secret a run or a connection test holds reaches a log line (exportsite/redaction.py).
-    "filters": {"redact": {"()": "exportsite.redaction.RedactingFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        # One object per line: time, level, logger, message, and run_id on a job's lines.
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(process)d",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "timestamp": False,
+        },
+    },
+    # No secret a run or a connection test holds reaches a log line (exportsite/redaction.py);
+    # a job's lines name its run (exportsite/logs.py).
+    "filters": {
+        "redact": {"()": "exportsite.redaction.RedactingFilter"},
+        "run_id": {"()": "exportsite.logs.RunIdFilter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["redact", "run_id"]}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

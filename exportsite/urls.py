@@ -9,6 +9,7 @@ from django_rq import urls as rq_urls
 
 from exports.api.endpoints import api
 from exports.api.views import unknown_endpoint
+from exports.health import healthz, metrics
 
 
 def _superusers_only(view):
@@ -37,5 +38,7 @@ urlpatterns = [
     path("api/v1/", api.urls),
     re_path(r"^api/", unknown_endpoint),
     path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("django-rq/", include((_RQ_PATTERNS, "django_rq"))),
 ]

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 SCOPED = re.compile(r"^/o/(?P<organisation>[-\w]+)/(?P<sandbox>[-\w]+)(?P<rest>/.*)?$")
 
 # Paths that are not in a sandbox. Everything else is a page of one.
-UNSCOPED = ("/api/", "/admin/", "/accounts/", "/django-rq/", "/static/", "/favicon.ico")
+UNSCOPED = ("/api/", "/admin/", "/accounts/", "/django-rq/", "/static/", "/favicon.ico", "/healthz", "/metrics")
 
 SESSION_KEY = "scope_sandbox"
 ENTERED_KEY = "scope_entered"

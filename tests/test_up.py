@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from exportsite.embedded import free_port, port_in_use
+from tests.services import children_of
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -89,11 +90,33 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path):
         while not port_in_use(sftp_port) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert port_in_use(sftp_port), "sftpd is not listening"
+
+        # The worker dies (SIGKILL): the site stays up, and a new worker takes its place.
+        [worker] = [pid for pid in children_of(process.pid) if _is_export_worker(pid)]
+        os.kill(worker, signal.SIGKILL)
+        killed_at = time.monotonic()
+        replacement = None
+        while replacement is None and time.monotonic() - killed_at < 10:
+            assert session.get(f"{site}/sources/", timeout=5).status_code == 200
+            found = [pid for pid in children_of(process.pid) if _is_export_worker(pid) and pid != worker]
+            replacement = found[0] if found else None
+            time.sleep(0.2)
+        assert replacement is not None, "no new worker within 10 s"
     finally:
         os.killpg(process.pid, signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
     assert process.returncode == 0, rest[-3000:]
+    assert "worker exited with code -9; starting it again in 1 s" in rest + "".join(lines)
     assert "stopped" in rest
     assert not port_in_use(port)
     assert not port_in_use(redis_port)
     assert not port_in_use(sftp_port)
+
+
+def _is_export_worker(pid: int) -> bool:
+    """The worker of `up` that runs exports (the other one only tests connections)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"rqworker" in command and b"exports" in command

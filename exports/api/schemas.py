@@ -165,6 +165,7 @@ class RunOut(Schema):
     Warning: str | None = Field(None, description="Something that may cost rows later, e.g. a long source transaction")
     ScheduledForUtc: datetime | None
     Attempt: int
+    Worker: str | None = Field(..., description="The machine and RQ worker that ran it last")
     RelaunchOf: UUID | None
     ErrorCode: str | None
     ErrorMessage: str | None

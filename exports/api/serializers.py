@@ -122,6 +122,7 @@ def run_out(run: Run, request: HttpRequest) -> dict:
         "Warning": run.warning or None,
         "ScheduledForUtc": run.scheduled_for,
         "Attempt": run.attempt,
+        "Worker": run.worker or None,
         "RelaunchOf": run.relaunch_of_id,
         "ErrorCode": run.error_code or None,
         "ErrorMessage": run.error_message or None,

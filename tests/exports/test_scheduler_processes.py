@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import django_rq
+import psycopg
 import pytest
 from django.conf import settings
 
@@ -20,6 +21,7 @@ from exports.models import Database, Export, Run, SkippedSlot, refresh_datasets
 from exports.schedule import for_export
 from exports.scheduler import tick
 from tests.conftest import BASE_DIR, _test_database_url
+from tests.services import children_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -45,21 +47,6 @@ def stop(process: subprocess.Popen, sig=signal.SIGTERM) -> None:
     if process.poll() is None:
         os.killpg(process.pid, sig)
         process.wait(timeout=60)
-
-
-def children_of(pid: int) -> list[int]:
-    """Direct children, from /proc (RQ's work horse runs in a session of its own)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def scheduler_at(moments: list[datetime]) -> subprocess.Popen:
@@ -153,7 +140,9 @@ def slow_dataset(tmp_path):
     return database.datasets.get(name="events")
 
 
-def test_a_worker_killed_mid_run_is_lost_then_retried_into_one_complete_delivery(users, slow_dataset, s3):
+def test_a_worker_whose_machine_vanished_is_lost_then_retried_into_one_complete_delivery(users, slow_dataset, s3):
+    """The worker and its horse die together (the machine stopped): nobody saw the horse
+    die, so the run's silent heartbeat tells the reconciler."""
     connector = s3.connector(users["owner"], base_path="killed")
     export = Export.objects.create(
         name="slow",
@@ -169,10 +158,10 @@ def test_a_worker_killed_mid_run_is_lost_then_retried_into_one_complete_delivery
         wait_until(lambda: Run.objects.get(id=first.id).rows_done > 0, timeout=60, what="the run to start writing rows")
         horses = children_of(worker.pid)
         assert horses, "the worker has no work horse"
-        for pid in horses:  # the work horse running the export, then the worker itself
-            os.kill(pid, signal.SIGKILL)
-        os.killpg(worker.pid, signal.SIGKILL)
+        os.killpg(worker.pid, signal.SIGKILL)  # the worker first: it would notice its horse's death
         worker.wait()
+        for pid in horses:
+            os.kill(pid, signal.SIGKILL)
         assert Run.objects.get(id=first.id).status == Run.Status.RUNNING
         wait_until(lambda: bool(tick().lost), timeout=30, what="the reconciler to notice")
         first.refresh_from_db()
@@ -217,3 +206,134 @@ def test_runs_queued_when_redis_lost_its_jobs_still_run(users, demo_database, wo
         Run.Status.SUCCEEDED
     }
     assert tick().requeued == []
+
+
+def test_a_killed_work_horse_is_lost_at_once_and_its_retry_delivers_once(users, slow_dataset, s3):
+    """RQ sees its horse die the moment it happens: the run is WORKER_LOST within a
+    second or two, long before a heartbeat could go stale, and what it had uploaded is gone."""
+    connector = s3.connector(users["owner"], base_path="horse")
+    export = Export.objects.create(
+        name="slow",
+        owner=users["owner"],
+        dataset=slow_dataset,
+        connector=connector,
+        rows_per_file=10_000,
+        compression=Export.Compression.NONE,
+    )
+    first = queue_run(export, user=users["owner"])
+    worker = start_worker()
+    try:
+        # Killed while it uploads its parts: some are in the bucket already.
+        wait_until(
+            lambda: len(Run.objects.get(id=first.id).partial_paths) > 1, timeout=90, what="the run to upload parts"
+        )
+        [horse] = children_of(worker.pid)
+        os.kill(horse, signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_until(
+            lambda: Run.objects.get(id=first.id).status == Run.Status.FAILED, timeout=10, what="the run to be lost"
+        )
+        noticed_in = time.monotonic() - killed_at
+        # Lost first, then its partial upload removed (a run that ended meanwhile keeps its files).
+        wait_until(lambda: not Run.objects.get(id=first.id).partial_paths, timeout=30, what="the cleanup")
+        first.refresh_from_db()
+        assert first.error_code == Run.ErrorCode.WORKER_LOST
+        assert "signal 9" in first.error_message
+        assert noticed_in < settings.EXPORT_HEARTBEAT_TIMEOUT, "noticed by the heartbeat, not by RQ"
+        assert s3.objects(f"horse/{export.id}/") == []  # its partial upload was removed
+        assert worker.poll() is None, "the worker itself keeps serving"
+        retry = tick().retried[0]
+        assert (retry.relaunch_of_id, retry.attempt, retry.trigger) == (first.id, 2, Run.Trigger.RETRY)
+        wait_until(lambda: Run.objects.get(id=retry.id).status not in Run.ACTIVE, what="the retry to finish")
+    finally:
+        stop(worker, signal.SIGKILL)
+    retry.refresh_from_db()
+    assert retry.status == Run.Status.SUCCEEDED, retry.error_message
+    objects = s3.objects(f"horse/{export.id}/")
+    assert sorted(item.path for item in objects if "/tnfs/" in item.path) == [retry.tnf_path]
+    assert sorted(item.path for item in objects if "/tnfs/" not in item.path) == sorted(
+        retry.files.values_list("path", flat=True)
+    )
+    assert retry.row_count == 300_000
+
+
+def test_sigterm_puts_the_run_back_in_the_queue_and_another_worker_delivers_it(users, slow_dataset):
+    """A deploy: the stopping worker's run goes back to the queue at its next batch,
+    keeps its attempt, and the next worker delivers it. No failed run."""
+    export = Export.objects.create(
+        name="deployed", owner=users["owner"], dataset=slow_dataset, compression=Export.Compression.GZIP
+    )
+    run = queue_run(export, user=users["owner"])
+    old = start_worker()
+    try:
+        wait_until(lambda: Run.objects.get(id=run.id).rows_done > 0, timeout=60, what="the run to start writing rows")
+        os.kill(old.pid, signal.SIGTERM)
+        old.wait(timeout=30)  # it stops at the next batch, not at the end of the run
+        run.refresh_from_db()
+        assert run.status == Run.Status.QUEUED
+        assert (run.attempt, run.rows_done, run.started_at) == (1, 0, None)
+        assert not (settings.EXPORT_WORK_DIR / str(run.id)).exists()
+        # The stopping worker handed it back to the queue (no scheduler tick needed).
+        assert run.dispatched_at is not None
+        new = start_worker()
+        try:
+            wait_until(lambda: Run.objects.get(id=run.id).status not in Run.ACTIVE, what="the run to finish")
+        finally:
+            stop(new)
+    finally:
+        stop(old, signal.SIGKILL)
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED, run.error_message
+    assert run.row_count == 300_000
+    assert Run.objects.filter(export=export).count() == 1  # the same run: no retry, no failure
+
+
+def test_a_source_connection_cut_mid_run_is_source_unavailable_and_retried(users, pg_source_url, pg_table):
+    """An administrator's pg_terminate_backend (a restart, a failover) while the run reads:
+    SOURCE_UNAVAILABLE, not a query failure, and the automatic retry delivers every row."""
+
+    view = f"{pg_table}_slow"
+    with psycopg.connect(pg_source_url, autocommit=True) as conn:
+        conn.execute(
+            f'CREATE TABLE "{pg_table}" AS SELECT g AS id, md5(g::text) || md5((g + 1)::text) AS payload '
+            "FROM generate_series(1, 600000) AS g"
+        )
+        # Reading it takes a few seconds: a pause every 20,000 rows.
+        conn.execute(
+            f'CREATE FUNCTION "{pg_table}_pace"(i int) RETURNS int LANGUAGE plpgsql AS $$ '
+            "BEGIN IF i % 20000 = 0 THEN PERFORM pg_sleep(0.1); END IF; RETURN i; END $$"
+        )
+        conn.execute(f'CREATE VIEW "{view}" AS SELECT "{pg_table}_pace"(id) AS id, payload FROM "{pg_table}"')
+    database = Database.objects.create(name="Warehouse", url=pg_source_url)
+    refresh_datasets(database)
+    export = Export.objects.create(
+        name="cut", owner=users["owner"], dataset=database.datasets.get(name=view), rows_per_file=100_000
+    )
+    first = queue_run(export, user=users["owner"])
+    worker = start_worker()
+    try:
+        wait_until(lambda: Run.objects.get(id=first.id).rows_done > 0, timeout=60, what="the run to read rows")
+        with psycopg.connect(pg_source_url, autocommit=True) as admin:
+            cut = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND query LIKE %s",
+                [f'%"{view}"%'],
+            ).fetchall()
+        assert cut, "no reading session found"
+        wait_until(lambda: Run.objects.get(id=first.id).status not in Run.ACTIVE, timeout=30, what="the run to fail")
+        first.refresh_from_db()
+        if first.status == Run.Status.SUCCEEDED:
+            pytest.fail("the run finished before its connection was cut: make the table bigger")
+        assert first.error_code == Run.ErrorCode.SOURCE_UNAVAILABLE, first.error_message
+        assert "connection" in first.error_message
+        retry = tick().retried[0]
+        wait_until(lambda: Run.objects.get(id=retry.id).status not in Run.ACTIVE, what="the retry to finish")
+    finally:
+        stop(worker)
+        with psycopg.connect(pg_source_url, autocommit=True) as conn:
+            conn.execute(f'DROP VIEW IF EXISTS "{view}"')
+            conn.execute(f'DROP FUNCTION IF EXISTS "{pg_table}_pace"')
+    retry.refresh_from_db()
+    assert retry.status == Run.Status.SUCCEEDED, retry.error_message
+    assert retry.row_count == 600_000
+    assert first.files.count() == 0

@@ -3,7 +3,9 @@
 1. Migrate, seed the demo source (first time only) and make sure an admin exists.
 2. Start the embedded Redis when REDIS_URL is unset.
 3. Start the web server, a worker, a worker for Test connection alone, the scheduler
-   and the hosted SFTP server, print where to log in, and wait.
+   and the hosted SFTP server, print where to log in, and watch them: one that exits is
+   started again after a back-off (1 s, doubling with each crash to 30 s; back to 1 s
+   after a clean exit or once it stayed up a minute), and the others keep running.
 4. On Ctrl-C or SIGTERM stop them all, then Redis, and exit.
 """
 
@@ -15,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -24,6 +27,66 @@ from django.core.management.base import BaseCommand, CommandError
 from exportsite import embedded
 from orgs.demo import seed_organisations
 from orgs.models import Membership, Sandbox, default_sandbox
+
+
+@dataclass
+class Child:
+    """One process of the product, started again when it exits (until we stop)."""
+
+    name: str
+    command: list[str]
+    process: subprocess.Popen | None = None
+    started: float = 0.0
+    restart_at: float | None = None
+    backoff: float = 1.0
+
+    MAX_BACKOFF = 30.0
+    STEADY = 60.0  # up this long: the next exit is a new incident, not the same one
+
+    def __post_init__(self) -> None:
+        self.start(time.monotonic())
+
+    def start(self, now: float) -> None:
+        # Its own session: a signal for it reaches its children too (gunicorn's workers).
+        self.process = subprocess.Popen(self.command, cwd=settings.BASE_DIR, start_new_session=True)
+        self.started = now
+        self.restart_at = None
+
+    def watch(self, now: float) -> str:
+        """Start it again when it exited and its back-off has passed; what to log."""
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                self.start(now)
+                assert self.process is not None
+                return f"{self.name} started again (pid {self.process.pid})"
+            return ""
+        assert self.process is not None
+        code = self.process.poll()
+        if code is None:
+            return ""
+        if code == 0 or now - self.started >= self.STEADY:
+            self.backoff = 1.0  # a clean exit (it was asked to stop), or after a good while up
+        self.restart_at = now + self.backoff
+        message = f"{self.name} exited with code {code}; starting it again in {self.backoff:.0f} s"
+        if code != 0:
+            self.backoff = min(self.backoff * 2, self.MAX_BACKOFF)
+        return message
+
+    def signal(self, signum: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, timeout: float) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.process.wait()
 
 
 class Command(BaseCommand):
@@ -38,7 +101,7 @@ class Command(BaseCommand):
         username, password = self._ensure_admin()
         organisations = seed_organisations(settings.DATA_DIR)
 
-        children: list[tuple[str, subprocess.Popen]] = []
+        children: list[Child] = []
         redis = None
         stopping = False
 
@@ -96,7 +159,7 @@ class Command(BaseCommand):
                 "sftpd": [python, "manage.py", "sftpd"],
             }
             for name, command in processes.items():
-                children.append((name, subprocess.Popen(command, cwd=settings.BASE_DIR, start_new_session=True)))
+                children.append(Child(name, command))
             embedded.wait_for_port(port, timeout=30)
             self.stdout.write(
                 self.style.SUCCESS(
@@ -112,21 +175,17 @@ class Command(BaseCommand):
                 )
             )
             while not stopping:
-                for name, child in children:
-                    if child.poll() is not None:
-                        self.stderr.write(f"{name} exited with code {child.returncode}; stopping")
-                        stopping = True
-                time.sleep(0.5)
+                for child in children:
+                    message = child.watch(time.monotonic())
+                    if message:
+                        self.stderr.write(message)
+                time.sleep(0.2)
         finally:
             self.stdout.write("stopping...")
-            for _name, child in children:
-                if child.poll() is None:
-                    os.killpg(child.pid, signal.SIGTERM)
-            for _name, child in children:
-                try:
-                    child.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(child.pid, signal.SIGKILL)
+            for child in children:
+                child.signal(signal.SIGTERM)
+            for child in children:
+                child.wait(timeout=20)
             if redis is not None:
                 embedded.stop(redis)
             self.stdout.write("stopped")
