@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 TEST_INSTALLED := $(VENV)/.test-installed
 
-.PHONY: run test check lint format install install-test chromium clean bench bench-deps
+.PHONY: run test check lint format install install-test chromium clean bench bench-deps faults
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench-deps: $(DLT_VENV)/.installed
 # Not part of `make test` (a smoke run of it is): writes bench/RESULTS.md.
 bench: install bench-deps
 	$(PY) -m bench.run
+
+# Not part of `make test` (a short version is): writes the table of docs/reliability.md.
+faults: install-test
+	$(PY) -m tests.faults
 
 lint: $(TEST_INSTALLED)
 	$(VENV)/bin/ruff check .

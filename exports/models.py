@@ -8,8 +8,8 @@ Launch) are conditional UPDATEs whose row count says who won.
 from __future__ import annotations
 
 import hashlib
-import secrets
 import os
+import secrets
 import socket
 import uuid
 from collections.abc import Collection

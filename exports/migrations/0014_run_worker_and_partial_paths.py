@@ -4,25 +4,44 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('exports', '0013_database_name_per_sandbox'),
+        ("exports", "0013_database_name_per_sandbox"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='run',
-            name='partial_paths',
+            model_name="run",
+            name="partial_paths",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AddField(
-            model_name='run',
-            name='worker',
+            model_name="run",
+            name="worker",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AlterField(
-            model_name='run',
-            name='error_code',
-            field=models.CharField(blank=True, choices=[('SOURCE_UNAVAILABLE', "The source database can't be reached"), ('SOURCE_QUERY_FAILED', 'The source query failed'), ('DESTINATION_AUTH_FAILED', 'The destination refused the credentials'), ('DESTINATION_UNREACHABLE', "The destination can't be reached"), ('DESTINATION_NOT_FOUND', "The bucket, container or folder doesn't exist"), ('DESTINATION_PERMISSION_DENIED', 'The destination refused the write'), ('DESTINATION_HOST_KEY_MISMATCH', "The SFTP server's host key doesn't match"), ('DESTINATION_NOT_ALLOWED', "The destination's address is not allowed"), ('DESTINATION_WRITE_FAILED', 'Writing to the destination failed'), ('WORKER_LOST', 'The worker running the export was lost'), ('WORK_DISK_FULL', "The worker's disk is full"), ('TIMEOUT', 'The export took longer than allowed'), ('TOO_MANY_FILES', 'The export would write too many files'), ('CANCELLED', 'The export was cancelled'), ('INTERNAL_ERROR', 'Internal error')], max_length=40),
+            model_name="run",
+            name="error_code",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("SOURCE_UNAVAILABLE", "The source database can't be reached"),
+                    ("SOURCE_QUERY_FAILED", "The source query failed"),
+                    ("DESTINATION_AUTH_FAILED", "The destination refused the credentials"),
+                    ("DESTINATION_UNREACHABLE", "The destination can't be reached"),
+                    ("DESTINATION_NOT_FOUND", "The bucket, container or folder doesn't exist"),
+                    ("DESTINATION_PERMISSION_DENIED", "The destination refused the write"),
+                    ("DESTINATION_HOST_KEY_MISMATCH", "The SFTP server's host key doesn't match"),
+                    ("DESTINATION_NOT_ALLOWED", "The destination's address is not allowed"),
+                    ("DESTINATION_WRITE_FAILED", "Writing to the destination failed"),
+                    ("WORKER_LOST", "The worker running the export was lost"),
+                    ("WORK_DISK_FULL", "The worker's disk is full"),
+                    ("TIMEOUT", "The export took longer than allowed"),
+                    ("TOO_MANY_FILES", "The export would write too many files"),
+                    ("CANCELLED", "The export was cancelled"),
+                    ("INTERNAL_ERROR", "Internal error"),
+                ],
+                max_length=40,
+            ),
         ),
     ]
