@@ -342,18 +342,50 @@ AUTO_RETRY = frozenset(
 )
 
 
+def retry_due_at(run: Run) -> datetime | None:
+    """When the reconciler retries `run` by itself: a failure that may pass
+    (`AUTO_RETRY`), after EXPORT_RETRY_BACKOFF seconds doubled with each attempt, up to
+    EXPORT_MAX_ATTEMPTS attempts; None when it won't."""
+    if not (run.is_failed and run.error_code in AUTO_RETRY and run.attempt < settings.EXPORT_MAX_ATTEMPTS):
+        return None
+    wait = timedelta(seconds=settings.EXPORT_RETRY_BACKOFF * 2 ** (run.attempt - 1))
+    return (run.finished_at or run.queued_at) + wait
+
+
+@dataclass
+class NextAttempt:
+    """What follows a failed run: the run that ran it again, or the retry to come."""
+
+    run: Run | None = None
+    due_at: datetime | None = None
+    attempt: int = 0
+    of: int = 0
+
+
+def next_attempt(run: Run) -> NextAttempt | None:
+    """For the run's report and e-mail (one query)."""
+    if not run.is_failed:
+        return None
+    again = Run.objects.filter(relaunch_of=run).order_by("queued_at").first()
+    if again is not None:
+        return NextAttempt(run=again, attempt=again.attempt)
+    due = retry_due_at(run)
+    if due is None or (run.export.is_draft and run.trigger == Run.Trigger.SCHEDULE):
+        return None
+    return NextAttempt(due_at=due, attempt=run.attempt + 1, of=settings.EXPORT_MAX_ATTEMPTS)
+
+
 def retry(run: Run, now: datetime) -> Run:
-    """The reconciler's automatic retry of a run that failed for a passing reason: once,
-    after a wait that doubles with each attempt, up to EXPORT_MAX_ATTEMPTS attempts; not
-    a scheduled run whose export was unscheduled since."""
+    """The reconciler's automatic retry of a run that failed for a passing reason, once
+    it is due (`retry_due_at`); not a scheduled run whose export was unscheduled since."""
     with transaction.atomic():
         export = _locked(run.export)
         run.refresh_from_db()
-        if not (run.is_failed and run.error_code in AUTO_RETRY and run.attempt < settings.EXPORT_MAX_ATTEMPTS):
+        due = retry_due_at(run)
+        if due is None:
             raise ActionRefused(NOT_RELAUNCHABLE, "not a failure to retry, or its attempts are used up")
-        wait = timedelta(seconds=settings.EXPORT_RETRY_BACKOFF * 2 ** (run.attempt - 1))
-        if run.finished_at is not None and run.finished_at > now - wait:
-            raise ActionRefused(NOT_RELAUNCHABLE, f"it is retried {wait.total_seconds():.0f} s after it failed")
+        if due > now:
+            raise ActionRefused(NOT_RELAUNCHABLE, f"it is retried at {due:%Y-%m-%d %H:%M:%S} UTC")
         if export.is_draft and run.trigger == Run.Trigger.SCHEDULE:
             raise ActionRefused(NOT_SCHEDULED, "its export was unscheduled since")
         _refuse_if_relaunched(run)

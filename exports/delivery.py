@@ -205,22 +205,8 @@ def _deliver_to_connector(run: Run, files: list[WrittenFile]) -> tuple[str, list
 def discard(run: Run, files: list[RunFile], tnf_path: str = "") -> None:
     """Remove what a failed or cancelled run delivered (its TNF first), as far as the
     store lets us."""
-    if not files:
-        return
-    connector = run.connector
-    if run.is_desktop:
-        delete_downloads([run_file.path for run_file in files], f"run {run.id}")
-        return
-    if connector is None:
-        logger.warning("run %s: its connector was deleted; its partial files stay in %s", run.id, run.destination)
-        return
-    try:
-        with open_destination(connector) as destination:
-            for path in [tnf_path, *(run_file.path for run_file in files)]:
-                if path:
-                    destination.call("removing a partial delivery", destination.delete, destination.name_of(path))
-    except DestinationError as exc:
-        logger.warning("run %s: could not remove its partial files: %s", run.id, exc)
+    if files:
+        _remove(run, [tnf_path, *(run_file.path for run_file in files)])
 
 
 def _note(run: Run, paths: list[str]) -> None:
@@ -230,19 +216,28 @@ def _note(run: Run, paths: list[str]) -> None:
 def discard_partial(run: Run) -> None:
     """Remove what a run whose worker died had started to deliver (the paths it noted)."""
     paths = list(run.partial_paths or [])
-    if not paths:
-        return
+    if paths and _remove(run, paths[::-1]):  # the TNF, noted last, first
+        Run.objects.filter(id=run.id).update(partial_paths=[])
+
+
+def _remove(run: Run, paths: list[str]) -> bool:
+    """Delete `paths` from where the run delivered, in order; False when the store
+    could not be reached (what is left is logged)."""
     if run.is_desktop:
-        delete_downloads(paths, f"run {run.id}")
-    elif run.connector is not None:
-        try:
-            with open_destination(run.connector) as destination:
-                for path in reversed(paths):  # the TNF first
+        delete_downloads([path for path in paths if path], f"run {run.id}")
+        return True
+    if run.connector is None:
+        logger.warning("run %s: its connector was deleted; its partial files stay in %s", run.id, run.destination)
+        return False
+    try:
+        with open_destination(run.connector) as destination:
+            for path in paths:
+                if path:
                     destination.call("removing a partial delivery", destination.delete, destination.name_of(path))
-        except DestinationError as exc:
-            logger.warning("run %s: could not remove its partial files: %s", run.id, exc)
-            return
-    Run.objects.filter(id=run.id).update(partial_paths=[])
+    except DestinationError as exc:
+        logger.warning("run %s: could not remove its partial files: %s", run.id, exc)
+        return False
+    return True
 
 
 def desktop_chunks(path: str) -> Iterator[bytes]:

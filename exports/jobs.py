@@ -321,7 +321,7 @@ def check_work_disk(estimated_rows: int | None, columns: int, *, compressed: boo
 
 
 def _out_of_space(exc: BaseException) -> bool:
-    """ENOSPC, or a library's message for it (pyarrow's I/O errors carry no errno)."""
+    """ENOSPC (Python's files and pyarrow's writers both say so), or a library's wrapped message."""
     return isinstance(exc, OSError) and (exc.errno == errno.ENOSPC or "No space left on device" in str(exc))
 
 

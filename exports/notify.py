@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
 
+from exports.actions import next_attempt
 from exports.models import Run
 from orgs.scope import site_reverse
 
@@ -32,6 +33,7 @@ def notify_run(run: Run) -> bool:
         "run": run,
         "export": export,
         "files": run.files.all(),
+        "next_attempt": next_attempt(run),
         # From a worker: the run's own sandbox in the link, whichever the reader was last in.
         "url": settings.SITE_URL + site_reverse("runs-detail", sandbox=export.sandbox, args=[run.id]),
     }

@@ -25,7 +25,6 @@ import random
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,9 @@ from pathlib import Path
 import boto3
 import psycopg
 import redis
+
+from tests import services
+from tests.services import children_of, events_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 REPORT = BASE_DIR / "docs" / "reliability.md"
@@ -153,19 +155,6 @@ def _free_port() -> int:
 
 
 # --- the product ------------------------------------------------------------------------------
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def _command_line(pid: int) -> list[bytes]:
@@ -311,13 +300,7 @@ class Suite:
         self.owner = get_user_model().objects.get(username="admin")
         self.proxy = Proxy(moto_port)
         self.s3_endpoint = f"http://127.0.0.1:{self.proxy.port}"
-        path = product.folder / "events.sqlite3"
-        with sqlite3.connect(path) as conn:
-            conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
-            conn.execute(
-                f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS}) "
-                "INSERT INTO events SELECT i, hex(randomblob(60)) FROM n"
-            )
+        path = events_file(product.folder / "events.sqlite3", ROWS, payload_bytes=60)
         database = Database.objects.create(name="Events", url=f"sqlite:///{path}")
         refresh_datasets(database)
         self.dataset = database.datasets.get(name="events")
@@ -357,9 +340,13 @@ class Suite:
         assert run.status == Run.Status.SUCCEEDED, run.error_message
         return (run.finished_at - run.started_at).total_seconds()
 
-    def moment(self, s3: bool) -> float:
-        """A random moment of a run, from its start: reading, writing or delivering."""
-        return random.uniform(0.05, 0.9) * self.took[s3]
+    def sleep_into(self, run, s3: bool) -> None:
+        """Until a random moment of the run, from its start: reading, writing or delivering."""
+        from exports.models import Run
+
+        started = Run.objects.filter(id=run.id).values_list("started_at", flat=True).first()
+        moment = started.timestamp() + random.uniform(0.05, 0.85) * self.took[s3] if started else time.time()
+        time.sleep(max(0.0, moment - time.time()))
 
     # Exports and what they left -------------------------------------------------------------
 
@@ -496,7 +483,7 @@ class Suite:
             if not self.wait_running(run):
                 missed += 1
                 continue
-            time.sleep(self.moment(s3))
+            self.sleep_into(run, s3)
             horse = self.product.horse()
             if horse is None or self._ended(run):
                 print(f"  missed: {'no horse' if horse is None else 'the run had ended'}", flush=True)
@@ -525,7 +512,7 @@ class Suite:
             export = self.export(f"worker {n}", s3=n % 2 == 1)
             run = self.launch(export)
             self.wait_running(run)
-            time.sleep(self.moment(n % 2 == 1))
+            self.sleep_into(run, n % 2 == 1)
             os.kill(worker, signal.SIGKILL)
             exports.append(export)
             wait_until(lambda w=worker: (self.product.worker() or w) != w, 120, "the supervisor's new worker")
@@ -542,7 +529,7 @@ class Suite:
             export = self.export(f"deploy {n}", s3=n % 2 == 1)
             run = self.launch(export)
             self.wait_running(run)
-            time.sleep(self.moment(n % 2 == 1))
+            self.sleep_into(run, n % 2 == 1)
             os.kill(worker, signal.SIGTERM)
             exports.append(export)
             wait_until(lambda w=worker: (self.product.worker() or w) != w, 120, "the supervisor's new worker")
@@ -728,9 +715,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", action="store_true", help="a few runs of each scenario (make test)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON at the end")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(BASE_DIR))
-    from tests import services
-
     began = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix="exportsite-faults-"))
     moto = services.start_moto(folder)

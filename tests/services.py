@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,6 +24,18 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 AZURITE = BASE_DIR / ".node" / "node_modules" / ".bin" / "azurite-blob"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def events_file(path: Path, rows: int, payload_bytes: int = 100) -> Path:
+    """A SQLite source with one table, `events(id, payload)`: `rows` rows of random hex
+    text, twice `payload_bytes` characters each."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
+        conn.execute(
+            f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {int(rows)}) "
+            f"INSERT INTO events SELECT i, hex(randomblob({int(payload_bytes)})) FROM n"
+        )
+    return path
 
 
 def children_of(pid: int) -> list[int]:

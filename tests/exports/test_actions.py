@@ -12,6 +12,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
+from django.core import mail
 from django.db import transaction
 from django.test import Client
 from django.urls import reverse
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from connectors.models import Connector
 from exports import actions
+from exports.jobs import horse_died
 from exports.models import ApiToken, Export, Run
 from exports.scheduler import tick
 from tests.api.conftest import ApiClient
@@ -382,3 +384,33 @@ def test_a_connector_with_a_run_going_cannot_be_deleted(users, demo_database):
     assert "can't be deleted yet" in browser.get(reverse("connectors-delete", args=[connector.id])).content.decode()
     browser.post(reverse("connectors-delete", args=[connector.id]))
     assert Connector.objects.filter(id=connector.id).exists()
+
+
+def test_a_lost_run_says_when_it_is_retried_then_links_to_its_retry(users, demo_database, settings):
+    """A work horse killed: the report and the e-mail say when the automatic retry comes;
+    once it came, the report links to it."""
+    settings.EXPORT_RETRY_BACKOFF = 60
+    owner = users["owner"]
+    export = make_export(owner, demo_database.datasets.get(name="interactions"), "one_shot")
+    Export.objects.filter(id=export.id).update(report_recipients="ops@example.com")
+    run = actions.queue_run(export, user=owner, enqueue=False)
+    Run.claim(run.id)
+
+    horse_died(str(run.id), "signal 9")
+
+    run.refresh_from_db()
+    assert (run.status, run.error_code) == (Run.Status.FAILED, Run.ErrorCode.WORKER_LOST)
+    assert "died (signal 9)" in run.error_message
+    due = run.finished_at + timedelta(seconds=60)
+    page = signed_in(owner).get(reverse("runs-detail", args=[run.id])).content.decode()
+    assert f"automatically at {timezone.localtime(due):%Y-%m-%d %H:%M:%S}" in page
+    assert "attempt 2 of 3" in page
+    [message] = mail.outbox
+    assert f"Retry:        automatically at {due:%Y-%m-%d %H:%M:%S} UTC, attempt 2 of 3" in message.body
+
+    with pytest.raises(actions.ActionRefused, match="it is retried at"):
+        actions.retry(run, timezone.now())
+    again = actions.retry(run, due)
+    page = signed_in(owner).get(reverse("runs-detail", args=[run.id])).content.decode()
+    assert reverse("runs-detail", args=[again.id]) in page
+    assert "attempt 2</a> (automatic retry, queued)" in page

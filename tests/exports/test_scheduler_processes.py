@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from exports.models import Database, Export, Run, SkippedSlot, refresh_datasets
 from exports.schedule import for_export
 from exports.scheduler import tick
 from tests.conftest import BASE_DIR, _test_database_url
-from tests.services import children_of
+from tests.services import children_of, events_file
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -128,13 +127,7 @@ def test_two_schedulers_and_two_workers_make_exactly_one_run_per_due_slot(users,
 @pytest.fixture
 def slow_dataset(tmp_path):
     """300,000 rows of 200 characters: several seconds to export as gzip CSV."""
-    path = tmp_path / "slow.sqlite3"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
-        conn.execute(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) "
-            "INSERT INTO events SELECT i, hex(randomblob(100)) FROM n"
-        )
+    path = events_file(tmp_path / "slow.sqlite3", 300_000)
     database = Database.objects.create(name="Slow", url=f"sqlite:///{path}")
     refresh_datasets(database)
     return database.datasets.get(name="events")

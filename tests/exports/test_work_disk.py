@@ -5,7 +5,6 @@ retried later. The disk is a real one: a small tmpfs (root only, as on CI)."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import uuid
 
@@ -16,6 +15,7 @@ from exports.actions import queue_run
 from exports.jobs import run_export
 from exports.models import Database, Export, Run, refresh_datasets
 from exports.sources import connection_lost
+from tests.services import events_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,13 +37,7 @@ def small_disk(tmp_path):
 @pytest.fixture
 def events(tmp_path, db):
     """20,000 rows of 200 characters: 4 MB as CSV."""
-    path = tmp_path / "events.sqlite3"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
-        conn.execute(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) "
-            "INSERT INTO events SELECT i, hex(randomblob(100)) FROM n"
-        )
+    path = events_file(tmp_path / "events.sqlite3", 20_000)
     database = Database.objects.create(name="Events", url=f"sqlite:///{path}")
     refresh_datasets(database)
     return database.datasets.get(name="events")
