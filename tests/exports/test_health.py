@@ -29,8 +29,7 @@ def test_healthz_says_ok_when_the_database_and_redis_answer(client):
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["checks"]["database"]["ok"]
-    assert body["checks"]["redis"]["ok"]
+    assert body["checks"] == {"database": True, "redis": True}
     assert "no-cache" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
 
 
@@ -41,9 +40,8 @@ def test_healthz_fails_with_503_naming_redis_when_it_is_down(client, monkeypatch
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "failing"
-    assert body["checks"]["database"]["ok"] is True
-    assert body["checks"]["redis"]["ok"] is False
-    assert "Connection" in body["checks"]["redis"]["detail"]
+    assert body["checks"] == {"database": True, "redis": False}
+    assert "Connection" not in response.content.decode()  # why stays in the log: it may name hosts
 
 
 def _health() -> tuple[int, str]:
