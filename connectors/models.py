@@ -28,6 +28,14 @@ from orgs.models import InSandbox, default_sandbox
 _SAFE_LOGIN = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
 
 
+class ConnectorQuerySet(models.QuerySet):
+    def usable_in(self, sandbox_id) -> ConnectorQuerySet:
+        """The destinations an export of `sandbox_id` may deliver to: that sandbox's own
+        connectors (Desktop, no connector, is the other choice). `Connector.usable_in`
+        says the same of one connector."""
+        return self.filter(sandbox_id=sandbox_id).exclude(kind=Connector.Kind.DESKTOP).order_by("name", "id")
+
+
 class Connector(InSandbox):
     class Kind(models.TextChoices):
         DESKTOP = "desktop", "Desktop download"
@@ -51,11 +59,17 @@ class Connector(InSandbox):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = ConnectorQuerySet.as_manager()
+
     class Meta:
         ordering: ClassVar[list[str]] = ["name"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
+
+    def usable_in(self, sandbox_id) -> bool:
+        """Whether an export of `sandbox_id` may deliver here (`ConnectorQuerySet.usable_in`)."""
+        return self.sandbox_id == sandbox_id and self.kind != self.Kind.DESKTOP
 
     def get_absolute_url(self) -> str:
         return reverse("connectors-detail", args=[self.id])

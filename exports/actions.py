@@ -636,7 +636,7 @@ def copy_to_sandbox(
             raise ActionRefused(NOT_FOUND, "no such sandbox")
         if target.pk == export.sandbox_id:
             raise ActionRefused(VALIDATION_FAILED, "choose another sandbox: Copy makes a copy in this one")
-        if connector is not None and connector.sandbox_id != target.pk:
+        if connector is not None and not connector.usable_in(target.pk):
             raise ActionRefused(
                 VALIDATION_FAILED, "connector: no such connector", fields={"connector": ["Select a valid choice."]}
             )

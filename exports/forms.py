@@ -120,15 +120,11 @@ class FileStepForm(forms.ModelForm):
         return rows_per_file
 
 
-# Connectors an export may deliver to (Desktop is the empty choice).
-CONNECTORS = Connector.objects.exclude(kind=Connector.Kind.DESKTOP).order_by("name")
-
-
 class DestinationStepForm(forms.ModelForm):
     """Wizard step 3: where the files go: a connector, or Desktop (a download)."""
 
     connector = forms.ModelChoiceField(
-        queryset=CONNECTORS,
+        queryset=Connector.objects.none(),
         required=False,
         empty_label="Desktop: download from the run report",
         label="Destination",
@@ -138,8 +134,8 @@ class DestinationStepForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # Only the connectors of the export's own sandbox: any other is "not a valid choice",
         # exactly as one that doesn't exist.
-        cast(forms.ModelChoiceField, self.fields["connector"]).queryset = CONNECTORS.filter(
-            sandbox_id=sandbox_id or self.instance.sandbox_id
+        cast(forms.ModelChoiceField, self.fields["connector"]).queryset = Connector.objects.usable_in(
+            sandbox_id or self.instance.sandbox_id
         )
 
     class Meta:

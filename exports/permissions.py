@@ -96,7 +96,7 @@ def can_download(user: Actor, export: Any) -> bool:
 
 def can_use_connector(user: Actor, connector: Any, sandbox_id: int | None) -> bool:
     """Choose `connector` as an export's destination in `sandbox_id`: only its own."""
-    return connector.sandbox_id == sandbox_id and has(user, sandbox_id, CREATE_AND_LAUNCH)
+    return connector.usable_in(sandbox_id) and has(user, sandbox_id, CREATE_AND_LAUNCH)
 
 
 def can_manage_connectors(user: Actor, sandbox_id: int | None) -> bool:

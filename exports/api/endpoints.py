@@ -157,12 +157,7 @@ def list_datasets(request: TokenRequest, filters: Query[DatasetFilters]) -> dict
 @api.get("/connectors", response={200: s.ConnectorPage, **ERRORS}, tags=["connectors"])
 def list_connectors(request: TokenRequest, paging: Query[Paging]) -> dict:
     """Destinations an export can deliver to. Never their credentials."""
-    queryset = (
-        Connector.objects.filter(sandbox_id=request.sandbox_scope.sandbox_id)
-        .exclude(kind=Connector.Kind.DESKTOP)
-        .select_related("owner")
-        .order_by("name", "id")
-    )
+    queryset = Connector.objects.usable_in(request.sandbox_scope.sandbox_id).select_related("owner")
     return _page(queryset, paging, connector_out)
 
 

@@ -14,10 +14,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from connectors.models import Connector
 from exports import actions, listing
 from exports.actions import ActionRefused
 from exports.charts import run_history
-from exports.forms import CONNECTORS
 from exports.listing import TABS, ManageQuery
 from exports.models import Export, Run
 from exports.permissions import can_change, can_create, can_download
@@ -225,13 +225,13 @@ def exports_copy_to_sandbox(request: HtmxHttpRequest, export_id: UUID) -> HttpRe
         "export": export,
         "targets": targets,
         "target": target,
-        "connectors": CONNECTORS.filter(sandbox=target) if target else [],
+        "connectors": Connector.objects.usable_in(target.pk) if target else [],
         "name": name,
         "chosen": chosen,
         "error": "",
     }
     if request.method == "POST" and target is not None:
-        connector = CONNECTORS.filter(sandbox=target, id__in=_uuids(chosen)).first() if chosen else None
+        connector = Connector.objects.usable_in(target.pk).filter(id__in=_uuids(chosen)).first() if chosen else None
         if chosen and connector is None:
             context["error"] = "Choose one of the destinations listed: they are the target sandbox's."
         else:

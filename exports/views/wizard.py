@@ -313,7 +313,7 @@ def exports_folder_preview(request: HtmxHttpRequest, export_id: UUID) -> HttpRes
     export = export_for(request, export_id)
     chosen = request.GET.get("connector", "")
     try:
-        connector = Connector.objects.filter(id=chosen, sandbox_id=export.sandbox_id).first() if chosen else None
+        connector = Connector.objects.usable_in(export.sandbox_id).filter(id=chosen).first() if chosen else None
     except ValidationError:  # not a UUID: Desktop
         connector = None
     preview = destination_preview(export, connector, request.GET.get("folder_template", ""))
