@@ -288,14 +288,13 @@ class Product:
 
 
 class Suite:
-    def __init__(self, product: Product, moto_port: int, *, short: bool):
+    def __init__(self, product: Product, moto_port: int):
         from django.contrib.auth import get_user_model
 
         from connectors.models import Connector
         from exports.models import Database, refresh_datasets
 
         self.product = product
-        self.short = short
         self.rows: list[Row] = []
         self.owner = get_user_model().objects.get(username="admin")
         self.proxy = Proxy(moto_port)
@@ -736,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
     product = None
     try:
         product = Product(folder, retry_backoff=2 if args.short else 10)  # stops itself if it can't start
-        suite = Suite(product, moto.port, short=args.short)
+        suite = Suite(product, moto.port)
         if args.short:
             suite.horse_kills(2)
             suite.worker_kills(1)
