@@ -102,6 +102,8 @@ def validate_filter(spec: dict, columns: dict[str, dict]) -> Filter:
     if operator in NO_VALUE:
         return Filter(column, operator, (), logical_type)
     raw = str(spec.get("value") or "")
+    if "\x00" in raw or "\x00" in str(spec.get("value_to") or ""):
+        raise ValidationError(f"a value for {column!r} contains a NUL character, which no database column holds")
     if not raw.strip():
         raise ValidationError(f"a value is needed for {column!r} {OPERATORS[operator]}")
     if operator == "in":
@@ -148,8 +150,20 @@ def _like_pattern(value: str, *, prefix_only: bool) -> str:
     return f"{escaped}%" if prefix_only else f"%{escaped}%"
 
 
+def pg_literal(text: str) -> str:
+    """A PostgreSQL string literal of `text` that reads the same whatever the server's
+    `standard_conforming_strings` (an E'' string: backslashes and quotes doubled)."""
+    if "\x00" in text:
+        raise ValueError("PostgreSQL text can't hold a NUL character")  # validate_filter refuses it first
+    return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
 class _Params:
-    """Collects bound parameters and hands out placeholders in the dialect's style."""
+    """Collects bound parameters and hands out placeholders in the dialect's style.
+
+    PostgreSQL gets its values inline, as quoted literals: ADBC streams a query through
+    COPY only when it has no parameters, and runs one that has them through libpq's
+    prepared statements, which hold the whole result in the worker's memory."""
 
     def __init__(self, dialect: str):
         self.dialect = dialect
@@ -157,8 +171,7 @@ class _Params:
 
     def add(self, value, logical_type: str) -> str:
         if self.dialect == "postgresql":
-            # ADBC binds text; PostgreSQL casts it to the column's type.
-            self.values.append(_as_text(value))
+            # A text literal that PostgreSQL casts to the column's type.
             cast = {
                 "integer": "bigint",
                 "float": "double precision",
@@ -168,7 +181,7 @@ class _Params:
                 "datetime": "timestamp",
                 "date": "date",
             }.get(logical_type, "text")
-            return f"${len(self.values)}::{cast}"
+            return f"{pg_literal(_as_text(value))}::{cast}"
         if logical_type in {"timestamp", "datetime"}:
             self.values.append(value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat())
             return "strftime('%Y-%m-%dT%H:%M:%f', ?)"

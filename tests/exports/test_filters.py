@@ -79,11 +79,23 @@ def test_it_compiles_sqlite_sql_with_bound_parameters_only():
     assert params == ["%50\\%\\_off\\\\%", 3]
 
 
-def test_it_compiles_postgresql_placeholders_with_casts():
-    filters = validate_filters([spec("occurred_at", "between", "2026-01-01", "2026-02-01T00:00:00Z")], COLUMNS)
+def test_it_compiles_postgresql_values_as_quoted_literals_with_casts():
+    """No bound parameters on PostgreSQL: ADBC streams only a query without them."""
+    filters = validate_filters(
+        [spec("occurred_at", "between", "2026-01-01", "2026-02-01T00:00:00Z"), spec("email", "eq", "o'neil\\x")],
+        COLUMNS,
+    )
     where, params = compile_where(filters, "postgresql")
-    assert where == ' WHERE "occurred_at" BETWEEN $1::timestamptz AND $2::timestamptz'
-    assert params == ["2026-01-01T00:00:00+00:00", "2026-02-01T00:00:00+00:00"]
+    assert where == (
+        " WHERE \"occurred_at\" BETWEEN E'2026-01-01T00:00:00+00:00'::timestamptz"
+        " AND E'2026-02-01T00:00:00+00:00'::timestamptz AND \"email\" = E'o''neil\\\\x'::text"
+    )
+    assert params == []
+
+
+def test_it_refuses_a_nul_character_in_a_value():
+    with pytest.raises(ValidationError, match="NUL character"):
+        validate_filters([spec("email", "eq", "a\x00b")], COLUMNS)
 
 
 def test_it_quotes_column_names_that_contain_quotes():

@@ -130,3 +130,24 @@ def test_it_applies_filters_on_postgresql(users, pg_dataset, pg_source_url, work
     )
     assert 0 < len(expected) < 2500
     assert normalise_rows(read_run(run, export), columns) == normalise_rows(expected, columns)
+
+
+def test_filter_values_reach_postgresql_exactly_as_written(users, pg_dataset, pg_source_url, worker):
+    """Values go into the query as literals (for streaming): quotes, backslashes and
+    placeholder-like text select what they say, and nothing more."""
+    tricky = Export.objects.create(
+        name="pg tricky values",
+        owner=users["owner"],
+        dataset=pg_dataset,
+        file_format="ndjson",
+        columns=["id", "name"],
+        filters=[{"column": "name", "operator": "in", "value": "back\\slash\nit's\n$1\nx'); DROP TABLE t; --"}],
+    )
+    queue_run(tricky, user=users["owner"])
+    worker()
+    run = tricky.runs.get()
+    assert run.status == Run.Status.SUCCEEDED, run.error_message
+    columns = [pg_dataset.column(n) for n in tricky.columns]
+    expected = pg_rows(pg_source_url, pg_dataset.name, columns, "WHERE name = E'back\\\\slash'")
+    assert len(expected) == 2500 // len(EDGE_TEXTS)
+    assert normalise_rows(read_run(run, tricky), columns) == normalise_rows(expected, columns)

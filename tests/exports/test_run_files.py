@@ -5,9 +5,12 @@ deletes what a run still needs."""
 from __future__ import annotations
 
 import hashlib
+import random
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.core.files.storage import storages
 from django.test import Client
@@ -16,7 +19,6 @@ from django.utils import timezone
 
 from connectors.models import Connector
 from exports import actions
-from exports.demo import build_demo_database
 from exports.models import ApiToken, Database, Export, Run, refresh_datasets
 from exports.scheduler import expire_downloads
 from tests.api.conftest import ApiClient
@@ -110,51 +112,79 @@ def test_deleting_a_draft_removes_its_desktop_files_from_disk(users, demo_databa
     assert not folder.exists()
 
 
-def test_a_draft_whose_run_is_running_cannot_be_deleted_and_its_run_finishes_intact(users, db, tmp_path):
+@contextmanager
+def gated_source(url: str, table: str, rows: int, gate_at: int):
+    """A PostgreSQL view of `rows` rows (id, payload) whose read stops at row `gate_at`
+    while the test holds the gate, an advisory lock: a run that stays running for as long
+    as the test needs, however fast the machine. Only reading `payload` waits, so the
+    run's MAX(id) and count don't. Yields the view's name and a function that opens the gate."""
+    key = random.randrange(1, 2**31)
+    gate = psycopg.connect(url, autocommit=True)
+    try:
+        gate.execute("SELECT pg_advisory_lock(%s)", [key])
+        gate.execute(
+            f'CREATE TABLE "{table}" AS SELECT g AS id, md5(g::text) AS payload FROM generate_series(1, {rows}) g'
+        )
+        gate.execute(
+            f'CREATE FUNCTION "{table}_gate"(i int, p text) RETURNS text LANGUAGE plpgsql STABLE AS $$ '
+            f"BEGIN IF i = {gate_at} THEN PERFORM pg_advisory_xact_lock_shared({key}); END IF; RETURN p; END $$"
+        )
+        gate.execute(f'CREATE VIEW "{table}_v" AS SELECT id, "{table}_gate"(id, payload) AS payload FROM "{table}"')
+        yield f"{table}_v", lambda: gate.execute("SELECT pg_advisory_unlock(%s)", [key])
+    finally:
+        gate.execute("SELECT pg_advisory_unlock_all()")
+        gate.execute(f'DROP VIEW IF EXISTS "{table}_v"')
+        gate.execute(f'DROP FUNCTION IF EXISTS "{table}_gate"(int, text)')
+        gate.close()
+
+
+def test_a_draft_whose_run_is_running_cannot_be_deleted_and_its_run_finishes_intact(users, db, pg_source_url, pg_table):
     """Unschedule while the run goes on, then try to delete through the page and the
     API: both refuse, the run finishes, and its report and files are all there."""
-    path = tmp_path / "big.sqlite3"
-    build_demo_database(path, profiles=1_000, interactions=400_000)
-    database = Database.objects.create(name="Big", url=f"sqlite:///{path}")
-    refresh_datasets(database)
     owner = users["owner"]
-    export = Export.objects.create(
-        name="Long feed",
-        owner=owner,
-        dataset=database.datasets.get(name="interactions"),
-        export_type=Export.Type.INCREMENTAL,
-        cursor_column="id",
-        schedule_unit="hour",
-        schedule_interval=3,
-        schedule_start=timezone.now() + timedelta(hours=1),
-        schedule_end=timezone.now() + timedelta(days=30),
-        file_format=Export.Format.NDJSON,
-        rows_per_file=100_000,
-    )
-    actions.schedule(owner, export)
-    run = actions.run_now(owner, export)
-    worker = start_worker_in_background()
-    try:
-        wait_until_running(run)
+    with gated_source(pg_source_url, pg_table, rows=400_000, gate_at=250_000) as (view, open_gate):
+        database = Database.objects.create(name="Big", url=pg_source_url)
+        refresh_datasets(database)
+        export = Export.objects.create(
+            name="Long feed",
+            owner=owner,
+            dataset=database.datasets.get(name=view),
+            export_type=Export.Type.INCREMENTAL,
+            cursor_column="id",
+            schedule_unit="hour",
+            schedule_interval=3,
+            schedule_start=timezone.now() + timedelta(hours=1),
+            schedule_end=timezone.now() + timedelta(days=30),
+            file_format=Export.Format.NDJSON,
+            rows_per_file=100_000,
+        )
+        actions.schedule(owner, export)
+        run = actions.run_now(owner, export)
+        worker = start_worker_in_background()
+        try:
+            wait_until_running(run)
 
-        browser = signed_in(owner)
-        assert refusal_of(browser.post(reverse("exports-unschedule", args=[export.id]))) == ""
-        export.refresh_from_db()
-        assert export.is_draft
-        # The list says why there is no Delete.
-        drafts = browser.get(reverse("exports-list") + "?tab=draft").content.decode()
-        assert "a run of this export is queued or running" in drafts
-        assert refusal_of(browser.post(reverse("exports-delete", args=[export.id]))) == "RUN_IN_PROGRESS"
-        api = ApiClient(Client(enforce_csrf_checks=True), ApiToken.issue(owner, "delete")[1])
-        refused = api.delete(f"exports/{export.id}")
-        assert refused.status_code == 409
-        assert refused.json()["Code"] == "RUN_IN_PROGRESS"
-        assert Export.objects.filter(id=export.id).exists()
+            browser = signed_in(owner)
+            assert refusal_of(browser.post(reverse("exports-unschedule", args=[export.id]))) == ""
+            export.refresh_from_db()
+            assert export.is_draft
+            # The list says why there is no Delete.
+            drafts = browser.get(reverse("exports-list") + "?tab=draft").content.decode()
+            assert "a run of this export is queued or running" in drafts
+            assert refusal_of(browser.post(reverse("exports-delete", args=[export.id]))) == "RUN_IN_PROGRESS"
+            api = ApiClient(Client(enforce_csrf_checks=True), ApiToken.issue(owner, "delete")[1])
+            refused = api.delete(f"exports/{export.id}")
+            assert refused.status_code == 409
+            assert refused.json()["Code"] == "RUN_IN_PROGRESS"
+            assert Export.objects.filter(id=export.id).exists()
+            run.refresh_from_db()
+            assert run.status == Run.Status.RUNNING
 
-        _, stderr = worker.communicate(timeout=180)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+            open_gate()
+            _, stderr = worker.communicate(timeout=180)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
     assert worker.returncode == 0, stderr[-2000:]
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED, run.error_message
