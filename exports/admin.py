@@ -1,11 +1,14 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
+from django.utils import timezone
 
-from exports import actions
+from exports import actions, custom
 from exports.forms import FileStepForm
 from exports.models import ApiToken, Database, Dataset, Export, Run, RunFile
 
@@ -24,11 +27,86 @@ class DatabaseAdmin(admin.ModelAdmin):
         return form
 
 
+class CustomDatasetForm(forms.ModelForm):
+    """A custom dataset: its query is run on the source (LIMIT 0, read-only) when saved,
+    and refused with the database's reason; its result gives the columns."""
+
+    class Meta:
+        model = Dataset
+        fields: ClassVar[list[str]] = ["database", "name", "data_type", "query", "cursor_column"]
+        help_texts: ClassVar[dict[str, str]] = {
+            "query": "One SELECT (or WITH ... SELECT) over the source database; it may join tables. "
+            "Name every computed column with AS. On SQLite, a computed column reads as text.",
+            "cursor_column": "For incremental exports: an integer or timestamp column of the result "
+            "that grows as rows are added",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["query"].required = True
+        self.fields["data_type"].initial = Dataset.DataType.CUSTOM
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        database, name, query = cleaned.get("database"), cleaned.get("name"), cleaned.get("query")
+        if database and name:
+            twins = Dataset.objects.filter(database=database, schema_name="", name=name).exclude(pk=self.instance.pk)
+            if twins.exists():
+                self.add_error("name", f"{database.name} already has a dataset named {name!r}")
+        if database and query:
+            cleaned["query"] = custom.normalise(query)
+            try:
+                self.instance.columns = custom.describe(database.url, query)
+            except ValidationError as exc:
+                self.add_error("query", exc)
+                return cleaned
+            cursor = cleaned.get("cursor_column")
+            column = next((c for c in self.instance.columns if c["name"] == cursor), None)
+            if cursor and column is None:
+                self.add_error("cursor_column", f"the query gives no column {cursor!r}")
+            elif column and column["type"] not in {"integer", "timestamp", "datetime"}:
+                kind = column["type"]
+                self.add_error("cursor_column", f"{cursor!r} is {kind}: a cursor is an integer or a timestamp")
+        return cleaned
+
+    def save(self, commit: bool = True) -> Any:
+        dataset = super().save(commit=False)
+        dataset.kind = Dataset.Kind.QUERY
+        dataset.schema_name = ""
+        dataset.estimated_rows = None
+        dataset.primary_key = []
+        dataset.missing_since = None
+        dataset.refreshed_at = timezone.now()
+        if commit:
+            dataset.save()
+        return dataset
+
+
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
+    """Tables and views come from a database's refresh; platform staff (superusers) add
+    custom datasets here: a SELECT of their own, which may join tables."""
+
     list_display = ["name", "database", "kind", "data_type", "estimated_rows", "missing_since"]
     list_filter = ["database", "data_type", "kind"]
     list_editable = ["data_type"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None or obj.is_custom:
+            kwargs["form"] = CustomDatasetForm
+            kwargs["fields"] = CustomDatasetForm.Meta.fields
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None or obj.is_custom:
+            if obj is not None and not request.user.is_superuser:
+                return CustomDatasetForm.Meta.fields
+            return []
+        # A table's or view's shape comes from the source: only its labels are ours.
+        return ["database", "schema_name", "name", "kind", "query", "columns", "estimated_rows", "primary_key"]
 
 
 @admin.register(Export)

@@ -13,7 +13,7 @@ import secrets
 import socket
 import uuid
 from collections.abc import Collection
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from django.conf import settings
@@ -57,7 +57,8 @@ class Database(InSandbox):
 
 
 class Dataset(models.Model):
-    """One table or view of a Database, with its introspected column schema."""
+    """One table or view of a Database, or a custom query over it, with its
+    introspected column schema."""
 
     class DataType(models.TextChoices):
         PROFILE = "profile", "Profile"
@@ -69,11 +70,15 @@ class Dataset(models.Model):
     class Kind(models.TextChoices):
         TABLE = "table", "Table"
         VIEW = "view", "View"
+        QUERY = "query", "Custom query"
 
     database = models.ForeignKey(Database, on_delete=models.CASCADE, related_name="datasets")
     schema_name = models.CharField(max_length=200, blank=True)
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.TABLE)
+    # A custom dataset (kind "query"): platform staff's read-only SELECT over the database,
+    # which may join tables (exports/custom.py). Read in place of a table.
+    query = models.TextField(blank=True)
     data_type = models.CharField(max_length=20, choices=DataType.choices, default=DataType.CUSTOM)
     # [{"name": ..., "type": logical type (see sources.LOGICAL_TYPES), "source_type": ..., "nullable": bool}]
     columns = models.JSONField(default=list)
@@ -99,6 +104,27 @@ class Dataset(models.Model):
     @property
     def qualified_name(self) -> str:
         return f"{self.schema_name}.{self.name}" if self.schema_name else self.name
+
+    @property
+    def is_custom(self) -> bool:
+        return self.kind == self.Kind.QUERY
+
+    def describe_query(self, now: datetime) -> str:
+        """Read a custom dataset's columns from its query again (refresh); the problem, if
+        the query fails now: the dataset is then marked missing, for its exports to say."""
+        from exports import custom  # noqa: PLC0415 - pyarrow and the ADBC drivers load only where a source is read
+
+        try:
+            self.columns = custom.describe(self.database.url, self.query)
+        except ValidationError as exc:
+            if self.missing_since is None:
+                self.missing_since = now
+                self.save(update_fields=["missing_since"])
+            return redact(exc.messages[0], url_secrets(self.database.url))
+        self.missing_since = None
+        self.refreshed_at = now
+        self.save(update_fields=["columns", "missing_since", "refreshed_at"])
+        return ""
 
     @property
     def column_names(self) -> list[str]:
@@ -778,11 +804,16 @@ def refresh_datasets(database: Database) -> list[Dataset]:
         database.refresh_error = message
         database.save(update_fields=["refresh_error"])
         raise type(exc)(message) from None
-    known = {(d.schema_name, d.name): d for d in database.datasets.all()}
+    datasets = list(database.datasets.all())
+    known = {(d.schema_name, d.name): d for d in datasets if not d.is_custom}
+    custom_names = {(d.schema_name, d.name) for d in datasets if d.is_custom}
     seen = []
     problems = [f"{found.name}: {found.error}" for found in discovered if found.error]
     for found in discovered:
         if found.error:
+            continue
+        if (found.schema_name, found.name) in custom_names:
+            problems.append(f"{found.name}: a custom dataset has its name")
             continue
         dataset = known.get((found.schema_name, found.name))
         if dataset is None:
@@ -801,6 +832,12 @@ def refresh_datasets(database: Database) -> list[Dataset]:
         dataset.refreshed_at = now
         dataset.save()
         seen.append(dataset.id)
+    for dataset in datasets:
+        if dataset.is_custom:
+            problem = dataset.describe_query(now)
+            if problem:
+                problems.append(f"custom dataset {dataset.name}: {problem}")
+            seen.append(dataset.id)
     database.datasets.exclude(id__in=seen).filter(missing_since__isnull=True).update(missing_since=now)
     database.refreshed_at = now
     database.refresh_error = "; ".join(f"can't read {problem}" for problem in problems)

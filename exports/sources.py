@@ -210,7 +210,7 @@ def _sqlite_select_expression(column: dict) -> tuple[str, str]:
     return f"CAST({name} AS TEXT)", "''"
 
 
-def _sqlite_query(table: str, columns: list[dict], filters: list[Filter]) -> tuple[str, list]:
+def _sqlite_query(source: str, columns: list[dict], filters: list[Filter]) -> tuple[str, list]:
     pairs = [_sqlite_select_expression(column) for column in columns]
     sentinel = ", ".join(
         f"{sentinel} AS {quote_identifier(column['name'])}"
@@ -218,7 +218,7 @@ def _sqlite_query(table: str, columns: list[dict], filters: list[Filter]) -> tup
     )
     selected = ", ".join(expression for expression, _ in pairs)
     where, params = compile_where(filters, "sqlite")
-    sql = f'SELECT 0 AS "__sentinel__", {sentinel} UNION ALL SELECT 1, {selected} FROM {quote_identifier(table)}{where}'
+    sql = f'SELECT 0 AS "__sentinel__", {sentinel} UNION ALL SELECT 1, {selected} FROM {source}{where}'
     return sql, params
 
 
@@ -387,19 +387,26 @@ def _pg_select_expression(column: dict) -> str:
     return name
 
 
-def _pg_query(schema: str, table: str, columns: list[dict], filters: list[Filter]) -> tuple[str, list]:
+def _pg_query(source: str, columns: list[dict], filters: list[Filter]) -> tuple[str, list]:
     selected = ", ".join(_pg_select_expression(column) for column in columns)
     where, params = compile_where(filters, "postgresql")
-    relation = f"{quote_identifier(schema)}.{quote_identifier(table)}" if schema else quote_identifier(table)
-    return f"SELECT {selected} FROM {relation}{where}", params
+    return f"SELECT {selected} FROM {source}{where}", params
 
 
-def _pg_adbc_uri(url: str) -> str:
-    """The URL libpq gets through ADBC: the postgresql:// scheme, and our application name."""
+def _pg_adbc_uri(url: str, *, custom_query: bool = False) -> str:
+    """The URL libpq gets through ADBC: the postgresql:// scheme, our application name,
+    and read-only transactions: a read never writes, whatever its SQL. A custom
+    dataset's query also gets a statement timeout (EXPORT_CUSTOM_QUERY_TIMEOUT)."""
+    from django.conf import settings  # noqa: PLC0415 - sources reads settings only here, for the timeout
+
     uri = "postgresql://" + url.split("://", 1)[1] if url.startswith("postgres://") else url
     parts = urlsplit(uri)
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     query.setdefault("application_name", APPLICATION_NAME)
+    options = [query.get("options", ""), "-c default_transaction_read_only=on"]
+    if custom_query:
+        options.append(f"-c statement_timeout={settings.EXPORT_CUSTOM_QUERY_TIMEOUT * 1000}")
+    query["options"] = " ".join(filter(None, options))
     return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
@@ -476,6 +483,7 @@ class DatasetReader(ABC):
         filters: list[Filter],
         *,
         batch_rows: int = 65_536,
+        query: str = "",
     ):
         self.url = url
         self.schema_name = schema_name
@@ -483,10 +491,27 @@ class DatasetReader(ABC):
         self.columns = columns
         self.filters = filters
         self.batch_rows = batch_rows
+        # A custom dataset's SELECT (exports/custom.py), read in place of a table.
+        self.query = query
         self.schema = arrow_schema(columns)
-        self.label = f"{schema_name}.{table}" if schema_name else table
+        if query:
+            self.label = f"custom dataset {table}"
+        else:
+            self.label = f"{schema_name}.{table}" if schema_name else table
         self._connection: Connection | None = None
         self._cursors: list = []
+
+    @property
+    def source(self) -> str:
+        """What every query of the reader reads FROM: the table, or a custom dataset's
+        query as a subquery under the dataset's name."""
+        if self.query:
+            return f"(\n{self.query}\n) AS {quote_identifier(self.table)}"
+        return self._relation()
+
+    def _relation(self) -> str:
+        source = quote_identifier(self.table)
+        return f"{quote_identifier(self.schema_name)}.{source}" if self.schema_name else source
 
     def __enter__(self) -> DatasetReader:
         try:
@@ -686,8 +711,15 @@ class SqliteReader(DatasetReader):
         """SQLite reads a double-quoted name that matches no column as a string literal,
         so a dropped column would export its own name: check the columns first."""
         cursor = self._cursor()
-        cursor.execute(f"SELECT name FROM pragma_table_info({_sql_literal(self.table)})")
-        present = {row[0] for row in cursor.fetchall()}
+        if self.query:
+            try:
+                cursor.execute(f"SELECT * FROM {self.source} LIMIT 0")
+            except Exception as exc:  # noqa: BLE001 - ADBC raises its own error types; each is a failed query
+                raise SourceQueryFailed(f"the query of {self.label} fails: {_first_line(exc)}") from None
+            present = {column[0] for column in cursor.description or []}
+        else:
+            cursor.execute(f"SELECT name FROM pragma_table_info({_sql_literal(self.table)})")
+            present = {row[0] for row in cursor.fetchall()}
         if not present:
             raise SourceQueryFailed(
                 f"the table {self.label} no longer exists in the source database; "
@@ -704,21 +736,22 @@ class SqliteReader(DatasetReader):
     def _estimate_rows(self) -> int:
         where, params = compile_where(self.filters, self.dialect)
         cursor = self._cursor()
-        cursor.execute(f"SELECT count(*) FROM {quote_identifier(self.table)}{where}", parameters=params)
+        cursor.execute(f"SELECT count(*) FROM {self.source}{where}", parameters=params)
         return int(cursor.fetchone()[0])
 
     def _max_value_sql(self, column: dict) -> str:
         name = quote_identifier(column["name"])
         # The filters compare timestamps in this strftime form, so the mark must be in it too.
         expression = f"strftime('%Y-%m-%dT%H:%M:%f', {name})" if column["type"] in {"timestamp", "datetime"} else name
-        return f"SELECT MAX({expression}), NULL FROM {quote_identifier(self.table)}"
+        return f"SELECT MAX({expression}), NULL FROM {self.source}"
 
     def _primary_key_sql(self) -> str:
-        # A view, or a table without a declared key, has no row here.
-        return f"SELECT pk, name FROM pragma_table_info({_sql_literal(self.table)}) WHERE pk > 0 ORDER BY pk"
+        # A view, a custom query, or a table without a declared key, has no row here.
+        table = "" if self.query else self.table
+        return f"SELECT pk, name FROM pragma_table_info({_sql_literal(table)}) WHERE pk > 0 ORDER BY pk"
 
     def _query(self) -> tuple[str, list]:
-        return _sqlite_query(self.table, self.columns, self.filters)
+        return _sqlite_query(self.source, self.columns, self.filters)
 
     def _statement_options(self) -> dict[str, str]:
         return {"adbc.sqlite.query.batch_rows": str(self.batch_rows)}
@@ -741,11 +774,7 @@ class PostgresReader(DatasetReader):
     def _connect(self):
         import adbc_driver_postgresql.dbapi as driver  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
 
-        return driver.connect(_pg_pinned(_pg_adbc_uri(self.url)))
-
-    def _relation(self) -> str:
-        source = quote_identifier(self.table)
-        return f"{quote_identifier(self.schema_name)}.{source}" if self.schema_name else source
+        return driver.connect(_pg_pinned(_pg_adbc_uri(self.url, custom_query=bool(self.query))))
 
     def _estimate_rows(self) -> int:
         """The planner's row estimate: ADBC runs queries through COPY, which can't EXPLAIN,
@@ -764,13 +793,15 @@ class PostgresReader(DatasetReader):
     def _max_value_sql(self, column: dict) -> str:
         # In one statement: the transactions running when it ends include every one whose
         # rows MAX could not see and that had not ended since.
-        return f"SELECT MAX({quote_identifier(column['name'])}), {_PG_RUNNING} FROM {self._relation()}"
+        return f"SELECT MAX({quote_identifier(column['name'])}), {_PG_RUNNING} FROM {self.source}"
 
     def _running_transactions_sql(self) -> str:
         return f"SELECT {_PG_RUNNING}"
 
     def _primary_key_sql(self) -> str:
-        return _PG_PRIMARY_KEYS.format(where=f"i.indrelid = to_regclass({_sql_literal(self._relation())})")
+        # A custom query has no key of its own: no row.
+        relation = "" if self.query else self._relation()
+        return _PG_PRIMARY_KEYS.format(where=f"i.indrelid = to_regclass({_sql_literal(relation)})")
 
     def _horizon_sql(self) -> str:
         # Sessions of other roles show their transaction start only to superusers and to
@@ -786,7 +817,7 @@ class PostgresReader(DatasetReader):
         )
 
     def _query(self) -> tuple[str, list]:
-        return _pg_query(self.schema_name, self.table, self.columns, self.filters)
+        return _pg_query(self.source, self.columns, self.filters)
 
     def _statement_options(self) -> dict[str, str]:
         # Batches of about 8 MB: a few in flight keep the export well inside its memory budget.
@@ -813,6 +844,12 @@ def open_reader(
     selected = [by_name[name] for name in columns] if columns else list(dataset.columns)
     reader_type = reader_class(dataset.database.url)
     with reader_type(
-        dataset.database.url, dataset.schema_name, dataset.name, selected, filters, batch_rows=batch_rows
+        dataset.database.url,
+        dataset.schema_name,
+        dataset.name,
+        selected,
+        filters,
+        batch_rows=batch_rows,
+        query=dataset.query,
     ) as reader:
         yield reader

@@ -139,6 +139,10 @@ RQ = {"WORKER_CLASS": "exports.worker.ExportWorker"}
 
 # The export engine.
 EXPORT_BATCH_ROWS = env_int("EXPORT_BATCH_ROWS", 65_536, minimum=1_000)
+# A custom dataset's query (exports/custom.py) is cut after this many seconds on PostgreSQL.
+EXPORT_CUSTOM_QUERY_TIMEOUT = env_int("EXPORT_CUSTOM_QUERY_TIMEOUT", 6 * 3600, minimum=1)
+# ... and when it is checked on save, after this many.
+CUSTOM_QUERY_CHECK_SECONDS = env_int("CUSTOM_QUERY_CHECK_SECONDS", 30, minimum=1)
 EXPORT_DEFAULT_ROWS_PER_FILE = env_int("EXPORT_DEFAULT_ROWS_PER_FILE", 5_000_000, minimum=1)
 EXPORT_DOWNLOAD_RETENTION_DAYS = env_int("EXPORTS_DOWNLOAD_TTL_DAYS", 7, minimum=1)
 
