@@ -59,8 +59,9 @@ NOT_IN_PROGRESS = "NOT_IN_PROGRESS"
 NOT_RELAUNCHABLE = "NOT_RELAUNCHABLE"
 EXPIRED = "EXPIRED"
 RATE_LIMITED = "RATE_LIMITED"
+CUSTOM_EXPORT = "CUSTOM_EXPORT"
 
-_STATUS = {FORBIDDEN: 403, NOT_FOUND: 404, VALIDATION_FAILED: 400, RATE_LIMITED: 429}
+_STATUS = {FORBIDDEN: 403, NOT_FOUND: 404, VALIDATION_FAILED: 400, RATE_LIMITED: 429, CUSTOM_EXPORT: 403}
 
 CHANGE_FORBIDDEN = "only the export's owner (a marketer) or an admin may do this"
 
@@ -185,9 +186,71 @@ def check_in_sandbox(user: Actor, export: Export) -> None:
         )
 
 
+# Custom exports ------------------------------------------------------------------------
+#
+# Platform staff (superusers) set them up for a client and manage them. Everyone else sees
+# them, their runs and reports, and may run them now, cancel and relaunch their runs as
+# any export's; but never edits, deletes or downloads them. An *incremental custom* export
+# (`Export.has_standard_equivalent`) may also be copied into a standard draft, and
+# unscheduled, which makes it a standard export that operators no longer manage.
+
+
+def custom_refusal(user: Actor, export: Export, doing: str) -> ActionRefused | None:
+    """Why `user` may not do `doing` ("edit", "delete", "copy", "unschedule", "download",
+    "view the definition of") to a custom export; None when they may, or it isn't one."""
+    if not export.managed or user.is_superuser:
+        return None
+    if export.has_standard_equivalent and doing in {"copy", "unschedule", "view the definition of"}:
+        return None
+    return ActionRefused(
+        CUSTOM_EXPORT, f"operators manage this custom export: you can't {doing} it; ask them for changes"
+    )
+
+
+def _refuse_custom(user: Actor, export: Export, doing: str) -> None:
+    refusal = custom_refusal(user, export, doing)
+    if refusal is not None:
+        raise refusal
+
+
+def custom_offers(user: Actor, export: Export) -> frozenset[str]:
+    """What pages offer `user` on a custom export, by these rules: "definition", "copy",
+    "unschedule", "run now"."""
+    offers = set()
+    if custom_refusal(user, export, "view the definition of") is None:
+        offers.add("definition")
+    if (export.has_standard_equivalent and can_create(user, export.sandbox_id)) or user.is_superuser:
+        offers.add("copy")
+    if export.is_scheduled and can_change(user, export):
+        offers.add("run now")
+        if custom_refusal(user, export, "unschedule") is None:
+            offers.add("unschedule")
+    return frozenset(offers)
+
+
+def create_custom_export(user: Actor, export: Export) -> Export:
+    """Platform staff set up a custom export for a client's sandbox: checked as any
+    definition, to a connector of that sandbox, periodic or incremental; then scheduled."""
+    if not user.is_superuser:
+        raise ActionRefused(FORBIDDEN, "only platform staff set up custom exports")
+    export.managed = True
+    export.owner = user
+    with transaction.atomic():
+        check_in_sandbox(user, export)
+        try:
+            export.full_clean(validate_unique=False, validate_constraints=False)
+        except ValidationError as exc:
+            fields = exc.message_dict
+            summary = "; ".join(f"{name}: {' '.join(problems)}" for name, problems in fields.items())
+            raise ActionRefused(VALIDATION_FAILED, f"the definition is not valid: {summary}", fields=fields) from None
+        export.save()
+        return schedule(user, export)
+
+
 def check_editable(user: Actor, export: Export) -> None:
     """Changing a definition: its owner or an admin, and only while it is a draft."""
     require_change(user, export)
+    _refuse_custom(user, export, "edit")
     if not export.is_draft:
         raise ActionRefused(NOT_A_DRAFT, "only drafts can be edited: unschedule the export first")
 
@@ -210,6 +273,9 @@ def delete_refusal(user: Actor, export: Export) -> ActionRefused | None:
     the button; `delete` to refuse. An `has_active_run` annotation saves the query."""
     if not can_change(user, export):
         return ActionRefused(FORBIDDEN, CHANGE_FORBIDDEN)
+    custom = custom_refusal(user, export, "delete")
+    if custom is not None:
+        return custom
     if not export.is_draft:
         return ActionRefused(NOT_A_DRAFT, "only drafts can be deleted: unschedule the export first")
     active = getattr(export, "has_active_run", None)
@@ -450,11 +516,18 @@ def schedule(user: Actor, export: Export) -> Export:
     return export
 
 
+def check_unschedule(user: Actor, export: Export) -> None:
+    """Before asking to confirm (a custom export): its owner or an admin, and not a
+    custom export without a standard equivalent."""
+    require_change(user, export)
+    _refuse_custom(user, export, "unschedule")
+
+
 def unschedule(user: Actor, export: Export) -> Export:
     """Scheduled → draft. A run in progress finishes; the watermark is kept."""
     with transaction.atomic():
         export = _locked(export)
-        require_change(user, export)
+        check_unschedule(user, export)
         if not export.unschedule():
             if export.is_draft:
                 raise ActionRefused(NOT_SCHEDULED, f"{export.name!r} is a draft already", already=True)
@@ -544,6 +617,7 @@ def run_now(user: Actor, export: Export, *, trigger: str = Run.Trigger.MANUAL) -
 def check_watermark_reset(user: Actor, export: Export) -> None:
     """Before asking to confirm a reset: its owner or an admin, an incremental export."""
     require_change(user, export)
+    _refuse_custom(user, export, "reset the watermark of")
     if not export.is_incremental:
         raise ActionRefused(NOT_INCREMENTAL, "only incremental exports have a watermark")
 
@@ -597,7 +671,12 @@ MAX_NAME: int = Export._meta.get_field("name").max_length or 200
 
 def check_copy(user: Actor, export: Export) -> User:
     """Before asking for the copy's name: who may copy it, and not an expired export."""
-    person = require_change(user, export)
+    if export.has_standard_equivalent:
+        # An incremental custom export: whoever may create exports may take a copy of their own.
+        person = require_create(user, export.sandbox_id)
+    else:
+        person = require_change(user, export)
+        _refuse_custom(user, export, "copy")
     if export.status == Export.Status.EXPIRED:
         raise ActionRefused(EXPIRED, "an expired export can't be copied")
     return person

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -9,7 +9,9 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from exports import actions, custom
+from exports.filters import validate_filters
 from exports.forms import FileStepForm
+from exports.incremental import CURSOR_TYPES
 from exports.models import ApiToken, Database, Dataset, Export, Run, RunFile
 
 
@@ -109,6 +111,85 @@ class DatasetAdmin(admin.ModelAdmin):
         return ["database", "schema_name", "name", "kind", "query", "columns", "estimated_rows", "primary_key"]
 
 
+class CustomExportForm(forms.ModelForm):
+    """A custom export that platform staff set up for a client's sandbox: periodic full
+    or incremental, to one of that sandbox's connectors, over any of its datasets (a
+    custom dataset too). Saved through `actions.create_custom_export`, then scheduled."""
+
+    user: Any = None  # set by ExportAdmin.get_form: the rules are the actions'
+
+    class Meta:
+        model = Export
+        fields: ClassVar[list[str]] = [
+            "sandbox",
+            "name",
+            "dataset",
+            "columns",
+            "filters",
+            "export_type",
+            "cursor_column",
+            "connector",
+            "file_format",
+            "compression",
+            "rows_per_file",
+            "folder_template",
+            "file_template",
+            "schedule_unit",
+            "schedule_interval",
+            "schedule_start",
+            "schedule_end",
+            "schedule_timezone",
+            "report_recipients",
+        ]
+        help_texts: ClassVar[dict[str, str]] = {
+            "columns": 'A JSON list of column names, e.g. ["id", "email"]; [] for all of them',
+            "filters": 'A JSON list, e.g. [{"column": "country_code", "operator": "eq", "value": "FR"}]',
+            "schedule_interval": "Hours between runs (3, 6, 9 or 12) when the unit is hours; 1 for days",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.instance.managed = True
+        self.fields["sandbox"].required = True
+        self.fields["connector"].required = True
+        for name in ("schedule_unit", "schedule_interval", "schedule_start", "schedule_end"):
+            self.fields[name].required = True
+        cast(forms.ChoiceField, self.fields["export_type"]).choices = [
+            (value, label) for value, label in Export.Type.choices if value != Export.Type.ONE_SHOT
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        dataset, sandbox = cleaned.get("dataset"), cleaned.get("sandbox")
+        if dataset is None or sandbox is None:
+            return cleaned
+        try:
+            actions.check_in_sandbox(self.user, self.instance)
+        except actions.ActionRefused as refusal:
+            for field, problems in (refusal.fields or {"sandbox": [refusal.message]}).items():
+                self.add_error(field if field in self.fields else None, problems)
+        try:
+            validate_filters(cleaned.get("filters") or [], dataset.columns)
+        except ValidationError as exc:
+            self.add_error("filters", exc)
+        unknown = [name for name in cleaned.get("columns") or [] if dataset.column(name) is None]
+        if unknown:
+            self.add_error("columns", f"{dataset.qualified_name} has no column {', '.join(map(repr, unknown))}")
+        if cleaned.get("export_type") == Export.Type.INCREMENTAL:
+            cursor = dataset.column(cleaned.get("cursor_column") or "")
+            if cursor is None or cursor["type"] not in CURSOR_TYPES:
+                self.add_error("cursor_column", "an incremental export needs an integer, timestamp or date column")
+        unit, interval = cleaned.get("schedule_unit"), cleaned.get("schedule_interval")
+        if unit == Export.TimeUnit.DAY and interval != 1:
+            self.add_error("schedule_interval", "a daily export runs every 1 day")
+        if unit == Export.TimeUnit.HOUR and interval not in {3, 6, 9, 12}:
+            self.add_error("schedule_interval", "every 3, 6, 9 or 12 hours")
+        start, end = cleaned.get("schedule_start"), cleaned.get("schedule_end")
+        if start and end and end <= start:
+            self.add_error("schedule_end", "the end must come after the start")
+        return cleaned
+
+
 @admin.register(Export)
 class ExportAdmin(admin.ModelAdmin):
     """Definitions as the wizard sees them: editable only while a draft, only by who may
@@ -122,6 +203,7 @@ class ExportAdmin(admin.ModelAdmin):
         "owner",
         "dataset",
         "export_type",
+        "managed",
         "file_format",
         "status",
         "created_at",
@@ -133,9 +215,18 @@ class ExportAdmin(admin.ModelAdmin):
     EDITABLE = ["name", *FileStepForm.Meta.fields, "folder_template", "report_recipients", "notify_on_success"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # the wizard creates exports
+        # The wizard creates standard exports; platform staff add custom ones here.
+        return request.user.is_superuser
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = type("BoundCustomExportForm", (CustomExportForm,), {"user": request.user})
+            kwargs["fields"] = CustomExportForm.Meta.fields
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return []
         return [field.name for field in Export._meta.concrete_fields if field.name not in self.EDITABLE]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -149,6 +240,9 @@ class ExportAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         try:
+            if not change:
+                actions.create_custom_export(request.user, obj)
+                return
             actions.save_draft(request.user, obj)
         except actions.ActionRefused as refusal:
             # Scheduled between the check above and this save: say so, loudly.

@@ -20,8 +20,7 @@ from exports.schedule import DEFAULT_DURATION_MONTHS, add_months
 DELIMITERS = [(",", "Comma ,"), (";", "Semicolon ;"), ("\t", "Tab"), ("|", "Pipe |")]
 
 
-# Datasets an export may read: those still in their database.
-USABLE_DATASETS = Dataset.objects.filter(missing_since__isnull=True).select_related("database")
+USABLE_DATASETS = Dataset.objects.usable().select_related("database")
 
 
 class SourceStepForm(forms.ModelForm):

@@ -57,7 +57,7 @@ class ManageQuery:
             q=_printable(params.get("q", "")).strip()[:200],
             databases=[int(v) for v in params.getlist("database") if _DATABASE_ID.fullmatch(v)],
             data_types=[v for v in params.getlist("data_type") if v in Dataset.DataType.values],
-            export_types=[v for v in params.getlist("export_type") if v in Export.Type.values],
+            export_types=[v for v in params.getlist("export_type") if v in Export.TYPE_LABELS],
             statuses=[v for v in params.getlist("status") if v in Run.Status.values],
             sort=sort if sort.lstrip("-") in SORTS else "-last_run",
             page=params.get("page", "1") if _PAGE.fullmatch(params.get("page", "1")) else "1",
@@ -74,8 +74,27 @@ class ManageQuery:
         if self.data_types:
             condition &= Q(**{f"{prefix}dataset__data_type__in": self.data_types})
         if self.export_types:
-            condition &= Q(**{f"{prefix}export_type__in": self.export_types})
+            condition &= _shown_type_in(self.export_types, prefix)
         return condition
+
+
+def _shown_type_in(types: Sequence[str], prefix: str) -> Q:
+    """Exports whose `Export.shown_type` is one of `types`, as a query."""
+
+    def q(**lookups) -> Q:
+        return Q(**{f"{prefix}{name}": value for name, value in lookups.items()})
+
+    custom = q(managed=True)
+    plain_incremental = q(export_type=Export.Type.INCREMENTAL) & ~q(dataset__kind=Dataset.Kind.QUERY)
+    matching = Q(pk__in=[])
+    standard = [kind for kind in types if kind in Export.Type.values]
+    if standard:
+        matching |= q(managed=False, export_type__in=standard)
+    if Export.CUSTOM in types:
+        matching |= custom & ~plain_incremental
+    if Export.INCREMENTAL_CUSTOM in types:
+        matching |= custom & plain_incremental
+    return matching
 
 
 def order_rows(queryset: QuerySet, sort: str, **columns: str) -> QuerySet:
@@ -142,7 +161,7 @@ def sidebar_choices(sandbox_id: int) -> dict:
     return {
         "databases": Database.objects.filter(sandbox_id=sandbox_id).order_by("name").values_list("id", "name"),
         "data_types": Dataset.DataType.choices,
-        "export_types": Export.Type.choices,
+        "export_types": list(Export.TYPE_LABELS.items()),
         "statuses": {
             "in_progress": [(s, Run.Status(s).label) for s in Run.ACTIVE],
             "finished": [(s, Run.Status(s).label) for s in FINISHED],

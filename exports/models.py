@@ -56,6 +56,13 @@ class Database(InSandbox):
         return "sqlite" if self.url.startswith("sqlite:") else "postgresql"
 
 
+class DatasetQuerySet(models.QuerySet):
+    def usable(self) -> DatasetQuerySet:
+        """What a standard export (the wizard's, the API's) may read: datasets still in
+        their database, and not custom queries, which are for operators' custom exports."""
+        return self.filter(missing_since__isnull=True).exclude(kind=Dataset.Kind.QUERY)
+
+
 class Dataset(models.Model):
     """One table or view of a Database, or a custom query over it, with its
     introspected column schema."""
@@ -91,6 +98,8 @@ class Dataset(models.Model):
     # Set when the last refresh no longer found the table: kept for the exports that use it.
     missing_since = models.DateTimeField(null=True, blank=True)
     refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DatasetQuerySet.as_manager()
 
     class Meta:
         ordering: ClassVar[list[str]] = ["database__name", "schema_name", "name"]
@@ -209,6 +218,9 @@ class Export(InSandbox):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT, db_index=True)
     next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
     copied_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="copies")
+    # A custom export: platform staff set it up for the client, and manage it
+    # (exports/actions.py, "Custom exports"). Its copies are standard exports.
+    managed = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -232,6 +244,10 @@ class Export(InSandbox):
         except ValidationError as exc:
             errors = exc.update_error_dict(errors)
         excluded = set(exclude or ())
+        if self.managed and self.connector_id is None and "connector" not in excluded:
+            errors["connector"] = ["a custom export delivers to a connector, never as a download"]
+        if self.managed and self.export_type == self.Type.ONE_SHOT and "export_type" not in excluded:
+            errors["export_type"] = ["a custom export is periodic full or incremental"]
         if not {"file_format", "compression"} & excluded and "compression" not in errors:
             allowed = COMPRESSIONS_BY_FORMAT.get(self.file_format, set())
             if self.compression not in allowed:
@@ -253,8 +269,45 @@ class Export(InSandbox):
 
     # What is not the definition: identity, ownership and the state the actions move.
     STATE_FIELDS = frozenset(
-        {"id", "owner", "status", "next_run_at", "watermark", "last_scheduled_for", "copied_from", "created_at"}
+        {
+            "id",
+            "owner",
+            "status",
+            "next_run_at",
+            "watermark",
+            "last_scheduled_for",
+            "copied_from",
+            "managed",
+            "created_at",
+        }
     )
+
+    # The types Manage Exports shows and filters by: the standard three, and the two of
+    # custom exports.
+    CUSTOM = "custom"
+    INCREMENTAL_CUSTOM = "incremental_custom"
+    TYPE_LABELS: ClassVar[dict[str, str]] = {
+        **dict(Type.choices),
+        CUSTOM: "Custom",
+        INCREMENTAL_CUSTOM: "Incremental custom",
+    }
+
+    @property
+    def has_standard_equivalent(self) -> bool:
+        """An *incremental custom* export: incremental, over a plain dataset (filters, no
+        query of its own), so a standard export can do what it does."""
+        return self.managed and self.is_incremental and not self.dataset.is_custom
+
+    @property
+    def shown_type(self) -> str:
+        """The type as Manage Exports shows and filters it (TYPE_LABELS' key)."""
+        if not self.managed:
+            return self.export_type
+        return self.INCREMENTAL_CUSTOM if self.has_standard_equivalent else self.CUSTOM
+
+    @property
+    def shown_type_label(self) -> str:
+        return self.TYPE_LABELS[self.shown_type]
 
     @classmethod
     def definition_fields(cls) -> list[str]:
@@ -267,9 +320,14 @@ class Export(InSandbox):
         return Export.objects.create(name=name, owner=owner, copied_from=self, **fields)
 
     def unschedule(self) -> bool:
+        """Scheduled → draft. An incremental custom export becomes a standard one: a
+        draft is its owner's to edit, and operators no longer manage it."""
         return bool(
             Export.objects.filter(id=self.id, status=self.Status.SCHEDULED).update(
-                status=self.Status.DRAFT, next_run_at=None, updated_at=timezone.now()
+                status=self.Status.DRAFT,
+                next_run_at=None,
+                managed=self.managed and not self.has_standard_equivalent,
+                updated_at=timezone.now(),
             )
         )
 

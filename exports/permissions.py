@@ -91,6 +91,8 @@ def can_change(user: Actor, export: Any) -> bool:
 
 
 def can_download(user: Actor, export: Any) -> bool:
+    if export.managed and not user.is_superuser:
+        return False  # a custom export's files are for the client's systems (exports/actions.py)
     return can_change(user, export) or (user.is_staff and is_member(user, export.sandbox_id))
 
 

@@ -103,7 +103,7 @@ def save_definition(export: Export, given: dict, *, time_zone: str, user: User) 
         errors["TimeZone"] = [f"{zone!r} is not a time zone (e.g. Europe/Paris, UTC)"]
         zone = "UTC"
     dataset_id = merged.get("DatasetId")
-    usable = Dataset.objects.filter(missing_since__isnull=True, database__sandbox_id=export.sandbox_id)
+    usable = Dataset.objects.usable().filter(database__sandbox_id=export.sandbox_id)
     if dataset_id is not None and not usable.filter(id=dataset_id).exists():
         errors["DatasetId"] = [f"there is no dataset {dataset_id} (or it no longer exists in its database)"]
 

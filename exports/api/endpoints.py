@@ -14,7 +14,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils.http import content_disposition_header
@@ -81,14 +81,15 @@ DbId = Annotated[int, Field(ge=1, le=MAX_ID)]
 def exports_queryset(request: TokenRequest) -> QuerySet:
     visible = actions.exports_in(request.sandbox_scope.sandbox_id)
     if not is_admin(request.user, request.sandbox_scope.sandbox_id):
-        visible = visible.filter(owner=request.user)
+        # Their own, and the custom exports operators set up for the sandbox (read-only).
+        visible = visible.filter(Q(owner=request.user) | Q(managed=True))
     return listing.with_last_run(visible.select_related("dataset__database", "owner"))
 
 
 def runs_queryset(request: TokenRequest) -> QuerySet:
     visible = actions.runs_in(request.sandbox_scope.sandbox_id)
     if not is_admin(request.user, request.sandbox_scope.sandbox_id):
-        visible = visible.filter(export__owner=request.user)
+        visible = visible.filter(Q(export__owner=request.user) | Q(export__managed=True))
     return visible.select_related("export__dataset__database", "export__owner").prefetch_related("files")
 
 

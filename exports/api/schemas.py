@@ -121,6 +121,11 @@ class ExportOut(Schema):
     LastRunId: UUID | None
     LastRunStatus: RunStatusChoice | None
     CopiedFrom: UUID | None
+    Custom: Literal["custom", "incremental_custom"] | None = Field(
+        None,
+        description="A custom export that operators manage: read-only here. An incremental_custom one "
+        "may be copied into a standard draft, and unscheduled, which makes it a standard export",
+    )
     CreatedUtc: datetime
     UpdatedUtc: datetime
 

@@ -78,6 +78,7 @@ def export_out(export: Export) -> dict:
         "LastRunId": getattr(export, "last_run_id", None),
         "LastRunStatus": RUN_STATUS.get(last_status) if last_status else None,
         "CopiedFrom": export.copied_from_id,
+        "Custom": export.shown_type if export.managed else None,
         "CreatedUtc": export.created_at,
         "UpdatedUtc": export.updated_at,
     }
@@ -88,7 +89,11 @@ def _text_or_none(value: object) -> str | None:
 
 
 def has_files_to_serve(run: Run) -> bool:
-    """Files a signed URL may fetch: a succeeded run, and for a download, not yet expired."""
+    """Files a signed URL may fetch: a succeeded run, and for a download, not yet expired;
+    never a custom export's, which nobody downloads (permissions.can_download: a signed
+    URL has no user to ask)."""
+    if run.export.managed:
+        return False
     return run.status == Run.Status.SUCCEEDED and (not run.is_desktop or run.is_downloadable)
 
 

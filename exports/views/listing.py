@@ -57,6 +57,8 @@ def exports_list(request: HtmxHttpRequest) -> HttpResponse:
         export = row if isinstance(row, Export) else row.export
         row.user_can_change = can_change(request.user, export)
         row.user_can_download = can_download(request.user, export)
+        if export.managed:
+            row.custom_offers = actions.custom_offers(request.user, export)
         if row is export and export.is_draft:  # a Draft tab row: say why it can't be deleted
             refusal = actions.delete_refusal(request.user, export)
             row.delete_refusal = refusal.message if refusal else ""
@@ -77,6 +79,8 @@ def exports_detail(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
             "runs": runs,
             "chart": run_history(list(reversed(runs[:40]))),
             "can_change": can_change(request.user, export),
+            "custom_offers": actions.custom_offers(request.user, export) if export.managed else None,
+            "definition_refusal": actions.custom_refusal(request.user, export, "view the definition of"),
             "active_run": next((run for run in runs if run.is_active), None),
             # Launch was refused with DATASET_BUSY: offer to queue it anyway.
             "busy_run": _busy_run(export.sandbox_id, request.GET.get("busy", "")),
@@ -93,7 +97,9 @@ def _busy_run(sandbox_id: int, run_id: str) -> Run | None:
 
 @login_required
 def exports_definition(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
-    return modal_or_page(request, "exports/definition_modal.html", {"export": export_for(request, export_id)})
+    export = export_for(request, export_id)
+    refusal = actions.custom_refusal(request.user, export, "view the definition of")
+    return modal_or_page(request, "exports/definition_modal.html", {"export": export, "definition_refusal": refusal})
 
 
 def launch_and_redirect(request: HtmxHttpRequest, export: Export) -> HttpResponse:
@@ -145,9 +151,18 @@ def exports_run_now(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
 
 
 @login_required
-@require_POST
 def exports_unschedule(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
+    """Back to draft (POST). A custom export asks first (GET): it becomes a standard
+    export, which operators no longer manage."""
     export = export_for(request, export_id)
+    if request.method != "POST":
+        if not export.managed:
+            return HttpResponse(status=405, headers={"Allow": "POST"})
+        try:
+            actions.check_unschedule(request.user, export)
+        except ActionRefused as refusal:
+            return refused(request, refusal, list_target(request))
+        return modal_or_page(request, "exports/unschedule_modal.html", {"export": export, "next": list_target(request)})
     try:
         actions.unschedule(request.user, export)
     except ActionRefused as refusal:

@@ -27,6 +27,7 @@ def runs_detail(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
         "files": run.files.all(),
         "can_download": can_download(request.user, run.export),
         "can_change": can_change(request.user, run.export),
+        "definition_refusal": actions.custom_refusal(request.user, run.export, "view the definition of"),
         "next_attempt": actions.next_attempt(run),
     }
     if request.htmx:

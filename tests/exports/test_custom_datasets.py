@@ -10,7 +10,6 @@ import pytest
 from django.urls import reverse
 
 from exports.actions import queue_run
-from exports.demo import build_demo_database
 from exports.models import Database, Dataset, Export, Run, refresh_datasets
 from tests.conftest import PASSWORD, start_worker_in_background
 from tests.exports.readback import normalise_rows
@@ -35,16 +34,6 @@ def add_custom_dataset(client, database: Database, **fields):
 def query_errors(response) -> list[str]:
     assert response.status_code == 200, "the form was accepted"
     return response.context["adminform"].form.errors.get("query", [])
-
-
-@pytest.fixture
-def crm(db, tmp_path):
-    """A demo source of this test's own, to add rows to."""
-    path = tmp_path / "crm.sqlite3"
-    build_demo_database(path, profiles=300, interactions=3_000)
-    database = Database.objects.create(name="CRM", url=f"sqlite:///{path}")
-    refresh_datasets(database)
-    return database, path
 
 
 def test_staff_define_a_join_whose_incremental_export_delivers_exactly_its_rows(client, users, crm, worker):
