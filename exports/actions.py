@@ -237,14 +237,19 @@ def create_custom_export(user: Actor, export: Export) -> Export:
     export.owner = user
     with transaction.atomic():
         check_in_sandbox(user, export)
-        try:
-            export.full_clean(validate_unique=False, validate_constraints=False)
-        except ValidationError as exc:
-            fields = exc.message_dict
-            summary = "; ".join(f"{name}: {' '.join(problems)}" for name, problems in fields.items())
-            raise ActionRefused(VALIDATION_FAILED, f"the definition is not valid: {summary}", fields=fields) from None
+        _full_clean(export)
         export.save()
         return schedule(user, export)
+
+
+def _full_clean(export: Export) -> None:
+    """The model's own checks on a definition, as one VALIDATION_FAILED naming each field."""
+    try:
+        export.full_clean(validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        fields = exc.message_dict
+        summary = "; ".join(f"{name}: {' '.join(problems)}" for name, problems in fields.items())
+        raise ActionRefused(VALIDATION_FAILED, f"the definition is not valid: {summary}", fields=fields) from None
 
 
 def check_editable(user: Actor, export: Export) -> None:
@@ -656,12 +661,7 @@ def save_draft(user: Actor, export: Export) -> Export:
         else:
             check_editable(user, _locked(export))
         check_in_sandbox(user, export)
-        try:
-            export.full_clean(validate_unique=False, validate_constraints=False)
-        except ValidationError as exc:
-            fields = exc.message_dict
-            summary = "; ".join(f"{name}: {' '.join(problems)}" for name, problems in fields.items())
-            raise ActionRefused(VALIDATION_FAILED, f"the definition is not valid: {summary}", fields=fields) from None
+        _full_clean(export)
         export.save(update_fields=None if adding else Export.definition_fields())
     return export
 

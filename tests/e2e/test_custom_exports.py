@@ -1,0 +1,95 @@
+"""An incremental custom export in Chromium: a marketer sees it typed as such, reads its
+definition with the note, and copies it into a draft of their own; an admin unschedules
+it after the warning, and it is a standard draft. Screenshots go to the test's folder."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from connectors.models import Connector
+from exports import actions
+from exports.models import Export
+from orgs.models import default_sandbox
+from tests.e2e.conftest import log_in
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def custom_export(users, demo_database) -> Export:
+    connector = Connector.objects.create(
+        name="Client lake", kind=Connector.Kind.S3, owner=users["admin"], options={"bucket": "lake", "region": "x"}
+    )
+    export = Export(
+        sandbox_id=default_sandbox(),
+        name="Clicks for the client",
+        dataset=demo_database.datasets.get(name="interactions"),
+        columns=["id", "occurred_at", "country_code"],
+        filters=[{"column": "event_type", "operator": "eq", "value": "click"}],
+        export_type=Export.Type.INCREMENTAL,
+        cursor_column="id",
+        connector=connector,
+        schedule_unit="hour",
+        schedule_interval=6,
+        schedule_start=timezone.now() + timedelta(hours=1),
+        schedule_end=timezone.now() + timedelta(days=10),
+    )
+    return actions.create_custom_export(users["superuser"], export)
+
+
+def test_a_marketer_copies_an_incremental_custom_export_and_an_admin_unschedules_it(
+    page, browser, live_server, users, custom_export, tmp_path
+):
+    base = live_server.url
+    log_in(page, base, users["owner"].username)
+    page.goto(f"{base}/exports/?tab=scheduled")
+    row = page.locator("#results tr", has_text="Clicks for the client")
+    assert row.locator("td", has_text="Incremental custom").count() == 1
+    assert row.locator("text=Custom export: operators manage it").count() == 1
+    assert row.locator("a", has_text="Edit").count() == 0
+    assert row.locator("text=Delete").count() == 0
+    assert row.locator("text=Unschedule").count() == 0  # an admin's, as for any export
+    page.screenshot(path=str(tmp_path / "scheduled-marketer.png"), full_page=True)
+
+    row.locator("a", has_text="View definition").click()
+    page.wait_for_selector("#modal #custom-definition")
+    assert "Some of their customisations may not show" in page.inner_text("#modal")
+    assert "country_code" in page.inner_text("#modal")
+    page.screenshot(path=str(tmp_path / "definition.png"), full_page=True)
+    page.goto(f"{base}/exports/?tab=scheduled")
+
+    page.locator("#results tr", has_text="Clicks for the client").locator("a", has_text="Copy").click()
+    page.wait_for_selector("#modal input[name=name]")
+    page.fill("#modal input[name=name]", "My clicks")
+    page.click("#modal button[type=submit]")
+    page.wait_for_url("**/wizard/**")
+    copy = Export.objects.get(name="My clicks")
+    assert (copy.managed, copy.status, copy.owner) == (False, "draft", users["owner"])
+    assert (copy.columns, copy.filters, copy.cursor_column) == (
+        custom_export.columns,
+        custom_export.filters,
+        "id",
+    )
+
+    admin = browser.new_page()
+    log_in(admin, base, users["admin"].username)
+    admin.goto(f"{base}/exports/?tab=scheduled")
+    admin.locator("#results tr", has_text="Clicks for the client").locator("a", has_text="Unschedule").click()
+    admin.wait_for_selector("#modal #custom-warning")
+    warning = admin.inner_text("#modal")
+    assert "becomes a standard export" in warning
+    assert "operators no longer manage" in warning
+    admin.screenshot(path=str(tmp_path / "unschedule-warning.png"), full_page=True)
+    admin.click("#modal button:has-text('Unschedule and make it standard')")
+    admin.wait_for_url("**/exports/**")
+    custom_export.refresh_from_db()
+    assert (custom_export.managed, custom_export.status) == (False, "draft")
+    admin.goto(f"{base}/exports/?tab=draft")
+    row = admin.locator("#results tr", has_text="Clicks for the client")
+    assert row.locator("td", has_text="Incremental").first.inner_text() == "Incremental"
+    assert row.locator("a", has_text="Edit").count() == 1
+    admin.screenshot(path=str(tmp_path / "draft-admin.png"), full_page=True)
+    admin.close()
