@@ -219,7 +219,7 @@ def custom_offers(user: Actor, export: Export) -> frozenset[str]:
     offers = set()
     if custom_refusal(user, export, "view the definition of") is None:
         offers.add("definition")
-    if (export.has_standard_equivalent and can_create(user, export.sandbox_id)) or user.is_superuser:
+    if export.has_standard_equivalent and can_create(user, export.sandbox_id):
         offers.add("copy")
     if export.is_scheduled and can_change(user, export):
         offers.add("run now")
@@ -503,6 +503,7 @@ def schedule(user: Actor, export: Export) -> Export:
     with transaction.atomic():
         export = _locked(export)
         require_change(user, export)
+        _refuse_custom(user, export, "schedule")
         if export.is_scheduled:
             raise ActionRefused(NOT_A_DRAFT, f"{export.name!r} is scheduled already", already=True)
         if not export.is_draft:
@@ -674,9 +675,12 @@ def check_copy(user: Actor, export: Export) -> User:
     if export.has_standard_equivalent:
         # An incremental custom export: whoever may create exports may take a copy of their own.
         person = require_create(user, export.sandbox_id)
+    elif export.managed:
+        # Staff included: its copy would be a standard export, the client's to change and download.
+        require_member(user, export)
+        raise ActionRefused(CUSTOM_EXPORT, "a custom export can't be copied: operators set up another one in the admin")
     else:
         person = require_change(user, export)
-        _refuse_custom(user, export, "copy")
     if export.status == Export.Status.EXPIRED:
         raise ActionRefused(EXPIRED, "an expired export can't be copied")
     return person

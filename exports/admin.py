@@ -66,9 +66,9 @@ class CustomDatasetForm(forms.ModelForm):
             column = next((c for c in self.instance.columns if c["name"] == cursor), None)
             if cursor and column is None:
                 self.add_error("cursor_column", f"the query gives no column {cursor!r}")
-            elif column and column["type"] not in {"integer", "timestamp", "datetime"}:
+            elif column and column["type"] not in CURSOR_TYPES:
                 kind = column["type"]
-                self.add_error("cursor_column", f"{cursor!r} is {kind}: a cursor is an integer or a timestamp")
+                self.add_error("cursor_column", f"{cursor!r} is {kind}: a cursor is an integer, a timestamp or a date")
         return cleaned
 
     def save(self, commit: bool = True) -> Any:
@@ -163,8 +163,10 @@ class CustomExportForm(forms.ModelForm):
         dataset, sandbox = cleaned.get("dataset"), cleaned.get("sandbox")
         if dataset is None or sandbox is None:
             return cleaned
+        # The form's values reach the instance only after clean(): check a probe of them.
+        probe = Export(sandbox=sandbox, dataset=dataset, connector=cleaned.get("connector"))
         try:
-            actions.check_in_sandbox(self.user, self.instance)
+            actions.check_in_sandbox(self.user, probe)
         except actions.ActionRefused as refusal:
             for field, problems in (refusal.fields or {"sandbox": [refusal.message]}).items():
                 self.add_error(field if field in self.fields else None, problems)
@@ -187,6 +189,8 @@ class CustomExportForm(forms.ModelForm):
         start, end = cleaned.get("schedule_start"), cleaned.get("schedule_end")
         if start and end and end <= start:
             self.add_error("schedule_end", "the end must come after the start")
+        elif end and end <= timezone.now():
+            self.add_error("schedule_end", "the end has passed: no run time would be left")
         return cleaned
 
 

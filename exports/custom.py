@@ -119,9 +119,15 @@ def _describe_postgresql(url: str, query: str) -> list[dict]:
 
     with sources._pg_connect_for_catalogue(url) as connection:
         try:
+            # Every statement its own transaction, each read-only: nothing here can write.
+            connection.autocommit = True
             connection.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
             connection.execute(f"SET statement_timeout = {settings.CUSTOM_QUERY_CHECK_SECONDS * 1000}")
-            cursor = connection.execute(f"SELECT * FROM (\n{query}\n) AS {quote_identifier('custom')} LIMIT 0")
+            # Prepared: one statement, so a query that closes the subquery early and adds
+            # statements after a `;` is refused by the server, never run.
+            cursor = connection.execute(
+                f"SELECT * FROM (\n{query}\n) AS {quote_identifier('custom')} LIMIT 0", prepare=True
+            )
             described = list(cursor.description or [])
             types = dict(
                 connection.execute(

@@ -228,7 +228,9 @@ def compile_where(filters: list[Filter], dialect: str) -> tuple[str, list]:
             clauses.append(f"({raw_column} IS NOT NULL{not_empty_text})")
         elif f.operator in TEXT_ONLY:
             pattern = _like_pattern(f.values[0], prefix_only=f.operator == "starts_with")
-            clauses.append(f"{raw_column} {like} {params.add(pattern, 'text')} ESCAPE '\\'")
+            # E'' on PostgreSQL: the same escape character whatever standard_conforming_strings.
+            escape = "E'\\\\'" if dialect == "postgresql" else "'\\'"
+            clauses.append(f"{raw_column} {like} {params.add(pattern, 'text')} ESCAPE {escape}")
         elif f.operator == "in":
             placeholders = ", ".join(params.add(value, f.logical_type) for value in f.values)
             clauses.append(f"{column} IN ({placeholders})")

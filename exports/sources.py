@@ -394,19 +394,24 @@ def _pg_query(source: str, columns: list[dict], filters: list[Filter]) -> tuple[
 
 
 def _pg_adbc_uri(url: str, *, custom_query: bool = False) -> str:
-    """The URL libpq gets through ADBC: the postgresql:// scheme, our application name,
-    and read-only transactions: a read never writes, whatever its SQL. A custom
-    dataset's query also gets a statement timeout (EXPORT_CUSTOM_QUERY_TIMEOUT)."""
+    """The URL libpq gets through ADBC: the postgresql:// scheme and our application
+    name. A custom dataset's reads (staff's own SQL) also run in read-only transactions
+    and under EXPORT_CUSTOM_QUERY_TIMEOUT, set as libpq startup `options` (a PgBouncer in
+    front of the source must let them through: `ignore_startup_parameters` must not
+    drop `options`). A table's reads are our own SELECTs and need neither."""
     from django.conf import settings  # noqa: PLC0415 - sources reads settings only here, for the timeout
 
     uri = "postgresql://" + url.split("://", 1)[1] if url.startswith("postgres://") else url
     parts = urlsplit(uri)
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     query.setdefault("application_name", APPLICATION_NAME)
-    options = [query.get("options", ""), "-c default_transaction_read_only=on"]
     if custom_query:
-        options.append(f"-c statement_timeout={settings.EXPORT_CUSTOM_QUERY_TIMEOUT * 1000}")
-    query["options"] = " ".join(filter(None, options))
+        options = [
+            query.get("options", ""),
+            "-c default_transaction_read_only=on",
+            f"-c statement_timeout={settings.EXPORT_CUSTOM_QUERY_TIMEOUT * 1000}",
+        ]
+        query["options"] = " ".join(filter(None, options))
     return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
@@ -785,7 +790,8 @@ class PostgresReader(DatasetReader):
         assert not params, "PostgreSQL queries carry their values inline (filters._Params)"
         with _pg_connect_for_catalogue(self.url) as connection:
             try:
-                plan = connection.execute(f"EXPLAIN (FORMAT JSON) {sql}").fetchone()[0]
+                # Prepared: one statement, whatever a custom dataset's query holds.
+                plan = connection.execute(f"EXPLAIN (FORMAT JSON) {sql}", prepare=True).fetchone()[0]
             except psycopg.Error as exc:
                 raise _query_failed(exc, self.label) from None
         return int(plan[0]["Plan"]["Plan Rows"])
@@ -799,9 +805,9 @@ class PostgresReader(DatasetReader):
         return f"SELECT {_PG_RUNNING}"
 
     def _primary_key_sql(self) -> str:
-        # A custom query has no key of its own: no row.
-        relation = "" if self.query else self._relation()
-        return _PG_PRIMARY_KEYS.format(where=f"i.indrelid = to_regclass({_sql_literal(relation)})")
+        if self.query:
+            return _PG_PRIMARY_KEYS.format(where="false")  # a custom query has no key of its own
+        return _PG_PRIMARY_KEYS.format(where=f"i.indrelid = to_regclass({_sql_literal(self._relation())})")
 
     def _horizon_sql(self) -> str:
         # Sessions of other roles show their transaction start only to superusers and to

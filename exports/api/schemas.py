@@ -123,8 +123,10 @@ class ExportOut(Schema):
     CopiedFrom: UUID | None
     Custom: Literal["custom", "incremental_custom"] | None = Field(
         None,
-        description="A custom export that operators manage: read-only here. An incremental_custom one "
-        "may be copied into a standard draft, and unscheduled, which makes it a standard export",
+        description="A custom export that operators manage: read-only here, and a custom one shows no "
+        "Columns, Filters, CursorColumn, templates or recipients (its definition is the operators'). An "
+        "incremental_custom one shows its definition, may be copied into a standard draft, and unscheduled, "
+        "which makes it a standard export",
     )
     CreatedUtc: datetime
     UpdatedUtc: datetime

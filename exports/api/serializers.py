@@ -64,6 +64,11 @@ def export_out(export: Export) -> dict:
         Cadence=export.cadence,
         ConnectorId=export.connector_id,
     )
+    if export.managed and not export.has_standard_equivalent:
+        # A custom export's definition is the operators' (as on its page): what to read and
+        # how stays unsaid; its type, destination and schedule are shown.
+        definition.update(Columns=[], Filters=[], CursorColumn="", FileTemplate="", FolderTemplate="")
+        definition.update(ReportRecipients=[])
     last_status = getattr(export, "last_run_status", None)
     return {
         "Id": export.id,

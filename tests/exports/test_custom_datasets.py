@@ -170,7 +170,15 @@ def test_a_postgresql_custom_query_is_exported_exactly(client, users, warehouse,
         "next_total": "decimal",
         "pair_total": "text",
     }
-    export = Export.objects.create(name="Pairs", owner=users["owner"], dataset=dataset, file_format="parquet")
+    # Incremental: its reader asks for the query's primary key (there is none) and its mark.
+    export = Export.objects.create(
+        name="Pairs",
+        owner=users["owner"],
+        dataset=dataset,
+        file_format="parquet",
+        export_type=Export.Type.INCREMENTAL,
+        cursor_column="id",
+    )
     queue_run(export, user=users["owner"])
     worker()
     run = export.runs.get()
@@ -195,6 +203,10 @@ def test_a_write_through_a_postgresql_custom_query_is_refused(client, users, war
         )
     )
     assert any("data-modifying statement" in error for error in errors), errors
+    # A query that closes the subquery early to add statements is refused, never run.
+    escape = f'SELECT 1 AS a) x; DELETE FROM "{table}"; COMMIT; SELECT * FROM (SELECT 1 AS a'
+    errors = query_errors(add_custom_dataset(client, database, query=escape))
+    assert any("cannot insert multiple commands" in error for error in errors), errors
     # A function that writes gets past LIMIT 0, but the run reads in a read-only transaction.
     response = add_custom_dataset(client, database, name="Numbered", query=f"SELECT nextval('{table}_seq') AS n")
     assert response.status_code == 302, response.context["adminform"].form.errors

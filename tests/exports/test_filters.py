@@ -91,6 +91,8 @@ def test_it_compiles_postgresql_values_as_quoted_literals_with_casts():
         " AND E'2026-02-01T00:00:00+00:00'::timestamptz AND \"email\" = E'o''neil\\\\x'::text"
     )
     assert params == []
+    contains, _ = compile_where(validate_filters([spec("email", "contains", "50%")], COLUMNS), "postgresql")
+    assert contains == " WHERE \"email\" ILIKE E'%50\\\\%%'::text ESCAPE E'\\\\'"
 
 
 def test_it_refuses_a_nul_character_in_a_value():
