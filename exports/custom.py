@@ -6,9 +6,9 @@ with `LIMIT 0`, read-only, under a short timeout, and whose result gives the dat
 columns (named, each once). A refusal carries the database's own reason.
 
 Exports then read it like a table (`sources.DatasetReader.source`: the query as a
-subquery), so columns, filters, cursor columns and incremental windows work on it. Every
-PostgreSQL read runs in read-only transactions, and a custom query's also under
-EXPORT_CUSTOM_QUERY_TIMEOUT; a SQLite source is opened read-only.
+subquery), so columns, filters, cursor columns and incremental windows work on it. On
+PostgreSQL its reads run in read-only transactions under EXPORT_CUSTOM_QUERY_TIMEOUT
+(`sources._pg_adbc_uri`); a SQLite source is always opened read-only.
 """
 
 from __future__ import annotations
