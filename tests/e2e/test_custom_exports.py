@@ -4,15 +4,10 @@ it after the warning, and it is a standard draft. Screenshots go to the test's f
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 
-from connectors.models import Connector
-from exports import actions
 from exports.models import Export
-from orgs.models import default_sandbox
+from tests.custom_exports import incremental_custom_export
 from tests.e2e.conftest import log_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -20,24 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def custom_export(users, demo_database) -> Export:
-    connector = Connector.objects.create(
-        name="Client lake", kind=Connector.Kind.S3, owner=users["admin"], options={"bucket": "lake", "region": "x"}
-    )
-    export = Export(
-        sandbox_id=default_sandbox(),
-        name="Clicks for the client",
-        dataset=demo_database.datasets.get(name="interactions"),
-        columns=["id", "occurred_at", "country_code"],
-        filters=[{"column": "event_type", "operator": "eq", "value": "click"}],
-        export_type=Export.Type.INCREMENTAL,
-        cursor_column="id",
-        connector=connector,
-        schedule_unit="hour",
-        schedule_interval=6,
-        schedule_start=timezone.now() + timedelta(hours=1),
-        schedule_end=timezone.now() + timedelta(days=10),
-    )
-    return actions.create_custom_export(users["superuser"], export)
+    return incremental_custom_export(users, demo_database, "Clicks for the client")
 
 
 def test_a_marketer_copies_an_incremental_custom_export_and_an_admin_unschedules_it(

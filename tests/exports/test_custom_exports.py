@@ -16,12 +16,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from connectors.models import Connector
-from exports import actions
 from exports.models import ApiToken, Dataset, Export, Run
 from exports.scheduler import tick
 from orgs.models import default_sandbox
 from tests.api.conftest import ApiClient
 from tests.conftest import PASSWORD
+from tests.custom_exports import incremental_custom_export
 from tests.exports.test_custom_datasets import JOINED, add_custom_dataset
 from tests.pages import refusal_of
 
@@ -171,24 +171,7 @@ def test_a_custom_export_runs_on_schedule_into_hosted_sftp_and_its_client_only_w
 @pytest.fixture
 def incremental_custom(users, demo_database):
     """An incremental custom export over a plain dataset, with columns and filters."""
-    connector = Connector.objects.create(
-        name="Client lake", kind=Connector.Kind.S3, owner=users["admin"], options={"bucket": "lake", "region": "x"}
-    )
-    export = Export(
-        sandbox_id=default_sandbox(),
-        name="Clicks by country",
-        dataset=demo_database.datasets.get(name="interactions"),
-        columns=["id", "occurred_at", "country_code"],
-        filters=[{"column": "event_type", "operator": "eq", "value": "click"}],
-        export_type=Export.Type.INCREMENTAL,
-        cursor_column="id",
-        connector=connector,
-        schedule_unit="hour",
-        schedule_interval=6,
-        schedule_start=timezone.now() + timedelta(hours=1),
-        schedule_end=timezone.now() + timedelta(days=10),
-    )
-    return actions.create_custom_export(users["superuser"], export)
+    return incremental_custom_export(users, demo_database, "Clicks by country")
 
 
 def test_an_incremental_custom_export_is_copied_into_a_standard_draft(users, incremental_custom):
