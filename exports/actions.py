@@ -31,11 +31,13 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
 from connectors.models import Connector
+from exports import hooks
 from exports.delivery import delete_downloads, desktop_storage
 from exports.dispatch import dispatch_quietly
-from exports.models import DESKTOP, Dataset, Export, Run, RunFile, RunQuerySet, SkippedSlot
+from exports.models import DESKTOP, Dataset, Export, Hook, HookCall, Run, RunFile, RunQuerySet, SkippedSlot
 from exports.permissions import Actor, can_change, can_create, can_use_connector, is_member
 from exports.schedule import for_export
+from exportsite import outbound
 from orgs.models import Sandbox
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ NOT_RELAUNCHABLE = "NOT_RELAUNCHABLE"
 EXPIRED = "EXPIRED"
 RATE_LIMITED = "RATE_LIMITED"
 CUSTOM_EXPORT = "CUSTOM_EXPORT"
+HOOK_REMOVED = "HOOK_REMOVED"
+ALREADY_SENDING = "ALREADY_SENDING"
 
 _STATUS = {FORBIDDEN: 403, NOT_FOUND: 404, VALIDATION_FAILED: 400, RATE_LIMITED: 429, CUSTOM_EXPORT: 403}
 
@@ -114,7 +118,7 @@ def _locked(export: Export) -> Export:
 # Pages look objects up in the sandbox of their URL, the API in its token's. An object of
 # any other sandbox is simply not found: the same answer as one that never existed.
 
-NOT_FOUND_MESSAGES = {"export": "no such export", "run": "no such run"}
+NOT_FOUND_MESSAGES = {"export": "no such export", "run": "no such run", "hook": "no such hook"}
 
 
 def exports_in(sandbox_id: int) -> QuerySet[Export]:
@@ -144,6 +148,24 @@ def find_run(sandbox_id: int, run_id: Any) -> Run:
     if run is None:
         raise ActionRefused(NOT_FOUND, NOT_FOUND_MESSAGES["run"])
     return run
+
+
+def find_hook(sandbox_id: int, hook_id: Any) -> Hook:
+    hook = Hook.objects.select_related("export").filter(export__sandbox_id=sandbox_id, id=hook_id).first()
+    if hook is None:
+        raise ActionRefused(NOT_FOUND, NOT_FOUND_MESSAGES["hook"])
+    return hook
+
+
+def find_hook_call(sandbox_id: int, call_id: Any) -> HookCall:
+    call = (
+        HookCall.objects.select_related("run__export", "hook")
+        .filter(run__export__sandbox_id=sandbox_id, id=call_id)
+        .first()
+    )
+    if call is None:
+        raise ActionRefused(NOT_FOUND, "no such hook call")
+    return call
 
 
 def require_member(user: Actor, export: Export) -> None:
@@ -744,6 +766,81 @@ def copy_to_sandbox(
             **fields, name=name, owner=person, sandbox=target, dataset=dataset, connector=connector, copied_from=export
         )
         return save_draft(person, copy)
+
+
+# Hooks ---------------------------------------------------------------------------------
+#
+# Whoever may change an export adds and removes its hooks, whatever its state: a hook
+# changes nothing the export delivers. A custom export's hooks are the operators'. A URL
+# passes the outbound address policy when it is saved, and again at every call.
+
+MAX_HOOK_URL: int = Hook._meta.get_field("url").max_length or 2000
+
+
+def check_hooks(user: Actor, export: Export) -> User:
+    """Before showing the form: who may change an export's hooks."""
+    person = require_change(user, export)
+    _refuse_custom(user, export, "change the hooks of")
+    return person
+
+
+def _hook_problems(url: str, events: str) -> dict[str, list[str]]:
+    problems: dict[str, list[str]] = {}
+    if not url:
+        problems["url"] = ["enter the URL to call, such as https://example.com/hooks/exports"]
+    elif len(url) > MAX_HOOK_URL:
+        problems["url"] = [f"a URL has at most {MAX_HOOK_URL} characters, got {len(url)}"]
+    else:
+        try:
+            outbound.check_url(url, what="the hook URL", bare=False)
+        except (outbound.AddressNotAllowed, outbound.HostNotFound) as exc:
+            problems["url"] = [str(exc)]
+    if events not in Hook.Events.values:
+        problems["events"] = [f"choose one of {', '.join(Hook.Events.values)}, not {events!r}"]
+    return problems
+
+
+def add_hook(user: Actor, export: Export, url: str, events: str = Hook.Events.BOTH) -> tuple[Hook, str]:
+    """A new hook on `export`, and its secret: shown to the caller once, kept encrypted
+    to sign the calls."""
+    url = (url or "").strip()
+    with transaction.atomic():
+        export = _locked(export)
+        person = check_hooks(user, export)
+        problems = _hook_problems(url, events)
+        if problems:
+            summary = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in problems.items())
+            raise ActionRefused(VALIDATION_FAILED, summary, fields=problems)
+        if export.hooks.count() >= settings.EXPORT_HOOKS_PER_EXPORT:
+            raise ActionRefused(
+                VALIDATION_FAILED, f"an export has at most {settings.EXPORT_HOOKS_PER_EXPORT} hooks: remove one first"
+            )
+        secret = Hook.new_secret()
+        hook = Hook.objects.create(export=export, url=url, events=events, secret=secret, created_by=person)
+    return hook, secret
+
+
+def remove_hook(user: Actor, hook: Hook) -> None:
+    """The hook goes; the calls it made stay on their runs' reports, and those still
+    being retried stop."""
+    with transaction.atomic():
+        check_hooks(user, _locked(hook.export))
+        HookCall.objects.filter(hook=hook, status=HookCall.Status.PENDING).update(
+            status=HookCall.Status.GAVE_UP, next_attempt_at=None
+        )
+        hook.delete()
+
+
+def send_hook_again(user: Actor, call: HookCall) -> None:
+    """Send Again: one more attempt of a call (same webhook-id, signed afresh), whatever
+    became of the others. A call in flight is not sent twice at once."""
+    with transaction.atomic():
+        person = check_hooks(user, _locked(call.run.export))
+        if call.hook_id is None or not Hook.objects.filter(id=call.hook_id).exists():
+            raise ActionRefused(HOOK_REMOVED, "this hook was removed: there is nothing to send it with")
+        if call.attempt_log.filter(finished_at__isnull=True).exists():
+            raise ActionRefused(ALREADY_SENDING, "this call is being sent: wait for its answer", already=True)
+        hooks.send_again(call, person)
 
 
 def desktop_files_of(export: Export, *, kept_only: bool = False) -> list[str]:

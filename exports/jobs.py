@@ -19,7 +19,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
-from exports import delivery
+from exports import delivery, hooks
 from exports.dispatch import dispatch_quietly
 from exports.engine import FileSpec, TooManyFiles, read_ahead, write_files
 from exports.filters import validate_filters
@@ -125,6 +125,7 @@ def _run_export(run_id: str) -> str:
             dispatch_quietly()  # else the worker does, once RQ is done with this job (after_horse)
     run.refresh_from_db()
     if run.status != Run.Status.QUEUED:
+        hooks.enqueue_calls_of(run)
         notify_run(run)
     return run.status
 
@@ -136,6 +137,7 @@ def lose(run: Run, message: str) -> bool:
         return False
     shutil.rmtree(settings.EXPORT_WORK_DIR / str(run.id), ignore_errors=True)  # on this machine, if it was here
     delivery.discard_partial(run)
+    hooks.enqueue_calls_of(run)
     notify_run(run)
     logger.warning("run %s: worker lost", run.id)
     return True

@@ -7,6 +7,7 @@ Launch) are conditional UPDATEs whose row count says who won.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import secrets
@@ -15,11 +16,12 @@ import uuid
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -612,6 +614,7 @@ class Run(models.Model):
             f.run = self
         RunFile.objects.bulk_create(files)
         self.refresh_from_db()
+        HookCall.record(self)
         return True
 
     # After a fix (credentials, a bucket, a confirmed host key) a relaunch delivers.
@@ -648,18 +651,21 @@ class Run(models.Model):
         )
 
     def fail(self, code: str, message: str, *, peak_rss_bytes: int | None = None) -> bool:
-        updated = (
-            Run.objects.active()
-            .filter(id=self.id)
-            .update(
-                status=self.Status.FAILED,
-                finished_at=timezone.now(),
-                error_code=code,
-                error_message=message[:4000],
-                peak_rss_bytes=peak_rss_bytes,
+        with transaction.atomic():  # the outcome and its hook calls, together
+            updated = (
+                Run.objects.active()
+                .filter(id=self.id)
+                .update(
+                    status=self.Status.FAILED,
+                    finished_at=timezone.now(),
+                    error_code=code,
+                    error_message=message[:4000],
+                    peak_rss_bytes=peak_rss_bytes,
+                )
             )
-        )
-        self.refresh_from_db()
+            self.refresh_from_db()
+            if updated:
+                HookCall.record(self)
         return bool(updated)
 
 
@@ -816,6 +822,142 @@ class RunFile(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Hook(models.Model):
+    """An after-export hook: a URL that hears about the runs of its export that end in
+    the outcomes it is for, in a signed POST (exports/hooks.py). Its secret signs them;
+    it is shown once, when the hook is added."""
+
+    class Events(models.TextChoices):
+        SUCCESS = "success", "Success"
+        FAILURE = "failure", "Failure"
+        BOTH = "both", "Success and failure"
+
+    export = models.ForeignKey(Export, on_delete=models.CASCADE, related_name="hooks")
+    url = models.URLField(max_length=2000)
+    events = models.CharField(max_length=10, choices=Events.choices, default=Events.BOTH)
+    secret = EncryptedTextField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.url} ({self.get_events_display().lower()})"
+
+    @staticmethod
+    def new_secret() -> str:
+        """A Standard Webhooks secret: `whsec_` and 32 random bytes in base64."""
+        return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+    def wants(self, run: Run) -> bool:
+        if run.is_succeeded:
+            return self.events in {self.Events.SUCCESS, self.Events.BOTH}
+        return run.is_failed and self.events in {self.Events.FAILURE, self.Events.BOTH}
+
+    @property
+    def origin(self) -> str:
+        """The URL without its path and query, which may carry a credential (a chat
+        service's hook URL does): what people who can't manage the hooks see."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}/…" if parts.path.strip("/") or parts.query else self.url
+
+
+class HookCall(models.Model):
+    """One message to one hook about one run's outcome. Its id is the message's
+    `webhook-id` (`msg_<hex>`), the same in every attempt, so that a receiver can drop a
+    repeat. Recorded in the transaction that ends the run: a worker that dies after the
+    outcome committed loses no call."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Sending"
+        DELIVERED = "delivered", "Delivered"
+        GAVE_UP = "gave_up", "Gave up"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="hook_calls")
+    # A removed hook's calls stay on the run's report, with the URL they were sent to.
+    hook = models.ForeignKey(Hook, on_delete=models.SET_NULL, null=True, related_name="calls")
+    url = models.URLField(max_length=2000)
+    event = models.CharField(max_length=40)  # the message's type: export.run.succeeded / .failed
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # Automatic attempts made (they set the back-off), and when the next one is due:
+    # None while one is queued or going, and once the call is over.
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["created_at", "id"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["run", "hook"], name="hookcall_one_per_run_and_hook")
+        ]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["status", "next_attempt_at"], name="hookcall_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} to {self.url}"
+
+    @property
+    def webhook_id(self) -> str:
+        return f"msg_{self.id.hex}"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == self.Status.PENDING
+
+    @property
+    def is_delivered(self) -> bool:
+        return self.status == self.Status.DELIVERED
+
+    @classmethod
+    def record(cls, run: Run) -> list[HookCall]:
+        """The calls a run's outcome makes, each with its first attempt queued; the
+        worker enqueues them once the transaction commits (exports/hooks.py)."""
+        calls = [
+            cls(run=run, hook=hook, url=hook.url, event=f"export.run.{run.status}")
+            for hook in Hook.objects.filter(export_id=run.export_id)
+            if hook.wants(run)
+        ]
+        if calls:
+            cls.objects.bulk_create(calls)
+            HookAttempt.objects.bulk_create([HookAttempt(call=call) for call in calls])
+        return calls
+
+
+class HookAttempt(models.Model):
+    """One POST of a call, automatic or asked for ("Send again"): queued, then sent by a
+    worker (`started_at`), then answered or not (`finished_at`)."""
+
+    call = models.ForeignKey(HookCall, on_delete=models.CASCADE, related_name="attempt_log")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    manual = models.BooleanField(default=False)
+    queued_at = models.DateTimeField(default=timezone.now)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    # Why it failed, in our words (never what the receiver answered).
+    error = models.CharField(max_length=500, blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["queued_at", "id"]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["finished_at", "started_at"], name="hookattempt_open"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt at {self.call}"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
 
 
 _DATA_TYPE_HINTS = {

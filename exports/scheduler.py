@@ -1,5 +1,6 @@
 """The scheduler's tick: turn due exports into runs, reconcile lost runs, expire old
-downloads. `manage.py scheduler` calls `tick()` every few seconds.
+downloads, keep after-export hook calls going (exports/hooks.py). `manage.py scheduler`
+calls `tick()` every few seconds.
 
 Exactly once, with any number of schedulers: each due export is handled in its own
 transaction that locks its row (`select_for_update(skip_locked=True)` on PostgreSQL;
@@ -30,7 +31,7 @@ from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from exports import actions, jobs
+from exports import actions, hooks, jobs
 from exports.delivery import delete_downloads
 from exports.dispatch import dispatch, enqueue_run
 from exports.health import record_tick
@@ -48,6 +49,7 @@ class TickReport:
     retried: list[Run] = field(default_factory=list)
     expired: list[Run] = field(default_factory=list)
     dispatched: list[UUID] = field(default_factory=list)
+    hook_calls: hooks.HookTick = field(default_factory=hooks.HookTick)
 
 
 def tick(now: datetime | None = None) -> TickReport:
@@ -62,6 +64,7 @@ def tick(now: datetime | None = None) -> TickReport:
         if outcome.skipped is not None:
             report.skipped.append(outcome.skipped)
     expire_downloads(now, report)
+    report.hook_calls = hooks.tick(now)
     # Runs that ended, failed or were retried above free places: fill them.
     report.dispatched = dispatch()
     record_tick()

@@ -47,6 +47,8 @@ class ExportWorker(Worker):
 
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage) -> None:
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        if job.func_name != "exports.jobs.run_export":
+            return  # a hook call's attempt: the scheduler's tick closes it (exports/hooks.py)
         how = f"signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"exit status {ret_val}"
         # Failing it is all: the reconciler catches the run by its silent heartbeat otherwise.
         _in_main_process(exports.jobs.horse_died, job.id, how)

@@ -130,10 +130,17 @@ EXPORTS_QUEUE = env_str("EXPORTSITE_QUEUE", "exports")
 # Test connection has its own queue, which every worker serves first and a small worker
 # of its own serves alone: a person waiting on a test never waits behind an export.
 CONNECTION_TEST_QUEUE = f"{EXPORTS_QUEUE}-tests"
+# After-export hooks' calls (exports/hooks.py) are short too: served before exports, and
+# by the small worker, so that a long export never holds them up.
+HOOKS_QUEUE = f"{EXPORTS_QUEUE}-hooks"
 RQ_QUEUES = {
     EXPORTS_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("EXPORT_JOB_TIMEOUT", 6 * 3600, minimum=60)},
     CONNECTION_TEST_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 120},
+    HOOKS_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 120},
 }
+# What a worker serves, first to last; and the small worker (the Procfile's `tester`).
+WORKER_QUEUES = [CONNECTION_TEST_QUEUE, HOOKS_QUEUE, EXPORTS_QUEUE]
+SMALL_WORKER_QUEUES = [CONNECTION_TEST_QUEUE, HOOKS_QUEUE]
 # Workers load the export code before forking a work horse per job (exports/worker.py).
 RQ = {"WORKER_CLASS": "exports.worker.ExportWorker"}
 
@@ -204,6 +211,23 @@ DESTINATION_CONNECT_TIMEOUT = env_int("DESTINATION_CONNECT_TIMEOUT", 10, minimum
 # CONNECTION_TESTS_PER_MINUTE of them a minute.
 CONNECTION_TEST_SECONDS = env_int("CONNECTION_TEST_SECONDS", 20, minimum=1)
 CONNECTION_TESTS_PER_MINUTE = env_int("CONNECTION_TESTS_PER_MINUTE", 10, minimum=1)
+
+# After-export hooks (exports/hooks.py): each call waits EXPORT_HOOK_TIMEOUT seconds for
+# an answer; a failed one is tried again after each of EXPORT_HOOK_RETRY_DELAYS seconds in
+# turn (comma-separated), never later than EXPORT_HOOK_RETRY_HOURS after the run ended.
+# An export has at most EXPORT_HOOKS_PER_EXPORT hooks.
+EXPORT_HOOK_TIMEOUT = env_int("EXPORT_HOOK_TIMEOUT", 10, minimum=1)
+EXPORT_HOOK_RETRY_HOURS = env_int("EXPORT_HOOK_RETRY_HOURS", 24, minimum=0)
+EXPORT_HOOKS_PER_EXPORT = env_int("EXPORT_HOOKS_PER_EXPORT", 10, minimum=1)
+_hook_delays = env_str("EXPORT_HOOK_RETRY_DELAYS", "5,300,1800,7200,18000,36000,36000")
+try:
+    EXPORT_HOOK_RETRY_DELAYS = tuple(int(part) for part in _hook_delays.split(",") if part.strip())
+except ValueError:
+    raise ImproperlyConfigured(
+        f"EXPORT_HOOK_RETRY_DELAYS: {_hook_delays!r} is not a list of seconds such as 5,300,1800"
+    ) from None
+if any(delay < 0 for delay in EXPORT_HOOK_RETRY_DELAYS):
+    raise ImproperlyConfigured("EXPORT_HOOK_RETRY_DELAYS: a delay can't be negative")
 
 # The HTTP API (/api/v1/): requests a token may make per minute (past it: 429 with
 # Retry-After), the largest page a list returns, and how long a signed download URL works.

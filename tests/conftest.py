@@ -163,8 +163,7 @@ def start_worker_in_background(
             "rqworker",
             *(["--burst"] if burst else []),
             "--skip-checks",
-            settings.CONNECTION_TEST_QUEUE,
-            settings.EXPORTS_QUEUE,
+            *settings.WORKER_QUEUES,
         ],
         cwd=BASE_DIR,
         env=env,
@@ -212,8 +211,7 @@ def run_worker(timeout: float = 300) -> subprocess.CompletedProcess:
             "rqworker",
             "--burst",
             "--skip-checks",
-            settings.CONNECTION_TEST_QUEUE,
-            settings.EXPORTS_QUEUE,
+            *settings.WORKER_QUEUES,
         ],
         cwd=BASE_DIR,
         env=env,
@@ -233,8 +231,8 @@ def worker():
 @pytest.fixture(autouse=True)
 def _empty_queue():
     yield
-    django_rq.get_queue(settings.EXPORTS_QUEUE).empty()
-    django_rq.get_queue(settings.CONNECTION_TEST_QUEUE).empty()
+    for name in settings.WORKER_QUEUES:
+        django_rq.get_queue(name).empty()
 
 
 # --- a PostgreSQL source ---------------------------------------------------------------

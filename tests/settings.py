@@ -21,6 +21,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 os.environ.setdefault("EXPORT_DELIVERY_ATTEMPTS", "2")
 os.environ.setdefault("EXPORT_DELIVERY_BACKOFF", "0")
 os.environ.setdefault("DESTINATION_CONNECT_TIMEOUT", "3")
+os.environ.setdefault("EXPORT_HOOK_TIMEOUT", "3")
 # Workers beat every second; the reconciler takes 4 silent seconds for a dead worker.
 os.environ.setdefault("EXPORT_HEARTBEAT_SECONDS", "1")
 os.environ.setdefault("EXPORT_HEARTBEAT_TIMEOUT", "4")

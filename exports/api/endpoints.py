@@ -113,7 +113,7 @@ def _reread(request: TokenRequest, export: Export) -> dict:
 
 
 def _reread_run(request: TokenRequest, run: Run) -> dict:
-    return run_out(runs_queryset(request).get(id=run.id), request)
+    return run_out(runs_queryset(request).get(id=run.id))
 
 
 # Lists ---------------------------------------------------------------------------
@@ -320,7 +320,7 @@ def _runs(queryset: QuerySet, filters: RunFilters, request: TokenRequest) -> dic
     queryset = listing.order_rows(
         queryset, query.sort, name="export__name", last_run="queued_at", next_run="export__next_run_at"
     )
-    return _page(queryset, filters, lambda run: run_out(run, request))
+    return _page(queryset, filters, run_out)
 
 
 @api.get("/runs", response={200: s.RunPage, **ERRORS}, tags=["runs"])
@@ -338,13 +338,13 @@ def list_export_runs(request: TokenRequest, export_id: UUID, filters: Query[RunF
 @api.post("/runs/lookup", response={200: s.RunLookup, **ERRORS}, tags=["runs"])
 def lookup_runs(request: TokenRequest, payload: s.IdsIn) -> dict:
     """Up to 1,000 runs by id in one request; ids you can't see are listed in NotFound."""
-    return _lookup(runs_queryset(request), payload.Ids, lambda run: run_out(run, request))
+    return _lookup(runs_queryset(request), payload.Ids, run_out)
 
 
 @api.get("/runs/{run_id}", response={200: s.RunOut, **ERRORS}, tags=["runs"])
 def get_run(request: TokenRequest, run_id: UUID) -> dict:
     """A run's report; once it succeeded, its files with signed download URLs."""
-    return run_out(_get_run(request, run_id), request)
+    return run_out(_get_run(request, run_id))
 
 
 @api.post("/runs/{run_id}/cancel", response={200: s.RunOut, **ERRORS}, tags=["runs"])

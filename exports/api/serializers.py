@@ -6,7 +6,6 @@ import time
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.http import HttpRequest
 
 from connectors.models import Connector
 from exports.api.definitions import current_definition
@@ -102,7 +101,7 @@ def has_files_to_serve(run: Run) -> bool:
     return run.status == Run.Status.SUCCEEDED and (not run.is_desktop or run.is_downloadable)
 
 
-def run_out(run: Run, request: HttpRequest) -> dict:
+def run_out(run: Run) -> dict:
     """`run` comes with its export and, prefetched, its files."""
     servable = has_files_to_serve(run)
     now = time.time()

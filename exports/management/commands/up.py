@@ -146,15 +146,8 @@ class Command(BaseCommand):
                     "--access-logfile",
                     "-",
                 ],
-                "worker": [
-                    python,
-                    "manage.py",
-                    "rqworker",
-                    "--skip-checks",
-                    settings.CONNECTION_TEST_QUEUE,
-                    settings.EXPORTS_QUEUE,
-                ],
-                "tester": [python, "manage.py", "rqworker", "--skip-checks", settings.CONNECTION_TEST_QUEUE],
+                "worker": [python, "manage.py", "rqworker", "--skip-checks", *settings.WORKER_QUEUES],
+                "tester": [python, "manage.py", "rqworker", "--skip-checks", *settings.SMALL_WORKER_QUEUES],
                 "scheduler": [python, "manage.py", "scheduler"],
                 "sftpd": [python, "manage.py", "sftpd"],
             }
