@@ -777,8 +777,17 @@ def copy_to_sandbox(
 MAX_HOOK_URL: int = Hook._meta.get_field("url").max_length or 2000
 
 
+def hooks_refusal(user: Actor, export: Export) -> ActionRefused | None:
+    """Why `user` may not change the hooks of `export` (None: they may); pages show the
+    forms, and the full URLs, only to those who may."""
+    try:
+        check_hooks(user, export)
+    except ActionRefused as refusal:
+        return refusal
+    return None
+
+
 def check_hooks(user: Actor, export: Export) -> User:
-    """Before showing the form: who may change an export's hooks."""
     person = require_change(user, export)
     _refuse_custom(user, export, "change the hooks of")
     return person

@@ -12,7 +12,7 @@ from exports import actions, custom
 from exports.filters import validate_filters
 from exports.forms import FileStepForm
 from exports.incremental import CURSOR_TYPES
-from exports.models import ApiToken, Database, Dataset, Export, Run, RunFile
+from exports.models import ApiToken, Database, Dataset, Export, HookCall, Run, RunFile
 
 
 @admin.register(Database)
@@ -256,6 +256,16 @@ class ExportAdmin(admin.ModelAdmin):
         return False  # deleting takes the checks and the file clean-up of actions.delete
 
 
+class HookCallInline(admin.TabularInline):
+    model = HookCall
+    extra = 0
+    fields = readonly_fields = ["url", "event", "status", "attempts", "next_attempt_at", "delivered_at"]
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class RunFileInline(admin.TabularInline):
     model = RunFile
     extra = 0
@@ -272,7 +282,7 @@ class RunAdmin(admin.ModelAdmin):
 
     list_display = ["id", "export", "status", "trigger", "queued_at", "row_count", "error_code"]
     list_filter = ["status", "trigger", "error_code"]
-    inlines = [RunFileInline]
+    inlines = [RunFileInline, HookCallInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

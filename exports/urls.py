@@ -1,6 +1,6 @@
 from django.urls import path
 
-from exports.views import listing, profile, runs, sources, wizard
+from exports.views import hooks, listing, profile, runs, sources, wizard
 
 urlpatterns = [
     path("exports/", listing.exports_list, name="exports-list"),
@@ -19,6 +19,10 @@ urlpatterns = [
     path("exports/<uuid:export_id>/schedule/", listing.exports_schedule, name="exports-schedule"),
     path("exports/<uuid:export_id>/run-now/", listing.exports_run_now, name="exports-run-now"),
     path("exports/<uuid:export_id>/reset-watermark/", listing.exports_reset_watermark, name="exports-reset-watermark"),
+    path("exports/<uuid:export_id>/hooks/", hooks.exports_hooks_add, name="exports-hooks-add"),
+    path(
+        "exports/<uuid:export_id>/hooks/<int:hook_id>/remove/", hooks.exports_hooks_remove, name="exports-hooks-remove"
+    ),
     path(
         "exports/<uuid:export_id>/schedule-preview/", wizard.exports_schedule_preview, name="exports-schedule-preview"
     ),
@@ -29,6 +33,9 @@ urlpatterns = [
     path("runs/<uuid:run_id>/download/", runs.runs_download, name="runs-download"),
     path("runs/<uuid:run_id>/cancel/", runs.runs_cancel, name="runs-cancel"),
     path("runs/<uuid:run_id>/relaunch/", runs.runs_relaunch, name="runs-relaunch"),
+    path(
+        "runs/<uuid:run_id>/hooks/<uuid:call_id>/send-again/", hooks.runs_hooks_send_again, name="runs-hooks-send-again"
+    ),
     path("sources/", sources.sources_list, name="sources-list"),
     path("sources/<int:database_id>/refresh/", sources.sources_refresh, name="sources-refresh"),
 ]

@@ -36,6 +36,8 @@ from exports.api.serializers import (
     dataset_out,
     export_out,
     has_files_to_serve,
+    hook_call_out,
+    hook_out,
     run_out,
 )
 from exports.api.signing import check_signature
@@ -359,6 +361,61 @@ def relaunch(request: TokenRequest, run_id: UUID) -> Status[dict]:
     """Run a failed run again, after fixing its cause (credentials, a bucket, a host key...)."""
     new_run = actions.relaunch(request.user, _get_run(request, run_id))
     return Status(202, _reread_run(request, new_run))
+
+
+# After-export hooks ------------------------------------------------------------------
+
+
+@api.get("/exports/{export_id}/hooks", response={200: list[s.HookOut], **ERRORS}, tags=["hooks"])
+def list_hooks(request: TokenRequest, export_id: UUID) -> list[dict]:
+    """The URLs called when a run of the export ends (docs/hooks.md)."""
+    export = _get_export(request, export_id)
+    full = actions.hooks_refusal(request.user, export) is None
+    return [hook_out(hook, full=full) for hook in export.hooks.select_related("created_by")]
+
+
+@api.post("/exports/{export_id}/hooks", response={201: s.HookCreated, **ERRORS}, tags=["hooks"])
+def add_hook(request: TokenRequest, export_id: UUID, payload: s.HookIn) -> Status[dict]:
+    """Add a hook. The answer holds its signing secret, this once only."""
+    try:
+        hook, secret = actions.add_hook(request.user, _get_export(request, export_id), payload.Url, payload.Events)
+    except actions.ActionRefused as refusal:
+        if refusal.fields:  # the action's field names, as this API spells them
+            refusal.fields = {name.capitalize(): problems for name, problems in refusal.fields.items()}
+        raise
+    return Status(201, {**hook_out(hook, full=True), "Secret": secret})
+
+
+@api.delete("/exports/{export_id}/hooks/{hook_id}", response={204: None, **ERRORS}, tags=["hooks"])
+def remove_hook(request: TokenRequest, export_id: UUID, hook_id: DbId) -> Status[None]:
+    """Remove a hook: it is called no more; calls still being retried stop."""
+    export = _get_export(request, export_id)
+    hook = export.hooks.filter(id=hook_id).first()
+    if hook is None:
+        raise not_found("hook")
+    actions.remove_hook(request.user, hook)
+    return Status(204, None)
+
+
+@api.get("/runs/{run_id}/hook-calls", response={200: list[s.HookCallOut], **ERRORS}, tags=["hooks"])
+def list_hook_calls(request: TokenRequest, run_id: UUID) -> list[dict]:
+    """The run's hook calls and every attempt of each."""
+    run = _get_run(request, run_id)
+    full = actions.hooks_refusal(request.user, run.export) is None
+    calls = run.hook_calls.select_related("hook").prefetch_related("attempt_log")
+    return [hook_call_out(call, full=full) for call in calls]
+
+
+@api.post("/runs/{run_id}/hook-calls/{call_id}/send-again", response={202: s.HookCallOut, **ERRORS}, tags=["hooks"])
+def send_hook_again(request: TokenRequest, run_id: UUID, call_id: UUID) -> Status[dict]:
+    """Send a call again: the same message and webhook-id, signed afresh."""
+    run = _get_run(request, run_id)
+    call = run.hook_calls.select_related("run__export", "hook").filter(id=call_id).first()
+    if call is None:
+        raise not_found("hook call")
+    actions.send_hook_again(request.user, call)
+    call = run.hook_calls.select_related("hook").prefetch_related("attempt_log").get(id=call_id)
+    return Status(202, hook_call_out(call, full=True))
 
 
 # Signed downloads ------------------------------------------------------------------

@@ -279,3 +279,47 @@ class CopyIn(Schema):
 
 class IdsIn(Schema):
     Ids: list[UUID] = Field(..., max_length=MAX_IDS, description="At most 1,000")
+
+
+# After-export hooks (docs/hooks.md) ------------------------------------------------------
+
+HookEventsChoice = Literal["success", "failure", "both"]
+
+
+class HookIn(Schema):
+    Url: Text = Field(..., max_length=2000, description="https:// URL to POST to (the outbound address policy applies)")
+    Events: HookEventsChoice = Field("both", description="Which outcomes it is called for")
+
+
+class HookOut(Schema):
+    Id: int
+    Url: str = Field(..., description="In full for who may change the hooks; without its path for others")
+    Events: HookEventsChoice
+    CreatedUtc: datetime
+    CreatedBy: str | None
+
+
+class HookCreated(HookOut):
+    Secret: str = Field(..., description="The signing secret (whsec_...): returned this once, never again")
+
+
+class HookAttemptOut(Schema):
+    Manual: bool = Field(..., description="true for a Send again")
+    QueuedUtc: datetime
+    SentUtc: datetime | None
+    StatusCode: int | None
+    Error: str | None
+    DurationMs: int | None
+    NextRetryUtc: datetime | None
+
+
+class HookCallOut(Schema):
+    Id: UUID
+    WebhookId: str = Field(..., description="The webhook-id header of every attempt: drop repeats by it")
+    HookId: int | None = Field(..., description="null once the hook was removed")
+    Url: str
+    Type: str = Field(..., description="export.run.succeeded or export.run.failed")
+    Status: Literal["Sending", "Delivered", "Gave up"]
+    NextAttemptUtc: datetime | None
+    DeliveredUtc: datetime | None
+    Attempts: list[HookAttemptOut]

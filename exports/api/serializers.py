@@ -10,7 +10,7 @@ from django.conf import settings
 from connectors.models import Connector
 from exports.api.definitions import current_definition
 from exports.api.signing import signed_file_url
-from exports.models import Dataset, Export, Run
+from exports.models import Dataset, Export, Hook, HookCall, Run
 
 # Keyed by str: a run's status field reads back as plain text.
 RUN_STATUS: dict[str, str] = {
@@ -148,5 +148,41 @@ def run_out(run: Run) -> dict:
                 "UrlExpiresUtc": url_expiry if servable else None,
             }
             for f in run.files.all()
+        ],
+    }
+
+
+def hook_out(hook: Hook, *, full: bool) -> dict:
+    return {
+        "Id": hook.id,
+        "Url": hook.url if full else hook.origin,
+        "Events": hook.events,
+        "CreatedUtc": hook.created_at,
+        "CreatedBy": hook.created_by.get_username() if hook.created_by else None,
+    }
+
+
+def hook_call_out(call: HookCall, *, full: bool) -> dict:
+    """`call` comes with its hook and, prefetched, its attempts."""
+    return {
+        "Id": call.id,
+        "WebhookId": call.webhook_id,
+        "HookId": call.hook_id,
+        "Url": call.url if full else (call.hook.origin if call.hook else ""),
+        "Type": call.event,
+        "Status": call.get_status_display(),
+        "NextAttemptUtc": call.next_attempt_at,
+        "DeliveredUtc": call.delivered_at,
+        "Attempts": [
+            {
+                "Manual": attempt.manual,
+                "QueuedUtc": attempt.queued_at,
+                "SentUtc": attempt.started_at,
+                "StatusCode": attempt.status_code,
+                "Error": attempt.error or None,
+                "DurationMs": attempt.duration_ms,
+                "NextRetryUtc": attempt.next_retry_at,
+            }
+            for attempt in call.attempt_log.all()
         ],
     }

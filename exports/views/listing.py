@@ -19,7 +19,7 @@ from exports import actions, listing
 from exports.actions import ActionRefused
 from exports.charts import run_history
 from exports.listing import TABS, ManageQuery
-from exports.models import Export, Run
+from exports.models import Export, Hook, Run
 from exports.permissions import can_change, can_create, can_download
 from exports.views.pages import (
     HtmxHttpRequest,
@@ -69,13 +69,21 @@ def exports_list(request: HtmxHttpRequest) -> HttpResponse:
 
 @login_required
 def exports_detail(request: HtmxHttpRequest, export_id: UUID) -> HttpResponse:
-    export = export_for(request, export_id)
+    return detail_page(request, export_for(request, export_id))
+
+
+def detail_page(request: HtmxHttpRequest, export: Export, **extra) -> HttpResponse:
+    """The export's page; `extra`: what a form posted to it adds (a new hook's secret)."""
     runs = list(export.runs.order_by("-queued_at")[:100])
     return render(
         request,
         "exports/detail.html",
         {
+            **extra,
             "export": export,
+            "hooks": export.hooks.select_related("created_by"),
+            "hooks_refusal": actions.hooks_refusal(request.user, export),
+            "hook_event_choices": Hook.Events.choices,
             "runs": runs,
             "chart": run_history(list(reversed(runs[:40]))),
             "can_change": can_change(request.user, export),

@@ -21,6 +21,9 @@ from exports.views.pages import HtmxHttpRequest, back_to_list, list_target, refu
 @login_required
 def runs_detail(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
     run = run_for(request, run_id)
+    hook_calls = list(run.hook_calls.select_related("hook").prefetch_related("attempt_log__requested_by"))
+    for call in hook_calls:
+        call.sending = any(attempt.finished_at is None for attempt in call.attempt_log.all())
     context = {
         "run": run,
         "export": run.export,
@@ -29,6 +32,10 @@ def runs_detail(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
         "can_change": can_change(request.user, run.export),
         "definition_refusal": actions.custom_refusal(request.user, run.export, "view the definition of"),
         "next_attempt": actions.next_attempt(run),
+        "hook_calls": hook_calls,
+        "hooks_refusal": actions.hooks_refusal(request.user, run.export),
+        # While a call is queued or going, the report follows it.
+        "hooks_sending": any(call.sending for call in hook_calls),
     }
     if request.htmx:
         return render(request, "exports/_run_report.html", context)
