@@ -110,7 +110,9 @@ def send_attempt(attempt_id: int) -> str:
     started = time.monotonic()
     try:
         body = message(call, now)
-        answer = post(call.url, body, headers_for(call, call.hook.secret, body, now))
+        headers = headers_for(call, call.hook.secret, body, now)
+        started = time.monotonic()  # the call's own duration, not the message's making
+        answer = post(call.url, body, headers)
     except Exception as exc:  # a bug, or a secret that can't be decrypted: the call goes on
         logger.exception("hook call %s, attempt %s failed", call.webhook_id, attempt.id)
         answer = Answer(error=f"unexpected error: {type(exc).__name__}")

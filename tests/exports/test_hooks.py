@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -419,3 +420,29 @@ def test_the_secret_is_encrypted_at_rest(users, orders):
         [stored] = cursor.fetchone()
     assert secret not in stored
     assert json.dumps(secret) not in stored
+
+
+def test_the_receiver_example_in_the_docs_verifies_a_real_call(users, orders, worker, capsys):
+    """docs/hooks.md's receiver, run as it is written (its secret and port aside)."""
+    text = (settings.BASE_DIR / "docs" / "hooks.md").read_text()
+    code = text.split("## A receiver in a few lines of Python", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    serve = 'HTTPServer(("0.0.0.0", 8080), Receiver).serve_forever()'
+    assert serve in code
+    export = make_export(users["owner"], orders)
+    port = Receiver().port
+    _hook, secret = actions.add_hook(users["owner"], export, f"http://127.0.0.1:{port}/hooks/exports")
+    namespace: dict = {}
+    exec(code.replace('"whsec_..."', repr(secret)).replace(serve, ""), namespace)
+    server = namespace["HTTPServer"](("127.0.0.1", port), namespace["Receiver"])
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        run = queue_run(export, user=users["owner"])
+        worker()
+        call = HookCall.objects.get(run=run)
+        attempt = call.attempt_log.get()
+        assert attempt.status_code == 204, attempt.error
+        assert namespace["seen"] == {call.webhook_id}
+        assert f"export.run.succeeded {export.name} {run.files.get().rows}" in capsys.readouterr().out
+    finally:
+        server.shutdown()
+        server.server_close()
