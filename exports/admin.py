@@ -259,7 +259,7 @@ class ExportAdmin(admin.ModelAdmin):
 class HookCallInline(admin.TabularInline):
     model = HookCall
     extra = 0
-    fields = readonly_fields = ["url", "event", "status", "attempts", "next_attempt_at", "delivered_at"]
+    fields = readonly_fields = ("url", "event", "status", "attempts", "next_attempt_at", "delivered_at")
     can_delete = False
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:

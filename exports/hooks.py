@@ -25,6 +25,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 import django_rq
 from django.conf import settings
@@ -155,7 +156,7 @@ def tick(now: datetime | None = None) -> HookTick:
             ).update(next_attempt_at=None)
             if claimed:
                 attempt = HookAttempt.objects.create(call=call)
-                transaction.on_commit(lambda attempt_id=attempt.id: enqueue([attempt_id]))
+                transaction.on_commit(partial(enqueue, [attempt.id]))
                 report.retried += 1
 
     grace = now - timedelta(seconds=settings.EXPORT_REQUEUE_AFTER)

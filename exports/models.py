@@ -924,7 +924,7 @@ class HookCall(models.Model):
             if hook.wants(run)
         ]
         if calls:
-            cls.objects.bulk_create(calls)
+            HookCall.objects.bulk_create(calls)
             HookAttempt.objects.bulk_create([HookAttempt(call=call) for call in calls])
         return calls
 

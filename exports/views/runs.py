@@ -22,8 +22,8 @@ from exports.views.pages import HtmxHttpRequest, back_to_list, list_target, refu
 def runs_detail(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
     run = run_for(request, run_id)
     hook_calls = list(run.hook_calls.select_related("hook").prefetch_related("attempt_log__requested_by"))
-    for call in hook_calls:
-        call.sending = any(attempt.finished_at is None for attempt in call.attempt_log.all())
+    # Calls with an attempt queued or going: not sent again meanwhile, and followed.
+    sending = {call.id for call in hook_calls if any(a.finished_at is None for a in call.attempt_log.all())}
     context = {
         "run": run,
         "export": run.export,
@@ -35,7 +35,8 @@ def runs_detail(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
         "hook_calls": hook_calls,
         "hooks_refusal": actions.hooks_refusal(request.user, run.export),
         # While a call is queued or going, the report follows it.
-        "hooks_sending": any(call.sending for call in hook_calls),
+        "sending_calls": sending,
+        "hooks_sending": bool(sending),
     }
     if request.htmx:
         return render(request, "exports/_run_report.html", context)
