@@ -138,7 +138,7 @@ class Destination:
             exc.message = self.connector.redact(exc.message)
             raise
         except Exception as exc:  # noqa: BLE001 - every SDK has its own hierarchy
-            refused = _policy_refusal(exc)
+            refused = outbound.verdict_in(exc)
             if isinstance(refused, outbound.HostNotFound):
                 raise DestinationError(Problem.UNREACHABLE, refused.message) from None
             if refused is not None:
@@ -187,25 +187,6 @@ class Destination:
             pass
         finally:
             self._guard.close()
-
-
-def _policy_refusal(exc: BaseException) -> outbound.AddressNotAllowed | outbound.HostNotFound | None:
-    """The policy's verdict (refused, or not found) somewhere in an SDK's chain of
-    exceptions, if it is there."""
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, outbound.AddressNotAllowed | outbound.HostNotFound):
-            return current
-        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
-        pending += [arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)]
-        attributes = vars(current).values() if hasattr(current, "__dict__") else ()
-        pending += [value for value in attributes if isinstance(value, BaseException)]
-    return None
 
 
 def _endpoint_host(url: str, what: str, *, bare: bool = True) -> str:

@@ -62,8 +62,8 @@ def post(url: str, body: str, headers: dict[str, str]) -> Answer:
     except requests.exceptions.SSLError:
         return Answer(error="the TLS handshake failed: the receiver's certificate could not be verified")
     except requests.exceptions.ConnectionError as exc:
-        refusal = _policy_refusal(exc)
-        return Answer(error=refusal or "the receiver could not be reached (connection refused or reset)")
+        verdict = outbound.verdict_in(exc)  # a name that resolved elsewhere while connecting
+        return Answer(error=str(verdict or "the receiver could not be reached (connection refused or reset)"))
     except requests.exceptions.RequestException as exc:
         return Answer(error=f"the request failed ({type(exc).__name__})")
     answer = Answer(status_code=response.status_code)
@@ -72,26 +72,6 @@ def post(url: str, body: str, headers: dict[str, str]) -> Answer:
     elif not answer.ok:
         answer.error = f"the receiver answered {response.status_code}"
     return answer
-
-
-def _policy_refusal(exc: BaseException) -> str:
-    """The policy's refusal of a name resolved while connecting (DNS rebinding), if that
-    is what the connection error wraps."""
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, outbound.AddressNotAllowed | outbound.HostNotFound):
-            return str(current)
-        pending += [arg for arg in current.args if isinstance(arg, BaseException)]
-        pending += [link for link in (current.__cause__, current.__context__) if link is not None]
-        reason = getattr(current, "reason", None)
-        if isinstance(reason, BaseException):
-            pending.append(reason)
-    return ""
 
 
 def send_attempt(attempt_id: int) -> str:

@@ -213,6 +213,25 @@ def check_url(url: str, *, what: str = "the endpoint", https_only: bool = True, 
     return host
 
 
+def verdict_in(exc: BaseException) -> AddressNotAllowed | HostNotFound | None:
+    """The policy's verdict (refused, or not found) somewhere in an SDK's chain of
+    exceptions, if it is there: a guarded name resolved while connecting."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, AddressNotAllowed | HostNotFound):
+            return current
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+        pending += [arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)]
+        attributes = vars(current).values() if hasattr(current, "__dict__") else ()
+        pending += [value for value in attributes if isinstance(value, BaseException)]
+    return None
+
+
 # --- Guarding connections ---------------------------------------------------------------
 
 _guarded: Counter[str] = Counter()

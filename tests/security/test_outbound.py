@@ -21,6 +21,7 @@ from connectors.errors import DestinationError, Problem
 from connectors.models import Connector
 from connectors.probe import probe
 from connectors.storage import open_destination, police_requests
+from exports import webhook
 from exports.actions import queue_run
 from exports.models import Export, Run
 from exportsite import outbound
@@ -391,4 +392,14 @@ def test_a_run_from_a_source_in_a_closed_network_fails_before_any_packet(users, 
     run.refresh_from_db()
     assert run.error_code == Run.ErrorCode.SOURCE_UNAVAILABLE
     assert "127.0.0.1 is loopback" in run.error_message
+    assert canary.connections == 0
+
+
+def test_a_hook_whose_name_rebinds_to_our_network_is_refused_at_the_call(monkeypatch, closed_network, canary):
+    """A hook URL that passed the policy when it was saved (a public address), called
+    when its name resolves to our network: refused, and no packet reaches the canary."""
+    monkeypatch.setattr(outbound, "_real_getaddrinfo", _resolves_to("93.184.215.14", "127.0.0.1"))
+    answer = webhook.post(f"https://rebind.example:{canary.port}/hooks", "{}", {})
+    assert answer.status_code is None
+    assert "rebind.example (127.0.0.1) is loopback" in answer.error
     assert canary.connections == 0
