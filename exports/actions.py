@@ -847,9 +847,8 @@ def send_hook_again(user: Actor, call: HookCall) -> None:
         person = check_hooks(user, _locked(call.run.export))
         if call.hook_id is None or not Hook.objects.filter(id=call.hook_id).exists():
             raise ActionRefused(HOOK_REMOVED, "this hook was removed: there is nothing to send it with")
-        if call.attempt_log.filter(finished_at__isnull=True).exists():
+        if hooks.send_again(call, person) is None:
             raise ActionRefused(ALREADY_SENDING, "this call is being sent: wait for its answer", already=True)
-        hooks.send_again(call, person)
 
 
 def desktop_files_of(export: Export, *, kept_only: bool = False) -> list[str]:

@@ -29,7 +29,7 @@ from functools import partial
 
 import django_rq
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -55,21 +55,30 @@ def enqueue(attempt_ids: Iterable[int]) -> None:
         queue.enqueue("exports.webhook.send_attempt", attempt_id, job_id=job_id(attempt_id))
 
 
+def enqueue_quietly(attempt_ids: Iterable[int]) -> None:
+    """Enqueue; Redis down only delays the attempts until the tick finds them."""
+    try:
+        enqueue(attempt_ids)
+    except Exception:
+        logger.warning("hook attempts could not be enqueued; the scheduler's tick does", exc_info=True)
+
+
 def enqueue_calls_of(run: Run) -> None:
     """After a run ended (its worker, or whoever found it lost): its calls' first attempts
-    go to the workers. Redis down only delays them until the tick finds them."""
+    go to the workers."""
     queued = HookAttempt.objects.filter(call__run=run, started_at__isnull=True, enqueued_at__isnull=True)
-    try:
-        enqueue(list(queued.values_list("id", flat=True)))
-    except Exception:
-        logger.warning("run %s: its hook calls could not be enqueued; the scheduler's tick does", run.id, exc_info=True)
+    enqueue_quietly(list(queued.values_list("id", flat=True)))
 
 
-def send_again(call: HookCall, user) -> HookAttempt:
-    """One more attempt of a call, whatever its state, enqueued once the transaction
-    commits (`actions.send_hook_again` checks who may, then calls this)."""
+def send_again(call: HookCall, user) -> HookAttempt | None:
+    """One more attempt of a call, whatever became of the others, enqueued once the
+    transaction commits; None while one of its attempts is queued or going (a call is
+    never sent twice at once). `actions.send_hook_again` checks who may, then calls this."""
+    call = _locked_call(call.id)
+    if has_open_attempt(call):
+        return None
     attempt = HookAttempt.objects.create(call=call, manual=True, requested_by=user)
-    transaction.on_commit(lambda: enqueue([attempt.id]))
+    transaction.on_commit(partial(enqueue_quietly, [attempt.id]), robust=True)
     return attempt
 
 
@@ -95,30 +104,44 @@ class Answer:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def finish(attempt: HookAttempt, answer: Answer, now: datetime, duration_ms: int | None) -> None:
-    """Record the attempt; the call is delivered, or its next retry set, or given up."""
-    call = attempt.call
+def _locked_call(call_id) -> HookCall:
+    """The call's row as it is now, locked until the transaction ends (PostgreSQL;
+    SQLite serialises writers anyway): whoever starts or ends an attempt holds it."""
+    rows = HookCall.objects.filter(id=call_id)
+    if connection.features.has_select_for_update:
+        rows = rows.select_for_update()
+    return rows.get()
+
+
+def has_open_attempt(call: HookCall) -> bool:
+    return HookAttempt.objects.filter(call=call, finished_at__isnull=True).exists()
+
+
+def finish(attempt: HookAttempt, answer: Answer, now: datetime, duration_ms: int | None) -> bool:
+    """Record the attempt; the call is delivered, or its next retry set, or given up.
+    False when the attempt was closed already (the tick took its worker for dead)."""
     with transaction.atomic():
-        retry = None
+        call = _locked_call(attempt.call_id)
+        closed = HookAttempt.objects.filter(id=attempt.id, finished_at__isnull=True).update(
+            finished_at=now, duration_ms=duration_ms, status_code=answer.status_code, error=answer.error[:500]
+        )
+        if not closed:
+            return False
         if answer.ok:
-            HookCall.objects.filter(id=call.id).exclude(status=HookCall.Status.DELIVERED).update(
-                status=HookCall.Status.DELIVERED, delivered_at=now, next_attempt_at=None
-            )
-        elif not attempt.manual:
+            if not call.is_delivered:
+                HookCall.objects.filter(id=call.id).update(
+                    status=HookCall.Status.DELIVERED, delivered_at=now, next_attempt_at=None
+                )
+        elif not attempt.manual and call.is_pending:
             failed = call.attempts + 1
             retry = None if call.hook_id is None else retry_at(call, failed, now)
-            HookCall.objects.filter(id=call.id, status=HookCall.Status.PENDING).update(
+            HookCall.objects.filter(id=call.id).update(
                 attempts=failed,
                 next_attempt_at=retry,
                 status=HookCall.Status.PENDING if retry else HookCall.Status.GAVE_UP,
             )
-        HookAttempt.objects.filter(id=attempt.id).update(
-            finished_at=now,
-            duration_ms=duration_ms,
-            status_code=answer.status_code,
-            error=answer.error[:500],
-            next_retry_at=retry,
-        )
+            HookAttempt.objects.filter(id=attempt.id).update(next_retry_at=retry)
+    return True
 
 
 # The scheduler's part ------------------------------------------------------------------
@@ -149,15 +172,19 @@ def tick(now: datetime | None = None) -> HookTick:
     now = now or timezone.now()
     report = HookTick()
     due = HookCall.objects.filter(status=HookCall.Status.PENDING, next_attempt_at__lte=now)
-    for call in due.order_by("next_attempt_at")[:1000]:
+    for call_id in list(due.order_by("next_attempt_at").values_list("id", flat=True)[:1000]):
         with transaction.atomic():
-            claimed = HookCall.objects.filter(
-                id=call.id, status=HookCall.Status.PENDING, next_attempt_at=call.next_attempt_at
-            ).update(next_attempt_at=None)
-            if claimed:
-                attempt = HookAttempt.objects.create(call=call)
-                transaction.on_commit(partial(enqueue, [attempt.id]))
-                report.retried += 1
+            call = _locked_call(call_id)
+            # Due still (another scheduler may have been first), and not being sent by a
+            # Send again: the retry waits for that attempt's answer.
+            if not call.is_pending or call.next_attempt_at is None or call.next_attempt_at > now:
+                continue
+            if has_open_attempt(call):
+                continue
+            HookCall.objects.filter(id=call.id).update(next_attempt_at=None)
+            attempt = HookAttempt.objects.create(call=call)
+            transaction.on_commit(partial(enqueue_quietly, [attempt.id]), robust=True)
+            report.retried += 1
 
     grace = now - timedelta(seconds=settings.EXPORT_REQUEUE_AFTER)
     redis = django_rq.get_connection(settings.HOOKS_QUEUE)
@@ -167,9 +194,10 @@ def tick(now: datetime | None = None) -> HookTick:
             enqueue([attempt.id])
             report.requeued += 1
 
-    # A call waits EXPORT_HOOK_TIMEOUT at most: one open far longer lost its worker.
-    stale = now - timedelta(seconds=settings.EXPORT_HOOK_TIMEOUT + settings.EXPORT_HEARTBEAT_TIMEOUT)
-    for attempt in HookAttempt.objects.filter(finished_at__isnull=True, started_at__lt=stale).select_related("call"):
-        finish(attempt, Answer(error="the worker stopped during the call: no answer was recorded"), now, None)
-        report.abandoned += 1
+    # RQ stops a call's job after HOOK_JOB_TIMEOUT (its attempt is then recorded as failed):
+    # an attempt open longer than that, and a margin, lost its worker.
+    stale = now - timedelta(seconds=settings.HOOK_JOB_TIMEOUT + settings.EXPORT_HEARTBEAT_TIMEOUT)
+    for attempt in HookAttempt.objects.filter(finished_at__isnull=True, started_at__lt=stale):
+        if finish(attempt, Answer(error="the worker stopped during the call: no answer was recorded"), now, None):
+            report.abandoned += 1
     return report

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -918,14 +918,20 @@ class HookCall(models.Model):
     def record(cls, run: Run) -> list[HookCall]:
         """The calls a run's outcome makes, each with its first attempt queued; the
         worker enqueues them once the transaction commits (exports/hooks.py)."""
-        calls = [
-            cls(run=run, hook=hook, url=hook.url, event=f"export.run.{run.status}")
-            for hook in Hook.objects.filter(export_id=run.export_id)
-            if hook.wants(run)
-        ]
-        if calls:
-            HookCall.objects.bulk_create(calls)
-            HookAttempt.objects.bulk_create([HookAttempt(call=call) for call in calls])
+        with transaction.atomic():
+            # Locked: a hook removed meanwhile would fail the run's commit. Its secret
+            # stays encrypted: signing is the worker's business.
+            hooks = Hook.objects.filter(export_id=run.export_id).defer("secret")
+            if connection.features.has_select_for_update:
+                hooks = hooks.select_for_update()
+            calls = [
+                cls(run=run, hook=hook, url=hook.url, event=f"export.run.{run.status}")
+                for hook in hooks
+                if hook.wants(run)
+            ]
+            if calls:
+                HookCall.objects.bulk_create(calls)
+                HookAttempt.objects.bulk_create([HookAttempt(call=call) for call in calls])
         return calls
 
 

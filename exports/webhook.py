@@ -12,11 +12,12 @@ import requests
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
+from rq.timeouts import JobTimeoutException
 from standardwebhooks import Webhook
 
 from exports.api.serializers import run_out
 from exports.hooks import Answer, finish
-from exports.models import HookAttempt, HookCall, Run
+from exports.models import Hook, HookAttempt, HookCall, Run
 from exportsite import outbound
 
 logger = logging.getLogger(__name__)
@@ -26,9 +27,11 @@ USER_AGENT = "exportsite-hooks/1"
 
 def message(call: HookCall, now: datetime) -> str:
     """The JSON body: the Standard Webhooks envelope around the run's API document
-    (docs/api.md, GET /runs/{id}), its download URLs signed afresh."""
+    (docs/api.md, GET /runs/{id}) but its `Worker`, its download URLs signed afresh."""
     run = Run.objects.select_related("export", "connector").prefetch_related("files").get(id=call.run_id)
-    envelope = {"type": call.event, "timestamp": now, "data": run_out(run)}
+    data = run_out(run)
+    del data["Worker"]  # our machines' names stay ours
+    envelope = {"type": call.event, "timestamp": now, "data": data}
     return json.dumps(envelope, cls=DjangoJSONEncoder, separators=(",", ":"))
 
 
@@ -53,7 +56,7 @@ def post(url: str, body: str, headers: dict[str, str]) -> Answer:
                 url, data=body.encode(), headers=headers, timeout=timeout, allow_redirects=False, stream=True
             )
             response.close()  # its body is not read: nothing it says is kept
-    except outbound.AddressNotAllowed as exc:
+    except (outbound.AddressNotAllowed, outbound.HostNotFound) as exc:
         return Answer(error=str(exc))
     except requests.exceptions.ConnectTimeout:
         return Answer(error=f"no connection within {timeout} s")
@@ -79,21 +82,26 @@ def send_attempt(attempt_id: int) -> str:
     now = timezone.now()
     if not HookAttempt.objects.filter(id=attempt_id, started_at__isnull=True).update(started_at=now):
         return "skipped"
-    attempt = HookAttempt.objects.select_related("call__hook").get(id=attempt_id)
+    attempt = HookAttempt.objects.select_related("call").get(id=attempt_id)
     call = attempt.call
     if not attempt.manual and not call.is_pending:
         attempt.delete()  # delivered meanwhile by a Send again: nothing to retry
         return "skipped"
-    if call.hook is None:
-        finish(attempt, Answer(error="the hook was removed: not sent"), now, None)
-        return "removed"
     started = time.monotonic()
     try:
-        body = message(call, now)
-        headers = headers_for(call, call.hook.secret, body, now)
-        started = time.monotonic()  # the call's own duration, not the message's making
-        answer = post(call.url, body, headers)
-    except Exception as exc:  # a bug, or a secret that can't be decrypted: the call goes on
+        # Read here: a secret that can't be decrypted is this attempt's failure, recorded.
+        hooks = Hook.objects.filter(id=call.hook_id) if call.hook_id is not None else Hook.objects.none()
+        secret = hooks.values_list("secret", flat=True).first()
+        if secret is None:
+            answer = Answer(error="the hook was removed: not sent")
+        else:
+            body = message(call, now)
+            headers = headers_for(call, secret, body, now)
+            started = time.monotonic()  # the call's own duration, not the message's making
+            answer = post(call.url, body, headers)
+    except JobTimeoutException:
+        answer = Answer(error=f"the call took longer than {settings.HOOK_JOB_TIMEOUT} s in all")
+    except Exception as exc:  # a bug, or a key that changed: the call goes on
         logger.exception("hook call %s, attempt %s failed", call.webhook_id, attempt.id)
         answer = Answer(error=f"unexpected error: {type(exc).__name__}")
     finish(attempt, answer, timezone.now(), round((time.monotonic() - started) * 1000))

@@ -130,17 +130,15 @@ EXPORTS_QUEUE = env_str("EXPORTSITE_QUEUE", "exports")
 # Test connection has its own queue, which every worker serves first and a small worker
 # of its own serves alone: a person waiting on a test never waits behind an export.
 CONNECTION_TEST_QUEUE = f"{EXPORTS_QUEUE}-tests"
-# After-export hooks' calls (exports/hooks.py) are short too: served before exports, and
-# by the small worker, so that a long export never holds them up.
+# After-export hooks' calls (exports/hooks.py) are short: workers serve them before exports.
 HOOKS_QUEUE = f"{EXPORTS_QUEUE}-hooks"
 RQ_QUEUES = {
     EXPORTS_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("EXPORT_JOB_TIMEOUT", 6 * 3600, minimum=60)},
     CONNECTION_TEST_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 120},
-    HOOKS_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 120},
 }
 # What a worker serves, first to last; and the small worker (the Procfile's `tester`).
 WORKER_QUEUES = [CONNECTION_TEST_QUEUE, HOOKS_QUEUE, EXPORTS_QUEUE]
-SMALL_WORKER_QUEUES = [CONNECTION_TEST_QUEUE, HOOKS_QUEUE]
+SMALL_WORKER_QUEUES = [CONNECTION_TEST_QUEUE]
 # Workers load the export code before forking a work horse per job (exports/worker.py).
 RQ = {"WORKER_CLASS": "exports.worker.ExportWorker"}
 
@@ -219,6 +217,10 @@ CONNECTION_TESTS_PER_MINUTE = env_int("CONNECTION_TESTS_PER_MINUTE", 10, minimum
 EXPORT_HOOK_TIMEOUT = env_int("EXPORT_HOOK_TIMEOUT", 10, minimum=1)
 EXPORT_HOOK_RETRY_HOURS = env_int("EXPORT_HOOK_RETRY_HOURS", 24, minimum=0)
 EXPORT_HOOKS_PER_EXPORT = env_int("EXPORT_HOOKS_PER_EXPORT", 10, minimum=1)
+# A call's job is stopped after this long, whatever the receiver does (a slow trickle of
+# bytes, many addresses that don't answer): no attempt is ever open longer.
+HOOK_JOB_TIMEOUT = 6 * EXPORT_HOOK_TIMEOUT
+RQ_QUEUES[HOOKS_QUEUE] = {"URL": REDIS_URL, "DEFAULT_TIMEOUT": HOOK_JOB_TIMEOUT}
 _hook_delays = env_str("EXPORT_HOOK_RETRY_DELAYS", "5,300,1800,7200,18000,36000,36000")
 try:
     EXPORT_HOOK_RETRY_DELAYS = tuple(int(part) for part in _hook_delays.split(",") if part.strip())

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from connectors.models import ConnectionTest, Connector, login_for
-from exports.models import ApiToken, Database, Export, Run, RunFile, refresh_datasets
+from exports.models import ApiToken, Database, Export, Hook, HookCall, Run, RunFile, refresh_datasets
 from orgs.models import Organisation, Sandbox
 from tests.conftest import PASSWORD, member
 
@@ -33,6 +33,8 @@ class Tenant:
     token_secret: str
     token: ApiToken
     connection_test: ConnectionTest
+    hook: Hook
+    hook_call: HookCall
     names: list[str] = field(default_factory=list)
 
 
@@ -86,6 +88,8 @@ def make_tenant(name: str, demo_path) -> Tenant:
     )
     token, secret = ApiToken.issue(people["marketer"], f"{name} token", sandbox=production)
     connection_test = ConnectionTest.objects.create(connector=connector, user=people["admin"])
+    hook = Hook.objects.create(export=export, url=f"https://{slug}.example/hooks", secret=Hook.new_secret())
+    hook_call = HookCall.objects.create(run=run, url=hook.url, event="export.run.succeeded")
     return Tenant(
         organisation=organisation,
         production=production,
@@ -102,6 +106,8 @@ def make_tenant(name: str, demo_path) -> Tenant:
         token_secret=secret,
         token=token,
         connection_test=connection_test,
+        hook=hook,
+        hook_call=hook_call,
         names=[f"{name} CRM", f"{name} lake", f"{name} drop", f"{name} one-shot", f"{name} nightly", f"{name} token"],
     )
 

@@ -64,6 +64,7 @@ def test_a_receiver_gets_a_signed_call_for_a_success_and_for_a_failure(users, or
     data = payload["data"]
     assert (data["Id"], data["ExportId"], data["ExportName"]) == (str(succeeded.id), str(export.id), export.name)
     assert data["Status"] == "Success"
+    assert "Worker" not in data  # our machines' names stay ours
     assert data["ErrorCode"] is None
     assert data["Rows"] == succeeded.row_count > 0
     [run_file] = succeeded.files.all()
@@ -249,6 +250,49 @@ def test_an_attempt_whose_worker_died_mid_call_counts_as_failed_and_is_retried(u
     call.refresh_from_db()
     assert (call.status, call.attempts) == (HookCall.Status.PENDING, 1)
     assert call.next_attempt_at == attempt.next_retry_at is not None
+
+
+def test_a_slow_worker_answering_after_the_tick_closed_its_attempt_changes_nothing(users, orders):
+    export = make_export(users["owner"], orders)
+    actions.add_hook(users["owner"], export, Receiver().url)
+    run = Run.objects.create(export=export, status=Run.Status.RUNNING, started_at=timezone.now())
+    assert run.fail(Run.ErrorCode.TIMEOUT, "too long")
+    attempt = HookAttempt.objects.get(call__run=run)
+    HookAttempt.objects.filter(id=attempt.id).update(started_at=timezone.now(), enqueued_at=timezone.now())
+    assert hooks.tick(timezone.now() + timedelta(minutes=5)).abandoned == 1
+    call = HookCall.objects.get(id=attempt.call_id)
+    retry = call.next_attempt_at
+    # The worker was alive after all, and answers now: too late, nothing moves.
+    assert not hooks.finish(attempt, hooks.Answer(status_code=500, error="x"), timezone.now(), 5)
+    call.refresh_from_db()
+    assert (call.attempts, call.next_attempt_at, call.status) == (1, retry, HookCall.Status.PENDING)
+    attempt.refresh_from_db()
+    assert attempt.status_code is None
+    assert "the worker stopped" in attempt.error
+
+
+def test_a_retry_due_during_a_send_again_waits_for_its_answer(users, orders):
+    export = make_export(users["owner"], orders)
+    actions.add_hook(users["owner"], export, Receiver().url)
+    run = Run.objects.create(export=export, status=Run.Status.RUNNING, started_at=timezone.now())
+    assert run.fail(Run.ErrorCode.TIMEOUT, "too long")
+    call = HookCall.objects.get(run=run)
+    first = call.attempt_log.get()
+    hooks.finish(first, hooks.Answer(error="down"), timezone.now(), 3)
+    call.refresh_from_db()
+    assert call.next_attempt_at is not None
+    actions.send_hook_again(users["owner"], call)  # queued, not answered yet
+    later = call.next_attempt_at + timedelta(seconds=1)
+    assert hooks.tick(later).retried == 0
+    manual = call.attempt_log.get(manual=True)
+    hooks.finish(manual, hooks.Answer(error="down"), timezone.now(), 3)
+    assert hooks.tick(later).retried == 1
+
+
+def test_a_host_that_stopped_resolving_is_a_failed_attempt_with_the_reason(users, orders):
+    answer = webhook.post("https://no-such-host.invalid/hooks", "{}", {})
+    assert answer.status_code is None
+    assert "no-such-host.invalid can't be resolved" in answer.error
 
 
 def test_the_outcome_and_its_calls_commit_together(users, orders):
