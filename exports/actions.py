@@ -158,11 +158,7 @@ def find_hook(sandbox_id: int, hook_id: Any) -> Hook:
 
 
 def find_hook_call(sandbox_id: int, call_id: Any) -> HookCall:
-    call = (
-        HookCall.objects.select_related("run__export", "hook")
-        .filter(run__export__sandbox_id=sandbox_id, id=call_id)
-        .first()
-    )
+    call = HookCall.objects.select_related("run__export").filter(run__export__sandbox_id=sandbox_id, id=call_id).first()
     if call is None:
         raise ActionRefused(NOT_FOUND, "no such hook call")
     return call

@@ -371,7 +371,7 @@ def list_hooks(request: TokenRequest, export_id: UUID) -> list[dict]:
     """The URLs called when a run of the export ends (docs/hooks.md)."""
     export = _get_export(request, export_id)
     full = actions.hooks_refusal(request.user, export) is None
-    return [hook_out(hook, full=full) for hook in export.hooks.select_related("created_by")]
+    return [hook_out(hook, full=full) for hook in export.hooks.select_related("created_by").defer("secret")]
 
 
 @api.post("/exports/{export_id}/hooks", response={201: s.HookCreated, **ERRORS}, tags=["hooks"])
@@ -402,7 +402,7 @@ def list_hook_calls(request: TokenRequest, run_id: UUID) -> list[dict]:
     """The run's hook calls and every attempt of each."""
     run = _get_run(request, run_id)
     full = actions.hooks_refusal(request.user, run.export) is None
-    calls = run.hook_calls.select_related("hook").prefetch_related("attempt_log")
+    calls = run.hook_calls.select_related("hook").defer("hook__secret").prefetch_related("attempt_log")
     return [hook_call_out(call, full=full) for call in calls]
 
 
@@ -410,11 +410,11 @@ def list_hook_calls(request: TokenRequest, run_id: UUID) -> list[dict]:
 def send_hook_again(request: TokenRequest, run_id: UUID, call_id: UUID) -> Status[dict]:
     """Send a call again: the same message and webhook-id, signed afresh."""
     run = _get_run(request, run_id)
-    call = run.hook_calls.select_related("run__export", "hook").filter(id=call_id).first()
+    call = run.hook_calls.select_related("run__export").filter(id=call_id).first()
     if call is None:
         raise not_found("hook call")
     actions.send_hook_again(request.user, call)
-    call = run.hook_calls.select_related("hook").prefetch_related("attempt_log").get(id=call_id)
+    call = run.hook_calls.select_related("hook").defer("hook__secret").prefetch_related("attempt_log").get(id=call_id)
     return Status(202, hook_call_out(call, full=True))
 
 

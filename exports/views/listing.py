@@ -81,7 +81,7 @@ def detail_page(request: HtmxHttpRequest, export: Export, **extra) -> HttpRespon
         {
             **extra,
             "export": export,
-            "hooks": export.hooks.select_related("created_by"),
+            "hooks": export.hooks.select_related("created_by").defer("secret"),
             "hooks_refusal": actions.hooks_refusal(request.user, export),
             "hook_event_choices": Hook.Events.choices,
             "runs": runs,

@@ -21,7 +21,9 @@ from exports.views.pages import HtmxHttpRequest, back_to_list, list_target, refu
 @login_required
 def runs_detail(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
     run = run_for(request, run_id)
-    hook_calls = list(run.hook_calls.select_related("hook").prefetch_related("attempt_log__requested_by"))
+    hook_calls = list(
+        run.hook_calls.select_related("hook").defer("hook__secret").prefetch_related("attempt_log__requested_by")
+    )
     # Calls with an attempt queued or going: not sent again meanwhile, and followed.
     sending = {call.id for call in hook_calls if any(a.finished_at is None for a in call.attempt_log.all())}
     context = {
