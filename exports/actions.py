@@ -31,7 +31,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
 from connectors.models import Connector
-from exports import hooks
+from exports import hooks, schema_watch
 from exports.delivery import delete_downloads, desktop_storage
 from exports.dispatch import dispatch_quietly
 from exports.models import DESKTOP, Dataset, Export, Hook, HookCall, Run, RunFile, RunQuerySet, SkippedSlot
@@ -256,6 +256,7 @@ def create_custom_export(user: Actor, export: Export) -> Export:
     with transaction.atomic():
         check_in_sandbox(user, export)
         _full_clean(export)
+        schema_watch.record(export)
         export.save()
         return schedule(user, export)
 
@@ -681,7 +682,8 @@ def save_draft(user: Actor, export: Export) -> Export:
             check_editable(user, _locked(export))
         check_in_sandbox(user, export)
         _full_clean(export)
-        export.save(update_fields=None if adding else Export.definition_fields())
+        schema_watch.record(export)  # the columns it uses, as they are now
+        export.save(update_fields=None if adding else [*Export.definition_fields(), *schema_watch.FIELDS])
     return export
 
 
@@ -719,7 +721,10 @@ def copy(user: Actor, export: Export, name: str | None = None) -> Export:
             problem = "a name can't contain NUL characters"
         if problem:
             raise ActionRefused(VALIDATION_FAILED, f"Name: {problem}", fields={"Name": [problem]})
-        return export.copy(name=name, owner=person)
+        draft = export.copy(name=name, owner=person)
+        schema_watch.record(draft)
+        draft.save(update_fields=schema_watch.FIELDS)
+        return draft
 
 
 def copy_to_sandbox(

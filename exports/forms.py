@@ -13,8 +13,7 @@ from connectors.models import Connector
 from exports import filters as export_filters
 from exports.engine import MAX_PARTS
 from exports.incremental import CURSOR_TYPES
-from exports.models import Dataset, Export
-from exports.notify import recipients_of
+from exports.models import Dataset, Export, recipients_of
 from exports.schedule import DEFAULT_DURATION_MONTHS, add_months
 
 DELIMITERS = [(",", "Comma ,"), (";", "Semicolon ;"), ("\t", "Tab"), ("|", "Pipe |")]

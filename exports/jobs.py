@@ -19,7 +19,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
-from exports import delivery, hooks
+from exports import delivery, hooks, schema_watch
 from exports.dispatch import dispatch_quietly
 from exports.engine import FileSpec, TooManyFiles, read_ahead, write_files
 from exports.filters import validate_filters
@@ -27,7 +27,7 @@ from exports.incremental import Lookback, Window, window_for
 from exports.layout import context_for_run, render_template
 from exports.models import Export, IncrementalMemory, Run
 from exports.notify import notify_run
-from exports.sources import SourceError, open_reader
+from exports.sources import SchemaChanged, SourceError, open_reader
 from exportsite import redaction
 from exportsite.logs import run_context
 
@@ -209,6 +209,12 @@ def execute_run(run: Run) -> None:
     delivered: list = []
     tnf = ""
     try:
+        problem = schema_watch.problem_of(export)
+        if problem:
+            raise SchemaChanged(
+                f"{problem}: nothing was read, so that no file of another shape is delivered. Change the export "
+                "to fit the table as it is now, or restore the column and refresh the source"
+            )
         window = None
         memory = None
         filter_specs = list(export.filters)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import secrets
 import socket
 import uuid
@@ -223,6 +224,12 @@ class Export(InSandbox):
     # A custom export: platform staff set it up for the client, and manage it
     # (exports/actions.py, "Custom exports"). Its copies are standard exports.
     managed = models.BooleanField(default=False)
+    # Schema watch (exports/schema_watch.py): the columns the export uses, with their type
+    # when it was last saved ({name: type}); and, when a refresh found one of them gone or
+    # changed, why, and since when.
+    schema_columns = models.JSONField(default=dict, blank=True)
+    schema_problem = models.TextField(blank=True)
+    schema_problem_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -281,6 +288,9 @@ class Export(InSandbox):
             "copied_from",
             "managed",
             "created_at",
+            "schema_columns",
+            "schema_problem",
+            "schema_problem_at",
         }
     )
 
@@ -420,6 +430,7 @@ class Run(models.Model):
         WORK_DISK_FULL = "WORK_DISK_FULL", "The worker's disk is full"
         TIMEOUT = "TIMEOUT", "The export took longer than allowed"
         TOO_MANY_FILES = "TOO_MANY_FILES", "The export would write too many files"
+        SCHEMA_CHANGED = "SCHEMA_CHANGED", "A column the export uses is gone or changed type"
         CANCELLED = "CANCELLED", "The export was cancelled"
         INTERNAL_ERROR = "INTERNAL_ERROR", "Internal error"
 
@@ -822,6 +833,11 @@ class RunFile(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+def recipients_of(export: Export) -> list[str]:
+    """The addresses an export's report e-mails go to."""
+    return [address for address in re.split(r"[\s,;]+", export.report_recipients or "") if address]
 
 
 class Hook(models.Model):

@@ -4,21 +4,16 @@ successful ones when the export asks for it."""
 from __future__ import annotations
 
 import logging
-import re
 
 from django.conf import settings
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
 
 from exports.actions import next_attempt
-from exports.models import Run
+from exports.models import Run, recipients_of
 from orgs.scope import site_reverse
 
 logger = logging.getLogger(__name__)
-
-
-def recipients_of(export) -> list[str]:
-    return [address for address in re.split(r"[\s,;]+", export.report_recipients or "") if address]
 
 
 def notify_run(run: Run) -> bool:

@@ -1,6 +1,6 @@
 """The scheduler's tick: turn due exports into runs, reconcile lost runs, expire old
-downloads, keep after-export hook calls going (exports/hooks.py). `manage.py scheduler`
-calls `tick()` every few seconds.
+downloads, keep after-export hook calls going (exports/hooks.py), refresh each source
+daily (exports/schema_watch.py). `manage.py scheduler` calls `tick()` every few seconds.
 
 Exactly once, with any number of schedulers: each due export is handled in its own
 transaction that locks its row (`select_for_update(skip_locked=True)` on PostgreSQL;
@@ -31,7 +31,7 @@ from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from exports import actions, hooks, jobs
+from exports import actions, hooks, jobs, schema_watch
 from exports.delivery import delete_downloads
 from exports.dispatch import dispatch, enqueue_run
 from exports.health import record_tick
@@ -50,6 +50,7 @@ class TickReport:
     expired: list[Run] = field(default_factory=list)
     dispatched: list[UUID] = field(default_factory=list)
     hook_calls: hooks.HookTick = field(default_factory=hooks.HookTick)
+    refreshed: list[int] = field(default_factory=list)
 
 
 def tick(now: datetime | None = None) -> TickReport:
@@ -65,6 +66,7 @@ def tick(now: datetime | None = None) -> TickReport:
             report.skipped.append(outcome.skipped)
     expire_downloads(now, report)
     report.hook_calls = hooks.tick(now)
+    report.refreshed = schema_watch.refresh_due(now)
     # Runs that ended, failed or were retried above free places: fill them.
     report.dispatched = dispatch()
     record_tick()

@@ -53,6 +53,12 @@ class SourceQueryFailed(SourceError):
     code = "SOURCE_QUERY_FAILED"
 
 
+class SchemaChanged(SourceError):
+    """A column the export uses is gone or changed type (exports/schema_watch.py)."""
+
+    code = "SCHEMA_CHANGED"
+
+
 @dataclass
 class DiscoveredDataset:
     schema_name: str

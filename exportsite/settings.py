@@ -142,6 +142,10 @@ SMALL_WORKER_QUEUES = [CONNECTION_TEST_QUEUE]
 # Workers load the export code before forking a work horse per job (exports/worker.py).
 RQ = {"WORKER_CLASS": "exports.worker.ExportWorker"}
 
+# Schema watch (exports/schema_watch.py): each source is refreshed, and its exports
+# checked, every SOURCE_REFRESH_HOURS.
+SOURCE_REFRESH_HOURS = env_int("SOURCE_REFRESH_HOURS", 24, minimum=1)
+
 # The export engine.
 EXPORT_BATCH_ROWS = env_int("EXPORT_BATCH_ROWS", 65_536, minimum=1_000)
 # A custom dataset's query (exports/custom.py) is cut after this many seconds on PostgreSQL.

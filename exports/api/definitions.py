@@ -15,8 +15,7 @@ from exports import actions
 from exports import filters as export_filters
 from exports.api.errors import invalid
 from exports.forms import DestinationStepForm, FileStepForm, ScheduleStepForm, SourceStepForm
-from exports.models import Dataset, Export
-from exports.notify import recipients_of
+from exports.models import Dataset, Export, recipients_of
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User

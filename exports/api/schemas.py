@@ -128,6 +128,9 @@ class ExportOut(Schema):
         "incremental_custom one shows its definition, may be copied into a standard draft, and unscheduled, "
         "which makes it a standard export",
     )
+    SchemaProblem: str | None = Field(
+        None, description="A column it uses is gone or changed type in the source: its runs fail with SCHEMA_CHANGED"
+    )
     CreatedUtc: datetime
     UpdatedUtc: datetime
 

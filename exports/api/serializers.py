@@ -83,6 +83,7 @@ def export_out(export: Export) -> dict:
         "LastRunStatus": RUN_STATUS.get(last_status) if last_status else None,
         "CopiedFrom": export.copied_from_id,
         "Custom": export.shown_type if export.managed else None,
+        "SchemaProblem": export.schema_problem or None,
         "CreatedUtc": export.created_at,
         "UpdatedUtc": export.updated_at,
     }

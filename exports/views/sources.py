@@ -10,8 +10,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from exports import sources
-from exports.models import Database, Dataset, refresh_datasets
+from exports import schema_watch, sources
+from exports.models import Database, Dataset
 from exports.permissions import is_admin
 from exports.views.pages import scope_of
 
@@ -35,7 +35,7 @@ def sources_refresh(request: HttpRequest, database_id: int) -> HttpResponse:
     if not is_admin(request.user, sandbox_id):
         raise PermissionDenied("only admins refresh source databases")
     try:
-        datasets = refresh_datasets(database)
+        datasets = schema_watch.refresh(database)
     except sources.SourceError as exc:
         messages.error(request, f"Refreshing {database.name} failed: {exc}")
     else:
