@@ -53,6 +53,8 @@ def describe(url: str, query: str) -> list[dict]:
     read-only. A ValidationError names what is wrong, with the database's reason."""
     query = normalise(query)
     check_shape(query)
+    if not url.startswith(("sqlite:", "postgres://", "postgresql://")):
+        raise ValidationError("a custom dataset reads a SQLite or PostgreSQL source; this source's engine has none yet")
     try:
         if url.startswith("sqlite:"):
             columns = _describe_sqlite(url, query)

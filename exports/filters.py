@@ -170,6 +170,19 @@ class _Params:
         self.values: list = []
 
     def add(self, value, logical_type: str) -> str:
+        if self.dialect == "duckdb":
+            # Inline too: a standard string literal (no backslash escapes) that DuckDB casts.
+            # Decimals compare as DOUBLE: DuckDB's bare DECIMAL would round them to 3 places.
+            cast = {
+                "integer": "BIGINT",
+                "float": "DOUBLE",
+                "decimal": "DOUBLE",
+                "boolean": "BOOLEAN",
+                "timestamp": "TIMESTAMPTZ",
+                "datetime": "TIMESTAMP",
+                "date": "DATE",
+            }.get(logical_type, "VARCHAR")
+            return "'" + _as_text(value).replace("'", "''") + f"'::{cast}"
         if self.dialect == "postgresql":
             # A text literal that PostgreSQL casts to the column's type.
             cast = {
@@ -215,7 +228,7 @@ def compile_where(filters: list[Filter], dialect: str) -> tuple[str, list]:
     if not filters:
         return "", []
     params = _Params(dialect)
-    like = "ILIKE" if dialect == "postgresql" else "LIKE"
+    like = "ILIKE" if dialect in {"postgresql", "duckdb"} else "LIKE"
     clauses = []
     for f in filters:
         column = _column_expression(f, dialect)

@@ -39,7 +39,8 @@ class Database(InSandbox):
     # Unique in its sandbox: a development sandbox has its own "CRM" beside production's,
     # and Copy to sandbox finds a dataset's twin by its database's name.
     name = models.CharField(max_length=200)
-    # sqlite:///absolute/path.sqlite3 or postgresql://user:pass@host:port/dbname
+    # sqlite:///absolute/path.sqlite3, duckdb:///absolute/path.duckdb or
+    # postgresql://user:pass@host:port/dbname
     url = EncryptedTextField()
     created_at = models.DateTimeField(auto_now_add=True)
     refreshed_at = models.DateTimeField(null=True, blank=True)
@@ -56,7 +57,9 @@ class Database(InSandbox):
 
     @property
     def engine(self) -> str:
-        return "sqlite" if self.url.startswith("sqlite:") else "postgresql"
+        if self.url.startswith(("sqlite:", "duckdb:")):
+            return self.url.split(":", 1)[0]
+        return "postgresql"
 
 
 class DatasetQuerySet(models.QuerySet):

@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from django.conf import settings
 
 from exports.filters import Filter, compile_where, quote_identifier
 from exportsite import outbound
@@ -405,7 +406,6 @@ def _pg_adbc_uri(url: str, *, custom_query: bool = False) -> str:
     and under EXPORT_CUSTOM_QUERY_TIMEOUT, set as libpq startup `options` (a PgBouncer in
     front of the source must let them through: `ignore_startup_parameters` must not
     drop `options`). A table's reads are our own SELECTs and need neither."""
-    from django.conf import settings  # noqa: PLC0415 - sources reads settings only here, for the timeout
 
     uri = "postgresql://" + url.split("://", 1)[1] if url.startswith("postgres://") else url
     parts = urlsplit(uri)
@@ -421,6 +421,134 @@ def _pg_adbc_uri(url: str, *, custom_query: bool = False) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
+# --- DuckDB -----------------------------------------------------------------------------
+#
+# A DuckDB database file, read-only, through DuckDB's own Arrow stream. Its types map to
+# the logical ones; those Arrow or our files can't carry as they are are cast in the query:
+# unsigned 64-bit and HUGEINT to exact decimals, UUID, JSON, enums, intervals, times,
+# lists and structs to their text.
+
+_DUCKDB_TYPES = {
+    "TINYINT": "integer",
+    "SMALLINT": "integer",
+    "INTEGER": "integer",
+    "BIGINT": "integer",
+    "UTINYINT": "integer",
+    "USMALLINT": "integer",
+    "UINTEGER": "integer",
+    "FLOAT": "float",
+    "DOUBLE": "float",
+    "BOOLEAN": "boolean",
+    "VARCHAR": "text",
+    "DATE": "date",
+    "TIMESTAMP WITH TIME ZONE": "timestamp",
+    "TIMESTAMP": "datetime",
+    "TIMESTAMP_S": "datetime",
+    "TIMESTAMP_MS": "datetime",
+    "TIMESTAMP_NS": "datetime",
+    "BLOB": "binary",
+}
+# Wider than int64: exact decimals.
+_DUCKDB_WIDE_INTEGERS = {"UBIGINT": 20, "HUGEINT": 38, "UHUGEINT": 38}
+
+
+def duckdb_path(url: str) -> Path:
+    # duckdb:///absolute/path.duckdb
+    return Path("/" + url[len("duckdb:") :].lstrip("/"))
+
+
+def _duckdb_logical_type(data_type: str, precision: int | None, scale: int | None) -> dict:
+    if data_type.startswith("DECIMAL") and precision is not None:
+        return {"type": "decimal", "precision": min(precision, 38), "scale": scale or 0}
+    if data_type in _DUCKDB_WIDE_INTEGERS:
+        return {"type": "decimal", "precision": _DUCKDB_WIDE_INTEGERS[data_type], "scale": 0}
+    return {"type": _DUCKDB_TYPES.get(data_type, "text")}
+
+
+def _duckdb_connect(url: str):
+    import duckdb  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
+
+    path = duckdb_path(url)
+    if not path.is_file():
+        raise SourceUnavailable(f"the DuckDB database file {path} does not exist")
+    # DuckDB caches the file's blocks in memory up to its limit (80% of RAM by default):
+    # bounded, 5M and 20M rows stream at a flat 250 MB (docs/sources.md); one thread outruns any writer.
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": str(settings.DUCKDB_MEMORY_LIMIT),
+        "threads": 1,
+    }
+    try:
+        return duckdb.connect(str(path), read_only=True, config=config)
+    except duckdb.Error as exc:
+        raise SourceUnavailable(f"cannot open the DuckDB database: {_first_line(exc)}") from None
+
+
+def _discover_duckdb(url: str) -> list[DiscoveredDataset]:
+    import duckdb  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
+
+    connection = _duckdb_connect(url)
+    try:
+        tables = connection.execute(
+            """
+            SELECT t.table_schema, t.table_name, t.table_type, d.estimated_size
+            FROM information_schema.tables t
+            LEFT JOIN duckdb_tables() d ON d.schema_name = t.table_schema AND d.table_name = t.table_name
+                AND d.database_name = t.table_catalog
+            WHERE t.table_catalog = current_database() AND t.table_schema NOT IN ('information_schema', 'pg_catalog')
+            ORDER BY t.table_schema, t.table_name
+            """
+        ).fetchall()
+        columns = connection.execute(
+            """
+            SELECT table_schema, table_name, column_name, data_type, is_nullable, numeric_precision, numeric_scale
+            FROM information_schema.columns
+            WHERE table_catalog = current_database()
+            ORDER BY table_schema, table_name, ordinal_position
+            """
+        ).fetchall()
+        keys = connection.execute(
+            """
+            SELECT schema_name, table_name, constraint_column_names FROM duckdb_constraints()
+            WHERE constraint_type = 'PRIMARY KEY' AND database_name = current_database()
+            """
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise SourceQueryFailed(f"cannot read the DuckDB catalogue: {_first_line(exc)}") from None
+    finally:
+        connection.close()
+    by_table: dict[tuple[str, str], list[dict]] = {}
+    for schema, table, name, data_type, nullable, precision, scale in columns:
+        column = {"name": name, "source_type": data_type, "nullable": nullable == "YES"}
+        column.update(_duckdb_logical_type(data_type, precision, scale))
+        by_table.setdefault((schema, table), []).append(column)
+    primary_keys = {(schema, table): list(names) for schema, table, names in keys}
+    return [
+        DiscoveredDataset(
+            "" if schema == "main" else schema,
+            table,
+            "view" if table_type == "VIEW" else "table",
+            by_table.get((schema, table), []),
+            estimated if table_type != "VIEW" else None,
+            primary_key=primary_keys.get((schema, table), []),
+        )
+        for schema, table, table_type, estimated in tables
+    ]
+
+
+def _duckdb_select_expression(column: dict) -> str:
+    name = quote_identifier(column["name"])
+    source_type = column.get("source_type", "")
+    if column["type"] == "text" and source_type != "VARCHAR":
+        return f"CAST({name} AS VARCHAR) AS {name}"
+    if source_type in _DUCKDB_WIDE_INTEGERS:
+        return f"CAST({name} AS DECIMAL({column['precision']}, 0)) AS {name}"
+    return name
+
+
+def _duckdb_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 # --- Common entry points ----------------------------------------------------------------
 
 
@@ -430,7 +558,9 @@ def discover(url: str) -> list[DiscoveredDataset]:
         return _discover_sqlite(url)
     if url.startswith(("postgres://", "postgresql://")):
         return _discover_postgresql(url)
-    raise SourceUnavailable("unsupported database URL: use sqlite:///path or postgresql://...")
+    if url.startswith("duckdb:"):
+        return _discover_duckdb(url)
+    raise SourceUnavailable("unsupported database URL: use sqlite:///path, duckdb:///path or postgresql://...")
 
 
 def _first_line(exc: Exception) -> str:
@@ -669,16 +799,20 @@ class DatasetReader(ABC):
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         sql, params = self._query()
-        cursor = self._cursor()
         try:
-            cursor.adbc_statement.set_options(**self._statement_options())
-            cursor.execute(sql, parameters=params or None)
-            stream = cursor.fetch_record_batch()
+            stream = self._stream(sql, params)
         except Exception as exc:  # noqa: BLE001 - ADBC and Arrow raise their own error types; each is a failed read
             raise _query_failed(exc, self.label) from None
         for batch in self._data_batches(self._read(stream)):
             if batch.num_rows:
                 yield self._normalise(batch)
+
+    def _stream(self, sql: str, params: list):
+        """The query's result as a stream of Arrow record batches (ADBC's, by default)."""
+        cursor = self._cursor()
+        cursor.adbc_statement.set_options(**self._statement_options())
+        cursor.execute(sql, parameters=params or None)
+        return cursor.fetch_record_batch()
 
     def _read(self, stream) -> Iterator[pa.RecordBatch]:
         iterator = iter(stream)
@@ -836,9 +970,50 @@ class PostgresReader(DatasetReader):
         return {"adbc.postgresql.batch_size_hint_bytes": str(PG_BATCH_BYTES)}
 
 
+class DuckdbReader(DatasetReader):
+    dialect = "duckdb"
+
+    def _connect(self):
+        return _duckdb_connect(self.url)
+
+    def _estimate_rows(self) -> int:
+        [(estimated,)] = self._fetch(
+            "SELECT coalesce(max(estimated_size), 0) FROM duckdb_tables() "
+            f"WHERE schema_name = {_duckdb_string(self.schema_name or 'main')} "
+            f"AND table_name = {_duckdb_string(self.table)} AND database_name = current_database()"
+        )
+        return int(estimated)
+
+    def _max_value_sql(self, column: dict) -> str:
+        return f"SELECT max({quote_identifier(column['name'])}), NULL FROM {self.source}"
+
+    def _primary_key_sql(self) -> str:
+        return (
+            "SELECT unnest(constraint_column_names) FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' "
+            f"AND schema_name = {_duckdb_string(self.schema_name or 'main')} "
+            f"AND table_name = {_duckdb_string(self.table)} AND database_name = current_database()"
+        )
+
+    def _query(self) -> tuple[str, list]:
+        selected = ", ".join(_duckdb_select_expression(column) for column in self.columns)
+        where, params = compile_where(self.filters, "duckdb")
+        return f"SELECT {selected} FROM {self.source}{where}", params
+
+    def _statement_options(self) -> dict[str, str]:
+        return {}
+
+    def _stream(self, sql: str, params: list):
+        # DuckDB's relation streams its result in batches of the size asked for.
+        return self._cursor().sql(sql).to_arrow_reader(self.batch_rows)
+
+
 def reader_class(url: str) -> type[DatasetReader]:
-    # Anything but SQLite goes to the PostgreSQL driver, whose connection error then names the problem.
-    return SqliteReader if url.startswith("sqlite:") else PostgresReader
+    # Anything else goes to the PostgreSQL driver, whose connection error then names the problem.
+    if url.startswith("sqlite:"):
+        return SqliteReader
+    if url.startswith("duckdb:"):
+        return DuckdbReader
+    return PostgresReader
 
 
 @contextmanager

@@ -146,6 +146,9 @@ RQ = {"WORKER_CLASS": "exports.worker.ExportWorker"}
 # checked, every SOURCE_REFRESH_HOURS.
 SOURCE_REFRESH_HOURS = env_int("SOURCE_REFRESH_HOURS", 24, minimum=1)
 
+# DuckDB file sources keep at most this much of the file cached while they are read.
+DUCKDB_MEMORY_LIMIT = env_str("DUCKDB_MEMORY_LIMIT", "64MB")
+
 # The export engine.
 EXPORT_BATCH_ROWS = env_int("EXPORT_BATCH_ROWS", 65_536, minimum=1_000)
 # A custom dataset's query (exports/custom.py) is cut after this many seconds on PostgreSQL.

@@ -22,7 +22,8 @@ def read_file(path: Path, file_format: str, *, delimiter: str = ",") -> list[dic
         return pq.read_table(path).to_pylist()
     with opener(path, "rt", encoding="utf-8", newline="") as fh:
         if file_format == "ndjson":
-            return [json.loads(line) for line in fh if line.strip()]
+            # Decimals as the exact numbers the file holds, not the floats json would make of them.
+            return [json.loads(line, parse_float=Decimal) for line in fh if line.strip()]
         return list(csv.DictReader(fh, delimiter=delimiter))
 
 
@@ -59,6 +60,9 @@ def normalise(value, logical_type: str, *, scale: int = 0, milliseconds: bool = 
         if milliseconds:
             moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
         return moment
+    if logical_type == "datetime":
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        return moment.replace(microsecond=moment.microsecond // 1000 * 1000) if milliseconds else moment
     if logical_type == "date":
         return value if isinstance(value, date) else date.fromisoformat(str(value))
     return str(value)
