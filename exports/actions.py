@@ -34,8 +34,8 @@ from connectors.models import Connector
 from exports import hooks, schema_watch
 from exports.delivery import delete_downloads, desktop_storage
 from exports.dispatch import dispatch_quietly
-from exports.models import DESKTOP, Dataset, Export, Hook, HookCall, Run, RunFile, RunQuerySet, SkippedSlot
-from exports.permissions import Actor, can_change, can_create, can_use_connector, is_member
+from exports.models import DESKTOP, Database, Dataset, Export, Hook, HookCall, Run, RunFile, RunQuerySet, SkippedSlot
+from exports.permissions import Actor, can_change, can_create, can_use_connector, is_admin, is_member
 from exports.schedule import for_export
 from exportsite import outbound
 from orgs.models import Sandbox
@@ -63,6 +63,7 @@ EXPIRED = "EXPIRED"
 RATE_LIMITED = "RATE_LIMITED"
 CUSTOM_EXPORT = "CUSTOM_EXPORT"
 HOOK_REMOVED = "HOOK_REMOVED"
+SOURCE_IN_USE = "SOURCE_IN_USE"
 ALREADY_SENDING = "ALREADY_SENDING"
 
 _STATUS = {FORBIDDEN: 403, NOT_FOUND: 404, VALIDATION_FAILED: 400, RATE_LIMITED: 429, CUSTOM_EXPORT: 403}
@@ -850,6 +851,66 @@ def send_hook_again(user: Actor, call: HookCall) -> None:
             raise ActionRefused(HOOK_REMOVED, "this hook was removed: there is nothing to send it with")
         if hooks.send_again(call, person) is None:
             raise ActionRefused(ALREADY_SENDING, "this call is being sent: wait for its answer", already=True)
+
+
+# Sources --------------------------------------------------------------------------------
+#
+# A sandbox's admins add, change and remove its source databases (platform staff too, in
+# the admin). A source whose datasets exports use stays: the page lists those exports.
+
+
+def check_sources(user: Actor, sandbox_id: int) -> User:
+    if not is_member(user, sandbox_id):
+        raise ActionRefused(NOT_FOUND, "no such sandbox")
+    if not is_admin(user, sandbox_id) and not user.is_superuser:
+        raise ActionRefused(FORBIDDEN, "only admins manage source databases")
+    return cast(User, user)
+
+
+def save_source(user: Actor, database: Database) -> Database:
+    """Add or change a source; its datasets are read (refreshed) right after. A source
+    that can't be read is saved anyway, with the reason on the Sources page."""
+    with transaction.atomic():
+        check_sources(user, database.sandbox_id)
+        if database.pk is not None and not Database.objects.filter(pk=database.pk, sandbox_id=database.sandbox_id):
+            raise ActionRefused(NOT_FOUND, "no such source")
+        if Database.objects.filter(sandbox_id=database.sandbox_id, name=database.name).exclude(pk=database.pk):
+            raise ActionRefused(
+                VALIDATION_FAILED,
+                f"name: the sandbox has a source called {database.name!r} already",
+                fields={"name": ["The sandbox has a source of that name already."]},
+            )
+        database.save()
+    try:
+        schema_watch.refresh(database)
+    except Exception as exc:  # noqa: BLE001 - whatever the source answered, refresh_datasets recorded it
+        logger.info("source %s saved; its first refresh failed: %s", database.id, exc)
+    return database
+
+
+def source_users(database: Database) -> QuerySet[Export]:
+    """The exports that read one of the source's datasets."""
+    return Export.objects.filter(dataset__database=database).order_by("name")
+
+
+def delete_source_refusal(user: Actor, database: Database) -> ActionRefused | None:
+    try:
+        check_sources(user, database.sandbox_id)
+    except ActionRefused as refusal:
+        return refusal
+    names = list(source_users(database).values_list("name", flat=True)[:11])
+    if names:
+        shown = ", ".join(repr(name) for name in names[:10]) + (" and more" if len(names) > 10 else "")
+        return ActionRefused(SOURCE_IN_USE, f"exports read this source: {shown}; delete or change them first")
+    return None
+
+
+def delete_source(user: Actor, database: Database) -> None:
+    with transaction.atomic():
+        refusal = delete_source_refusal(user, database)
+        if refusal is not None:
+            raise refusal
+        database.delete()
 
 
 def desktop_files_of(export: Export, *, kept_only: bool = False) -> list[str]:

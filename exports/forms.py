@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, ClassVar, cast
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from django import forms
 from django.conf import settings
@@ -15,6 +17,7 @@ from exports.engine import MAX_PARTS
 from exports.incremental import CURSOR_TYPES
 from exports.models import Dataset, Export, recipients_of
 from exports.schedule import DEFAULT_DURATION_MONTHS, add_months
+from exportsite import outbound
 
 DELIMITERS = [(",", "Comma ,"), (";", "Semicolon ;"), ("\t", "Tab"), ("|", "Pipe |")]
 
@@ -350,3 +353,120 @@ def clean_filters(formset, dataset: Dataset | None) -> list[dict] | None:
         formset._non_form_errors = formset.error_class(exc.messages)
         return None
     return specs
+
+
+# Sources ---------------------------------------------------------------------------------
+
+SSL_MODES = [
+    ("", "libpq's default (prefer)"),
+    ("disable", "disable"),
+    ("prefer", "prefer"),
+    ("require", "require"),
+    ("verify-ca", "verify-ca"),
+    ("verify-full", "verify-full"),
+]
+
+
+class SourceForm(forms.Form):
+    """A source database as people think of one: an engine, then a server (host, port,
+    database, user, password, TLS mode) or a file. Saved as the connection URL the readers
+    take (`url`), encrypted; the password is never shown again and kept when left blank."""
+
+    ENGINES: ClassVar[list[tuple[str, str]]] = [
+        ("postgresql", "PostgreSQL"),
+        ("sqlite", "SQLite file"),
+        ("duckdb", "DuckDB file"),
+    ]
+
+    name = forms.CharField(max_length=200)
+    engine = forms.ChoiceField(choices=ENGINES)
+    host = forms.CharField(max_length=253, required=False)
+    port = forms.IntegerField(min_value=1, max_value=65535, required=False, initial=5432)
+    database = forms.CharField(max_length=200, required=False)
+    user = forms.CharField(max_length=200, required=False)
+    password = forms.CharField(
+        max_length=500, required=False, widget=forms.PasswordInput(render_value=False), strip=False
+    )
+    sslmode = forms.ChoiceField(choices=SSL_MODES, required=False, label="TLS (sslmode)")
+    path = forms.CharField(
+        max_length=1000,
+        required=False,
+        help_text="A file in the folder of source files, e.g. crm.sqlite3 or analytics.duckdb",
+    )
+
+    def __init__(self, *args, current_url: str = "", **kwargs):
+        self.current_url = current_url
+        super().__init__(*args, **kwargs)
+        if current_url and not self.is_bound:
+            self.initial.update(self.fields_of(current_url))
+        self.fields["password"].help_text = (
+            "Left blank: the saved password is kept." if current_url else "Stored encrypted; never shown again."
+        )
+
+    @staticmethod
+    def fields_of(url: str) -> dict[str, Any]:
+        """The form's fields for a saved URL, never its password."""
+        parts = urlsplit(url)
+        if parts.scheme in {"sqlite", "duckdb"}:
+            path = Path("/" + url.split(":", 1)[1].lstrip("/"))
+            root = settings.SOURCE_FILES_DIR
+            shown = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+            return {"engine": parts.scheme, "path": shown}
+        query = dict(parse_qsl(parts.query))
+        return {
+            "engine": "postgresql",
+            "host": parts.hostname or "",
+            "port": parts.port or 5432,
+            "database": unquote(parts.path.lstrip("/")),
+            "user": unquote(parts.username or ""),
+            "sslmode": query.get("sslmode", ""),
+        }
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        engine = data.get("engine")
+        if engine in {"sqlite", "duckdb"}:
+            data["url"] = f"{engine}:///{self._file(data.get('path', ''))}"
+        elif engine == "postgresql":
+            data["url"] = self._server_url(data)
+        return data
+
+    def _file(self, given: str) -> Path:
+        """A file inside SOURCE_FILES_DIR: a sandbox's admin never reads the platform's
+        own files (its database, its keys) through a source."""
+        if not given.strip():
+            self.add_error("path", "Give the database file's name in the folder of source files.")
+            raise ValidationError("")
+        root = settings.SOURCE_FILES_DIR.resolve()
+        path = (root / given.strip()).resolve()
+        if not path.is_relative_to(root) or path == root:
+            self.add_error("path", f"The file must be in the folder of source files, {root}.")
+            raise ValidationError("")
+        if not path.is_file():
+            self.add_error("path", f"There is no file {path.relative_to(root)} in the folder of source files.")
+            raise ValidationError("")
+        return path
+
+    def _server_url(self, data: dict[str, Any]) -> str:
+        for name in ("host", "database", "user"):
+            if not data.get(name):
+                self.add_error(name, "This field is required for a PostgreSQL server.")
+        host = data.get("host", "")
+        if host:
+            try:
+                outbound.canonical(host)
+            except outbound.AddressNotAllowed as exc:
+                self.add_error("host", str(exc))
+        if self.errors:
+            raise ValidationError("")
+        password = data.get("password") or ""
+        if not password and self.current_url.startswith(("postgres://", "postgresql://")):
+            password = unquote(urlsplit(self.current_url).password or "")
+        credentials = quote(data["user"], safe="")
+        if password:
+            credentials += ":" + quote(password, safe="")
+        port = data.get("port") or 5432
+        netloc_host = f"[{host}]" if ":" in host else host
+        query = urlencode({"sslmode": data["sslmode"]}) if data.get("sslmode") else ""
+        url = f"postgresql://{credentials}@{netloc_host}:{port}/{quote(data['database'], safe='')}"
+        return f"{url}?{query}" if query else url

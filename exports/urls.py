@@ -37,5 +37,8 @@ urlpatterns = [
         "runs/<uuid:run_id>/hooks/<uuid:call_id>/send-again/", hooks.runs_hooks_send_again, name="runs-hooks-send-again"
     ),
     path("sources/", sources.sources_list, name="sources-list"),
+    path("sources/new/", sources.sources_new, name="sources-new"),
+    path("sources/<int:database_id>/edit/", sources.sources_edit, name="sources-edit"),
+    path("sources/<int:database_id>/delete/", sources.sources_delete, name="sources-delete"),
     path("sources/<int:database_id>/refresh/", sources.sources_refresh, name="sources-refresh"),
 ]

@@ -146,6 +146,10 @@ RQ = {"WORKER_CLASS": "exports.worker.ExportWorker"}
 # checked, every SOURCE_REFRESH_HOURS.
 SOURCE_REFRESH_HOURS = env_int("SOURCE_REFRESH_HOURS", 24, minimum=1)
 
+# SQLite and DuckDB sources added on the Sources page are files in this folder, and only
+# there: a sandbox's admin never reads the platform's own files through a source.
+SOURCE_FILES_DIR = Path(env_str("EXPORTSITE_SOURCE_FILES_DIR", str(DATA_DIR / "sources"))).resolve()
+
 # DuckDB file sources keep at most this much of the file cached while they are read.
 DUCKDB_MEMORY_LIMIT = env_str("DUCKDB_MEMORY_LIMIT", "64MB")
 

@@ -4,12 +4,15 @@ and a real RQ worker (a `manage.py rqworker --burst` subprocess on the test's Re
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import django_rq
 import psycopg
@@ -21,6 +24,7 @@ from django.urls import get_script_prefix, set_script_prefix
 
 from exports.demo import build_demo_database
 from exports.models import Database, refresh_datasets
+from exportsite.embedded import free_port
 from orgs.models import DEFAULT_ORGANISATION, PRODUCTION, Membership, Sandbox, default_sandbox
 
 # One real server per store (S3, GCS, Azure Blob, SFTP), shared by the whole session.
@@ -260,3 +264,56 @@ def pg_table(pg_source_url):
     yield name
     with psycopg.connect(pg_source_url, autocommit=True) as conn:
         conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+
+
+# --- a PostgreSQL server that checks passwords ------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_with_passwords():
+    """A private PostgreSQL server of this session on a free loopback port, with
+    scram-sha-256 authentication (the machine's server trusts everyone, so it can't say
+    "bad credentials"), holding a database `crm` with a table `customers`. Started with
+    the machine's PostgreSQL binaries as the `postgres` user; skipped without them,
+    except in CI where it fails."""
+    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not binaries or os.geteuid() != 0:
+        if os.environ.get("CI"):
+            raise RuntimeError("CI needs PostgreSQL's binaries and root to start a server that checks passwords")
+        pytest.skip("no PostgreSQL binaries, or not root: can't start a server that checks passwords")
+    bindir = binaries[-1].parent
+    root = Path(tempfile.mkdtemp(prefix="exportsite-pg-"))
+    password = "correct-pg-" + uuid.uuid4().hex[:8]
+    (root / "pw").write_text(password)
+    shutil.chown(root, "postgres")
+    shutil.chown(root / "pw", "postgres")
+    as_postgres = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*as_postgres, str(bindir / "initdb"), "-D", str(root / "data"), "-A", "scram-sha-256", "-U", "postgres",
+         f"--pwfile={root / 'pw'}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        [*as_postgres, str(bindir / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "log"), "-o", options,
+         "-w", "start"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    url = f"postgresql://postgres:{password}@127.0.0.1:{port}"
+    try:
+        with psycopg.connect(f"{url}/postgres", autocommit=True) as conn:
+            conn.execute("CREATE DATABASE crm")
+        with psycopg.connect(f"{url}/crm", autocommit=True) as conn:
+            conn.execute("CREATE TABLE customers (id bigint PRIMARY KEY, email text NOT NULL, joined_at timestamptz)")
+            conn.execute(
+                "INSERT INTO customers SELECT i, 'customer' || i || '@example.com', "
+                "timestamptz '2026-01-01 00:00:00+00' + i * interval '1 hour' FROM generate_series(1, 250) i"
+            )
+        yield SimpleNamespace(host="127.0.0.1", port=port, user="postgres", password=password, database="crm")
+    finally:
+        subprocess.run(
+            [*as_postgres, str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)

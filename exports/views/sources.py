@@ -1,19 +1,23 @@
-"""Source databases and their datasets; admins refresh them after a schema change."""
+"""Source databases and their datasets: admins add, change, test, refresh and delete them."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from exports import schema_watch, sources
+from exports import actions, schema_watch, source_probe, sources
+from exports.actions import ActionRefused
+from exports.forms import SourceForm
 from exports.models import Database, Dataset
 from exports.permissions import is_admin
-from exports.views.pages import scope_of
+from exports.views.pages import HtmxHttpRequest, modal_or_page, refused, scope_of
 
 
 @login_required
@@ -40,4 +44,79 @@ def sources_refresh(request: HttpRequest, database_id: int) -> HttpResponse:
         messages.error(request, f"Refreshing {database.name} failed: {exc}")
     else:
         messages.success(request, f"Refreshed {database.name}: {len(datasets)} datasets.")
+    return redirect("sources-list")
+
+
+def _source_in_scope(request: HttpRequest, database_id: int) -> Database:
+    return get_object_or_404(Database, id=database_id, sandbox_id=scope_of(request).sandbox_id)
+
+
+@login_required
+@never_cache  # the form may hold what was typed for a password
+def sources_new(request: HttpRequest) -> HttpResponse:
+    return _source_form(request, None)
+
+
+@login_required
+@never_cache
+def sources_edit(request: HttpRequest, database_id: int) -> HttpResponse:
+    return _source_form(request, _source_in_scope(request, database_id))
+
+
+def _source_form(request: HttpRequest, database: Database | None) -> HttpResponse:
+    """The form: Test connection tries what is typed (a blank password: the saved one),
+    Save adds or changes the source and reads its datasets."""
+    sandbox_id = scope_of(request).sandbox_id
+    try:
+        actions.check_sources(request.user, sandbox_id)
+    except ActionRefused as refusal:
+        return refused(request, refusal, "sources-list")
+    current_url = database.url if database else ""
+    probe = None
+    if request.method == "POST":
+        form = SourceForm(request.POST, current_url=current_url)
+        if form.is_valid():
+            if request.POST.get("test"):
+                probe = source_probe.probe(form.cleaned_data["url"])
+            else:
+                source = database or Database(sandbox_id=sandbox_id)
+                source.name = form.cleaned_data["name"]
+                source.url = form.cleaned_data["url"]
+                try:
+                    actions.save_source(request.user, source)
+                except ActionRefused as refusal:
+                    for field, problems in (refusal.fields or {}).items():
+                        form.add_error(field if field in form.fields else None, problems)
+                    if not refusal.fields:
+                        return refused(request, refusal, "sources-list")
+                else:
+                    source.refresh_from_db()
+                    if source.refresh_error:
+                        messages.warning(request, f"Saved {source.name}, but reading it failed: {source.refresh_error}")
+                    else:
+                        messages.success(request, f"Saved {source.name}: {source.datasets.count()} datasets.")
+                    return redirect("sources-list")
+    else:
+        form = SourceForm(initial={"name": database.name} if database else {}, current_url=current_url)
+    context = {"form": form, "database": database, "probe": probe, "files_dir": settings.SOURCE_FILES_DIR}
+    return render(request, "exports/source_form.html", context)
+
+
+@login_required
+def sources_delete(request: HtmxHttpRequest, database_id: int) -> HttpResponse:
+    """Asks first (GET), listing the exports that keep it; then deletes it (POST)."""
+    database = _source_in_scope(request, database_id)
+    refusal = actions.delete_source_refusal(request.user, database)
+    if refusal is not None and refusal.code != actions.SOURCE_IN_USE:
+        return refused(request, refusal, "sources-list")
+    if request.method != "POST":
+        users = actions.source_users(database)[:50] if refusal else []
+        return modal_or_page(
+            request, "exports/source_delete_modal.html", {"database": database, "refusal": refusal, "users": users}
+        )
+    try:
+        actions.delete_source(request.user, database)
+    except ActionRefused as refusal:
+        return refused(request, refusal, "sources-list")
+    messages.success(request, f"Deleted the source {database.name}.")
     return redirect("sources-list")
