@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.utils import timezone
 
-from exports import actions, custom
+from exports import actions, custom, schema_watch
 from exports.filters import validate_filters
 from exports.forms import FileStepForm
 from exports.incremental import CURSOR_TYPES
@@ -95,6 +95,12 @@ class DatasetAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and obj.is_custom:
+            # A changed query may drop a column its exports use: they hear of it now.
+            schema_watch.watch(obj.database)
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None or obj.is_custom:

@@ -171,12 +171,13 @@ class _Params:
 
     def add(self, value, logical_type: str) -> str:
         if self.dialect == "duckdb":
+            if logical_type in {"integer", "decimal"}:
+                # An exact numeric literal (validated as a number): DuckDB types it as
+                # wide as it needs, where a cast to DOUBLE would lose digits past 2^53.
+                return format(Decimal(value), "f")
             # Inline too: a standard string literal (no backslash escapes) that DuckDB casts.
-            # Decimals compare as DOUBLE: DuckDB's bare DECIMAL would round them to 3 places.
             cast = {
-                "integer": "BIGINT",
                 "float": "DOUBLE",
-                "decimal": "DOUBLE",
                 "boolean": "BOOLEAN",
                 "timestamp": "TIMESTAMPTZ",
                 "datetime": "TIMESTAMP",
@@ -216,8 +217,16 @@ def _as_text(value) -> str:
     return str(value)
 
 
-def _column_expression(f: Filter, dialect: str) -> str:
+def _raw_column(f: Filter, dialect: str) -> str:
     column = quote_identifier(f.column)
+    if dialect == "duckdb" and f.logical_type == "text":
+        # Text to us may be a UUID, JSON or an enum there: compared as the text we deliver.
+        return f"CAST({column} AS VARCHAR)"
+    return column
+
+
+def _column_expression(f: Filter, dialect: str) -> str:
+    column = _raw_column(f, dialect)
     if dialect == "sqlite" and f.logical_type in {"timestamp", "datetime"}:
         return f"strftime('%Y-%m-%dT%H:%M:%f', {column})"
     return column
@@ -232,7 +241,7 @@ def compile_where(filters: list[Filter], dialect: str) -> tuple[str, list]:
     clauses = []
     for f in filters:
         column = _column_expression(f, dialect)
-        raw_column = quote_identifier(f.column)
+        raw_column = _raw_column(f, dialect)
         if f.operator == "is_empty":
             empty_text = f" OR {raw_column} = ''" if f.logical_type == "text" else ""
             clauses.append(f"({raw_column} IS NULL{empty_text})")

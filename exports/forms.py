@@ -394,7 +394,9 @@ class SourceForm(forms.Form):
         help_text="A file in the folder of source files, e.g. crm.sqlite3 or analytics.duckdb",
     )
 
-    def __init__(self, *args, current_url: str = "", **kwargs):
+    def __init__(self, *args, files_dir: Path, current_url: str = "", **kwargs):
+        # The sandbox's own folder of source files: one sandbox never opens another's.
+        self.files_dir = files_dir
         self.current_url = current_url
         super().__init__(*args, **kwargs)
         if current_url and not self.is_bound:
@@ -403,13 +405,12 @@ class SourceForm(forms.Form):
             "Left blank: the saved password is kept." if current_url else "Stored encrypted; never shown again."
         )
 
-    @staticmethod
-    def fields_of(url: str) -> dict[str, Any]:
+    def fields_of(self, url: str) -> dict[str, Any]:
         """The form's fields for a saved URL, never its password."""
         parts = urlsplit(url)
         if parts.scheme in {"sqlite", "duckdb"}:
             path = Path("/" + url.split(":", 1)[1].lstrip("/"))
-            root = settings.SOURCE_FILES_DIR
+            root = self.files_dir.resolve()
             shown = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
             return {"engine": parts.scheme, "path": shown}
         query = dict(parse_qsl(parts.query))
@@ -437,7 +438,15 @@ class SourceForm(forms.Form):
         if not given.strip():
             self.add_error("path", "Give the database file's name in the folder of source files.")
             raise ValidationError("")
-        root = settings.SOURCE_FILES_DIR.resolve()
+        kept = (
+            self.fields_of(self.current_url).get("path")
+            if self.current_url.startswith(("sqlite:", "duckdb:"))
+            else None
+        )
+        if given.strip() == kept and not Path(kept).is_relative_to(self.files_dir.resolve()):
+            # A file platform staff set up elsewhere (the demo): kept as it is, not chosen here.
+            return Path(kept)
+        root = self.files_dir.resolve()
         path = (root / given.strip()).resolve()
         if not path.is_relative_to(root) or path == root:
             self.add_error("path", f"The file must be in the folder of source files, {root}.")
@@ -461,7 +470,15 @@ class SourceForm(forms.Form):
             raise ValidationError("")
         password = data.get("password") or ""
         if not password and self.current_url.startswith(("postgres://", "postgresql://")):
-            password = unquote(urlsplit(self.current_url).password or "")
+            # The saved password, only for the server and user it was given for: never
+            # sent to another host (which could ask for it in clear and keep it).
+            saved = self.fields_of(self.current_url)
+            same = all(str(saved.get(name) or "") == str(data.get(name) or "") for name in ("host", "port", "user"))
+            if same:
+                password = unquote(urlsplit(self.current_url).password or "")
+            elif urlsplit(self.current_url).password:
+                self.add_error("password", "The server or user changed: type the password again.")
+                raise ValidationError("")
         credentials = quote(data["user"], safe="")
         if password:
             credentials += ":" + quote(password, safe="")

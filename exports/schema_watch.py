@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 import django_rq
 from django.conf import settings
 from django.core.mail import send_mail
+from django.db.models import Q
 from django.utils import timezone
 
 from exports.models import Database, Dataset, Export, recipients_of, refresh_datasets
@@ -66,20 +67,28 @@ def used_names(export: Export) -> list[str]:
     return [name for name in dict.fromkeys([*delivered, *filtered, *cursor]) if name]
 
 
+GONE = "gone"
+
+
 def columns_used(export: Export, columns: list[dict] | None = None) -> dict[str, str]:
-    """{name: type} of the columns `export` uses, as `columns` (the dataset's) has them."""
+    """{name: type} of the columns `export` uses, as `columns` (the dataset's) has them;
+    a name it uses that isn't there any more stays, as GONE: saving a flagged draft
+    without taking the column out keeps it flagged."""
     by_name = {column["name"]: column for column in (export.dataset.columns if columns is None else columns)}
-    return {name: signature(by_name[name]) for name in used_names(export) if name in by_name}
+    return {name: signature(by_name[name]) if name in by_name else GONE for name in used_names(export)}
 
 
 FIELDS = ["schema_columns", "schema_problem", "schema_problem_at"]
 
 
 def record(export: Export) -> None:
-    """Before an export's definition is saved: the columns it uses, as they are now."""
+    """Before an export's definition is saved: the columns it uses, as they are now, and
+    whether one of them is gone."""
     export.schema_columns = columns_used(export)
-    export.schema_problem = ""
-    export.schema_problem_at = None
+    problem = problem_of(export)
+    if problem != export.schema_problem:
+        export.schema_problem = problem
+        export.schema_problem_at = timezone.now() if problem else None
 
 
 def problem_of(export: Export, dataset: Dataset | None = None) -> str:
@@ -113,14 +122,21 @@ def watch(database: Database) -> list[Export]:
     hold. The exports newly flagged."""
     flagged = []
     now = timezone.now()
-    exports = Export.objects.filter(dataset__database=database).exclude(status=Export.Status.EXPIRED)
+    # Not the exports that never run again (a finished one-shot, an expired schedule).
+    exports = Export.objects.filter(dataset__database=database).exclude(
+        status__in=[Export.Status.EXPIRED, Export.Status.FINISHED]
+    )
     for export in exports.select_related("dataset__database", "owner", "sandbox"):
         problem = problem_of(export)
         if problem == export.schema_problem:
             continue
-        Export.objects.filter(id=export.id).update(schema_problem=problem, schema_problem_at=now if problem else None)
+        # From what this refresh read: a refresh running beside it (the page's button and
+        # the daily one) finds it changed, and tells nobody a second time.
+        changed = Export.objects.filter(id=export.id, schema_problem=export.schema_problem).update(
+            schema_problem=problem, schema_problem_at=now if problem else None
+        )
         export.schema_problem = problem
-        if problem:
+        if problem and changed:
             flagged.append(export)
             _tell(export, problem)
             logger.warning("export %s: %s", export.id, problem)
@@ -182,15 +198,23 @@ def refresh_due(now: datetime | None = None) -> list[int]:
     claimed (one scheduler wins) and refreshed by a worker. The ids enqueued."""
     now = now or timezone.now()
     stale = now - timedelta(hours=settings.SOURCE_REFRESH_HOURS)
-    # Never refreshed: nothing of it to watch yet (whoever adds a source refreshes it).
-    due = Database.objects.filter(refreshed_at__lt=stale)
+    # Never refreshed (its first refresh failed): tried a day after it was added.
+    due = Database.objects.filter(Q(refreshed_at__lt=stale) | Q(refreshed_at__isnull=True, created_at__lt=stale))
     queue = django_rq.get_queue(settings.EXPORTS_QUEUE)
     enqueued = []
     for database in due.only("id", "refreshed_at")[:100]:
         # Claimed by moving its refresh time: a second scheduler finds it fresh. A
         # refresh that then fails is tried again a day later (the page says why).
-        claimed = Database.objects.filter(id=database.id, refreshed_at=database.refreshed_at).update(refreshed_at=now)
-        if claimed:
+        was = database.refreshed_at
+        claimed = Database.objects.filter(id=database.id, refreshed_at=was).update(refreshed_at=now)
+        if not claimed:
+            continue
+        try:
             queue.enqueue("exports.schema_watch.refresh_source", database.id, job_id=f"refresh-{database.id}")
-            enqueued.append(database.id)
+        except Exception:
+            # Redis is down: given back, for the next tick.
+            Database.objects.filter(id=database.id, refreshed_at=now).update(refreshed_at=was)
+            logger.warning("source %s: its daily refresh could not be enqueued", database.id, exc_info=True)
+            break
+        enqueued.append(database.id)
     return enqueued

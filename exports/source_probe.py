@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from exports import sources
 from exports.filters import quote_identifier
+from exportsite import redaction
 
 
 @dataclass
@@ -61,6 +62,15 @@ def _pg_connect_problem(exc: Exception) -> str:
 
 
 def probe(url: str) -> Probe:
+    """The three steps; no message carries the URL's password, whatever a driver said."""
+    result = _probe(url)
+    secrets = redaction.url_secrets(url)
+    for step in result.steps:
+        step.message = redaction.redact(step.message, secrets)
+    return result
+
+
+def _probe(url: str) -> Probe:
     result = Probe()
     if url.startswith(("postgres://", "postgresql://")):
         connection = _connect_postgresql(url, result)

@@ -423,10 +423,11 @@ def _pg_adbc_uri(url: str, *, custom_query: bool = False) -> str:
 
 # --- DuckDB -----------------------------------------------------------------------------
 #
-# A DuckDB database file, read-only, through DuckDB's own Arrow stream. Its types map to
-# the logical ones; those Arrow or our files can't carry as they are are cast in the query:
-# unsigned 64-bit and HUGEINT to exact decimals, UUID, JSON, enums, intervals, times,
-# lists and structs to their text.
+# A DuckDB database file, read-only, through DuckDB's own Arrow stream, with no access
+# to anything but the file. Its types map to the logical ones; those Arrow or our files
+# can't carry as they are are cast in the query: unsigned 64-bit to an exact decimal,
+# second/milli/nanosecond timestamps to microseconds, HUGEINT, UUID, JSON, enums,
+# intervals, times, lists and structs to their text.
 
 _DUCKDB_TYPES = {
     "TINYINT": "integer",
@@ -448,8 +449,11 @@ _DUCKDB_TYPES = {
     "TIMESTAMP_NS": "datetime",
     "BLOB": "binary",
 }
-# Wider than int64: exact decimals.
-_DUCKDB_WIDE_INTEGERS = {"UBIGINT": 20, "HUGEINT": 38, "UHUGEINT": 38}
+# Wider than int64: an exact decimal (UBIGINT's 20 digits); HUGEINT's 39 digits are more
+# than a decimal holds, so they are text (exact too).
+_DUCKDB_WIDE_INTEGERS = {"UBIGINT": 20}
+# Read as microsecond timestamps, the file contract's.
+_DUCKDB_OTHER_TIMESTAMPS = {"TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"}
 
 
 def duckdb_path(url: str) -> Path:
@@ -473,9 +477,15 @@ def _duckdb_connect(url: str):
         raise SourceUnavailable(f"the DuckDB database file {path} does not exist")
     # DuckDB caches the file's blocks in memory up to its limit (80% of RAM by default):
     # bounded, 5M and 20M rows stream at a flat 250 MB (docs/sources.md); one thread outruns any writer.
+    # Nothing but the file itself: a view stored in it can't read other files
+    # (`read_text('/etc/...')`), reach the network or install an extension to do so.
     config: dict[str, str | bool | int | float | list[str]] = {
         "memory_limit": str(settings.DUCKDB_MEMORY_LIMIT),
         "threads": 1,
+        "enable_external_access": False,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "lock_configuration": True,
     }
     try:
         return duckdb.connect(str(path), read_only=True, config=config)
@@ -542,6 +552,8 @@ def _duckdb_select_expression(column: dict) -> str:
         return f"CAST({name} AS VARCHAR) AS {name}"
     if source_type in _DUCKDB_WIDE_INTEGERS:
         return f"CAST({name} AS DECIMAL({column['precision']}, 0)) AS {name}"
+    if source_type in _DUCKDB_OTHER_TIMESTAMPS:
+        return f"CAST({name} AS TIMESTAMP) AS {name}"
     return name
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from datetime import timedelta
 from importlib.util import find_spec
 from pathlib import Path
@@ -152,6 +153,8 @@ SOURCE_FILES_DIR = Path(env_str("EXPORTSITE_SOURCE_FILES_DIR", str(DATA_DIR / "s
 
 # DuckDB file sources keep at most this much of the file cached while they are read.
 DUCKDB_MEMORY_LIMIT = env_str("DUCKDB_MEMORY_LIMIT", "64MB")
+if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|KiB|MiB|GiB)", DUCKDB_MEMORY_LIMIT):
+    raise ImproperlyConfigured(f"DUCKDB_MEMORY_LIMIT: {DUCKDB_MEMORY_LIMIT!r} is not a size such as 64MB or 1GB")
 
 # The export engine.
 EXPORT_BATCH_ROWS = env_int("EXPORT_BATCH_ROWS", 65_536, minimum=1_000)

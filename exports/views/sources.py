@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -47,6 +49,11 @@ def sources_refresh(request: HttpRequest, database_id: int) -> HttpResponse:
     return redirect("sources-list")
 
 
+def source_files_dir(scope) -> Path:
+    """Where the sandbox's SQLite and DuckDB files are: SOURCE_FILES_DIR/<organisation>/<sandbox>."""
+    return settings.SOURCE_FILES_DIR / scope.organisation.slug / scope.sandbox.slug
+
+
 def _source_in_scope(request: HttpRequest, database_id: int) -> Database:
     return get_object_or_404(Database, id=database_id, sandbox_id=scope_of(request).sandbox_id)
 
@@ -72,9 +79,10 @@ def _source_form(request: HttpRequest, database: Database | None) -> HttpRespons
     except ActionRefused as refusal:
         return refused(request, refusal, "sources-list")
     current_url = database.url if database else ""
+    files_dir = source_files_dir(scope_of(request))
     probe = None
     if request.method == "POST":
-        form = SourceForm(request.POST, current_url=current_url)
+        form = SourceForm(request.POST, current_url=current_url, files_dir=files_dir)
         if form.is_valid():
             if request.POST.get("test"):
                 probe = source_probe.probe(form.cleaned_data["url"])
@@ -97,8 +105,10 @@ def _source_form(request: HttpRequest, database: Database | None) -> HttpRespons
                         messages.success(request, f"Saved {source.name}: {source.datasets.count()} datasets.")
                     return redirect("sources-list")
     else:
-        form = SourceForm(initial={"name": database.name} if database else {}, current_url=current_url)
-    context = {"form": form, "database": database, "probe": probe, "files_dir": settings.SOURCE_FILES_DIR}
+        form = SourceForm(
+            initial={"name": database.name} if database else {}, current_url=current_url, files_dir=files_dir
+        )
+    context = {"form": form, "database": database, "probe": probe, "files_dir": files_dir}
     return render(request, "exports/source_form.html", context)
 
 

@@ -128,6 +128,55 @@ def test_filters_and_an_incremental_window_work_on_duckdb(users, database, duck,
     assert second.row_count == 1
 
 
+def test_a_view_in_the_file_cant_read_other_files(users, tmp_path, worker):
+    path = tmp_path / "sneaky.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE VIEW host AS SELECT * FROM read_text('/etc/hostname')")
+        conn.execute("CREATE VIEW listing AS SELECT * FROM glob('/etc/*')")
+    database = Database.objects.create(name="Sneaky", url=f"duckdb:///{path}")
+    refresh_datasets(database)
+    for name in ("host", "listing"):
+        dataset = database.datasets.filter(name=name).first()
+        if dataset is None:  # not even introspected: refused while reading the catalogue
+            continue
+        export = Export.objects.create(owner=users["owner"], dataset=dataset, name=f"Sneaky {name}")
+        run = queue_run(export, user=users["owner"])
+        worker()
+        run.refresh_from_db()
+        assert run.status == Run.Status.FAILED
+        assert not run.files.exists()
+
+
+def test_wide_integers_nanoseconds_and_uuids_are_exact_and_filter_exactly(users, tmp_path):
+    path = tmp_path / "wide.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE TABLE w (u UBIGINT, h HUGEINT, ns TIMESTAMP_NS, id UUID)")
+        conn.execute(
+            "INSERT INTO w VALUES (9007199254740992, 170141183460469231731687303715884105727, "
+            "TIMESTAMP_NS '2026-01-01 00:00:00.123456789', '5b7f4a4e-8d5c-4b8e-9a43-3f1e2d6c7b8a'), "
+            "(9007199254740993, -1, TIMESTAMP_NS '2026-01-02 00:00:00', NULL)"
+        )
+    database = Database.objects.create(name="Wide", url=f"duckdb:///{path}")
+    [w] = refresh_datasets(database)
+    assert {c["name"]: c["type"] for c in w.columns} == {"u": "decimal", "h": "text", "ns": "datetime", "id": "text"}
+
+    def read(specs):
+        with sources.open_reader(w, [], validate_filters(specs, w.columns)) as reader:
+            return [row for batch in reader.batches() for row in batch.to_pylist()]
+
+    rows = read([])
+    assert [str(row["u"]) for row in rows] == ["9007199254740992", "9007199254740993"]
+    assert rows[0]["h"] == "170141183460469231731687303715884105727"
+    assert rows[0]["ns"].microsecond == 123457  # to the nearest microsecond, as DuckDB casts
+    assert [str(r["u"]) for r in read([{"column": "u", "operator": "eq", "value": "9007199254740993"}])] == [
+        "9007199254740993"
+    ]
+    assert len(read([{"column": "u", "operator": "gt", "value": "9007199254740992"}])) == 1
+    assert len(read([{"column": "id", "operator": "contains", "value": "8D5C"}])) == 1
+    assert len(read([{"column": "id", "operator": "is_empty"}])) == 1
+    assert len(read([{"column": "id", "operator": "eq", "value": "not-a-uuid"}])) == 0
+
+
 def test_a_missing_duckdb_file_is_unavailable(users, database, duck, worker):
     export = Export.objects.create(owner=users["owner"], dataset=database.datasets.get(name="events"), name="Gone")
     run = queue_run(export, user=users["owner"])

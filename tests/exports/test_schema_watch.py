@@ -161,6 +161,32 @@ def test_editing_the_draft_accepts_the_table_as_it_is_now(users, source):
     assert set(export.schema_columns) == {"id", "total_amount"}
 
 
+def test_saving_a_flagged_draft_with_the_column_still_in_keeps_the_flag(users, source):
+    orders = source.datasets.get(name="orders")
+    export = draft(users["owner"], orders, columns=["id", "coupon_code"])
+    alter(source, "ALTER TABLE orders DROP COLUMN coupon_code")
+    schema_watch.refresh(source)
+    export.refresh_from_db()
+    export.file_format = "ndjson"
+    export.compression = "gzip"
+    actions.save_draft(users["owner"], export)  # another step saved: the column is still in
+    export.refresh_from_db()
+    assert export.schema_problem == "the column coupon_code is gone from orders"
+    copy = actions.copy(users["owner"], export)
+    assert copy.schema_problem == export.schema_problem
+
+
+def test_exports_that_never_run_again_are_left_alone(users, source):
+    orders = source.datasets.get(name="orders")
+    export = draft(users["owner"], orders, columns=["id", "coupon_code"])
+    Export.objects.filter(id=export.id).update(status=Export.Status.FINISHED)
+    alter(source, "ALTER TABLE orders DROP COLUMN coupon_code")
+    schema_watch.refresh(source)
+    export.refresh_from_db()
+    assert export.schema_problem == ""
+    assert len(mail.outbox) == 0
+
+
 def test_filters_and_the_cursor_are_watched_too(users, source):
     interactions = source.datasets.get(name="interactions")
     export = draft(

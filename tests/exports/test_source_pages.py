@@ -17,10 +17,14 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def files_dir(tmp_path, settings, demo_path):
-    folder = tmp_path / "source-files"
-    folder.mkdir()
+    """The folder of source files, with Default/production's own (and another sandbox's)."""
+    root = tmp_path / "source-files"
+    folder = root / "default" / "production"
+    folder.mkdir(parents=True)
     shutil.copy(demo_path, folder / "crm.sqlite3")
-    settings.SOURCE_FILES_DIR = folder.resolve()
+    (root / "acme" / "production").mkdir(parents=True)
+    shutil.copy(demo_path, root / "acme" / "production" / "theirs.sqlite3")
+    settings.SOURCE_FILES_DIR = root.resolve()
     return folder
 
 
@@ -48,8 +52,12 @@ def test_an_admin_adds_a_sqlite_file_from_the_folder_of_source_files(client, use
     assert reverse("sources-edit", args=[database.id]) in page
 
 
-@pytest.mark.parametrize("path", ["../crm.sqlite3", "/etc/passwd", "", "missing.sqlite3", "."])
+@pytest.mark.parametrize(
+    "path",
+    ["../crm.sqlite3", "/etc/passwd", "", "missing.sqlite3", ".", "../../acme/production/theirs.sqlite3", "link"],
+)
 def test_a_file_outside_the_folder_of_source_files_is_refused(client, users, files_dir, path):
+    (files_dir / "link").symlink_to("/etc/hostname")
     login(client, users["admin"])
     response = client.post(reverse("sources-new"), {"name": "X", "engine": "sqlite", "path": path, "save": "1"})
     assert response.status_code == 200
@@ -114,6 +122,21 @@ def test_an_edit_keeps_the_password_when_left_blank_and_never_shows_it(client, u
     client.post(reverse("sources-edit", args=[database.id]), {**server(user="reader", password="n:ew"), "save": "1"})
     database.refresh_from_db()
     assert database.url == "postgresql://reader:n%3Aew@127.0.0.1:5432/test"
+    # The saved password never goes to another server: a new host asks for it again.
+    elsewhere = {**server(user="reader", host="127.0.0.2"), "test": "1"}
+    page = client.post(reverse("sources-edit", args=[database.id]), elsewhere).content.decode()
+    assert "type the password again" in page
+    assert 'id="probe-result"' not in page
+
+
+def test_the_demo_source_outside_the_folder_keeps_its_file_when_edited(client, users, demo_database, files_dir):
+    login(client, users["admin"])
+    url = reverse("sources-edit", args=[demo_database.id])
+    form = client.get(url).context["form"]
+    fields = {**form.initial, "name": "Demo CRM (renamed)", "save": "1"}
+    assert client.post(url, fields).status_code == 302
+    renamed = Database.objects.get(id=demo_database.id)
+    assert (renamed.name, renamed.url) == ("Demo CRM (renamed)", demo_database.url)
 
 
 def test_a_source_used_by_exports_is_not_deleted_and_the_page_lists_them(client, users, demo_database):
