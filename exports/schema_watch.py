@@ -103,7 +103,7 @@ def problem_of(export: Export, dataset: Dataset | None = None) -> str:
         now = current.get(name)
         if now is None:
             problems.append(f"the column {name} is gone from {dataset.qualified_name}")
-        elif not compatible(was, now):
+        elif was != GONE and not compatible(was, now):  # a column back is fine, whatever its type
             problems.append(f"the column {name} of {dataset.qualified_name} changed type, from {was} to {now}")
     return "; ".join(problems)
 

@@ -174,6 +174,11 @@ def test_saving_a_flagged_draft_with_the_column_still_in_keeps_the_flag(users, s
     assert export.schema_problem == "the column coupon_code is gone from orders"
     copy = actions.copy(users["owner"], export)
     assert copy.schema_problem == export.schema_problem
+    # The column back, and refreshed: the flag goes, though the draft was saved without it.
+    alter(source, "ALTER TABLE orders ADD COLUMN coupon_code TEXT")
+    schema_watch.refresh(source)
+    export.refresh_from_db()
+    assert export.schema_problem == ""
 
 
 def test_exports_that_never_run_again_are_left_alone(users, source):
