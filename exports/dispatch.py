@@ -31,6 +31,8 @@ import django_rq
 from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from exports.models import Run
 
@@ -38,6 +40,20 @@ logger = logging.getLogger(__name__)
 
 LOCK = "exportsite:dispatch"
 ORGANISATION = "export__sandbox__organisation_id"
+
+
+# A job in one of these states will not run again.
+_ENDED = frozenset({JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, JobStatus.FINISHED})
+
+
+def no_job_will_run(job_id: str, redis) -> bool:
+    """Redis lost the job, or it ended (without doing its work, if the database still
+    says it is to be done): whoever put it there may enqueue it again."""
+    try:
+        job = Job.fetch(job_id, connection=redis)
+    except NoSuchJobError:
+        return True
+    return job.get_status(refresh=False) in _ENDED
 
 
 def enqueue_run(run_id: UUID | str) -> None:

@@ -31,9 +31,8 @@ import django_rq
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
 
+from exports.dispatch import no_job_will_run
 from exports.models import HookAttempt, HookCall, Run
 
 logger = logging.getLogger(__name__)
@@ -146,17 +145,6 @@ def finish(attempt: HookAttempt, answer: Answer, now: datetime, duration_ms: int
 
 # The scheduler's part ------------------------------------------------------------------
 
-# A job in one of these states will not send its attempt.
-_ENDED = frozenset({JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, JobStatus.FINISHED})
-
-
-def _job_lost(attempt: HookAttempt, redis) -> bool:
-    try:
-        job = Job.fetch(job_id(attempt.id), connection=redis)
-    except NoSuchJobError:
-        return True
-    return job.get_status(refresh=False) in _ENDED
-
 
 @dataclass
 class HookTick:
@@ -190,7 +178,7 @@ def tick(now: datetime | None = None) -> HookTick:
     redis = django_rq.get_connection(settings.HOOKS_QUEUE)
     waiting = HookAttempt.objects.filter(started_at__isnull=True, queued_at__lt=grace)
     for attempt in waiting[:1000]:
-        if attempt.enqueued_at is None or _job_lost(attempt, redis):
+        if attempt.enqueued_at is None or no_job_will_run(job_id(attempt.id), redis):
             enqueue([attempt.id])
             report.requeued += 1
 

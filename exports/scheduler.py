@@ -28,12 +28,10 @@ import django_rq
 from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
 
 from exports import actions, hooks, jobs, schema_watch
 from exports.delivery import delete_downloads
-from exports.dispatch import dispatch, enqueue_run
+from exports.dispatch import dispatch, enqueue_run, no_job_will_run
 from exports.health import record_tick
 from exports.models import DESKTOP, Export, Run, SkippedSlot
 
@@ -92,7 +90,9 @@ def reconcile(now: datetime, report: TickReport | None = None) -> None:
     redis = django_rq.get_connection(settings.EXPORTS_QUEUE)
     # Only runs the dispatcher handed over are in Redis; the others wait for it.
     for run in Run.objects.filter(status=Run.Status.QUEUED, dispatched_at__lt=grace):
-        if _no_job_will_run(run, redis):
+        # Left without a job, the run would hold a place of its organisation's
+        # EXPORT_MAX_RUNS_PER_ORG for good.
+        if no_job_will_run(str(run.id), redis):
             enqueue_run(run.id)
             report.requeued.append(run)
             logger.warning("run %s: its job was lost from Redis; enqueued again", run.id)
@@ -112,21 +112,6 @@ def reconcile(now: datetime, report: TickReport | None = None) -> None:
             # that is gone leaves the run failed, and says so.
             if exc.code == actions.CANNOT_LAUNCH:
                 logger.warning("run %s: not retried: %s", run.id, exc)
-
-
-# A job in one of these states will not run its run again.
-_ENDED = frozenset({JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, JobStatus.FINISHED})
-
-
-def _no_job_will_run(run: Run, redis) -> bool:
-    """No job is left for a queued run: Redis lost it, or it ended without claiming the
-    run (its worker failed before). Left so, the run would hold a place of its
-    organisation's EXPORT_MAX_RUNS_PER_ORG for good."""
-    try:
-        job = Job.fetch(str(run.id), connection=redis)
-    except NoSuchJobError:
-        return True
-    return job.get_status(refresh=False) in _ENDED
 
 
 def expire_downloads(now: datetime, report: TickReport | None = None) -> None:
