@@ -121,15 +121,27 @@ def _format_timestamps(array: pa.Array) -> pa.Array:
     )
 
 
+def _base64(array: pa.Array) -> pa.Array:
+    """Binary values as base64 text (a rare type: one value at a time)."""
+    return pa.array([None if v is None else base64.b64encode(v).decode() for v in array.to_pylist()], pa.string())
+
+
 def _as_text(array: pa.Array) -> pa.Array:
-    """Timestamps as RFC 3339 (UTC with Z when the type has a zone); other types unchanged."""
+    """Timestamps as RFC 3339 (UTC with Z when the type has a zone), binary as base64;
+    other types unchanged."""
     if pa.types.is_timestamp(array.type):
         return _format_timestamps(array)
+    if pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
+        return _base64(array)
     return array
 
 
+def _becomes_text(kind: pa.DataType) -> bool:
+    return pa.types.is_timestamp(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+
+
 def _text_schema(schema: pa.Schema) -> pa.Schema:
-    return pa.schema([pa.field(f.name, pa.string()) if pa.types.is_timestamp(f.type) else f for f in schema])
+    return pa.schema([pa.field(f.name, pa.string()) if _becomes_text(f.type) else f for f in schema])
 
 
 def _to_text_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
@@ -164,11 +176,11 @@ def _json_values(array: pa.Array) -> pa.Array:
         text = _json_string(pc.cast(array, pa.string()))
     elif pa.types.is_timestamp(kind) or pa.types.is_date(kind) or pa.types.is_time(kind):
         text = _json_string(pc.cast(_as_text(array), pa.string()))
+    elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        text = _json_string(_base64(array))
     else:
-        # Rare types (binary, lists, structs): one Python value at a time.
+        # Rare types (lists, structs): one Python value at a time.
         def encode(value):
-            if isinstance(value, bytes):
-                return json.dumps(base64.b64encode(value).decode())
             return json.dumps(value, ensure_ascii=False, default=str)
 
         text = pa.array([encode(v) for v in array.to_pylist()], pa.string())

@@ -141,13 +141,36 @@ def validate_filters(specs: list[dict], columns: list[dict]) -> list[Filter]:
     return parsed
 
 
-def quote_identifier(name: str) -> str:
+def quote_identifier(name: str, dialect: str = "") -> str:
+    """A column or table name as SQL: "name", or `name` for MySQL, whose double quotes
+    make a string unless the session is in ANSI_QUOTES mode."""
+    if dialect == "mysql":
+        return "`" + name.replace("`", "``") + "`"
     return '"' + name.replace('"', '""') + '"'
 
 
-def _like_pattern(value: str, *, prefix_only: bool) -> str:
-    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def mysql_text(text: str) -> str:
+    """A MySQL string literal of `text` that reads the same in every sql_mode (with or
+    without NO_BACKSLASH_ESCAPES, ANSI_QUOTES): its UTF-8 bytes in hex, as utf8mb4."""
+    return "_utf8mb4 X'" + text.encode().hex() + "'" if text else "''"
+
+
+def _mysql_moment(value: datetime | date) -> str:
+    """A MySQL date or date-time literal; an aware moment in UTC, the readers' session time zone."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return f"'{value:%Y-%m-%d %H:%M:%S.%f}'"
+    return f"'{value.isoformat()}'"
+
+
+def _like_pattern(value: str, *, prefix_only: bool, escape: str = "\\") -> str:
+    escaped = value.replace(escape, escape * 2).replace("%", f"{escape}%").replace("_", f"{escape}_")
     return f"{escaped}%" if prefix_only else f"%{escaped}%"
+
+
+# MySQL's LIKE escape character: one that needs no escaping in a literal, whatever the sql_mode.
+_MYSQL_LIKE_ESCAPE = "!"
 
 
 def pg_literal(text: str) -> str:
@@ -170,6 +193,18 @@ class _Params:
         self.values: list = []
 
     def add(self, value, logical_type: str) -> str:
+        if self.dialect == "mysql":
+            # Inline too: exact numbers, dates in UTC, text as bytes compared exactly (as
+            # PostgreSQL does), not by a case- and accent-blind collation.
+            if logical_type in {"integer", "decimal"}:
+                return format(Decimal(value), "f")
+            if logical_type == "float":
+                return repr(float(value))
+            if logical_type == "boolean":
+                return "1" if value else "0"
+            if logical_type in {"timestamp", "datetime", "date"}:
+                return _mysql_moment(value)
+            return f"{mysql_text(_as_text(value))} COLLATE utf8mb4_bin"
         if self.dialect == "duckdb":
             if logical_type in {"integer", "decimal"}:
                 # An exact numeric literal (validated as a number): DuckDB types it as
@@ -218,10 +253,12 @@ def _as_text(value) -> str:
 
 
 def _raw_column(f: Filter, dialect: str) -> str:
-    column = quote_identifier(f.column)
+    column = quote_identifier(f.column, dialect)
     if dialect == "duckdb" and f.logical_type == "text":
         # Text to us may be a UUID, JSON or an enum there: compared as the text we deliver.
         return f"CAST({column} AS VARCHAR)"
+    if dialect == "mysql" and f.logical_type == "text":
+        return f"CAST({column} AS CHAR)"  # a TIME, UUID, JSON or wide DECIMAL: as delivered
     return column
 
 
@@ -248,6 +285,10 @@ def compile_where(filters: list[Filter], dialect: str) -> tuple[str, list]:
         elif f.operator == "is_not_empty":
             not_empty_text = f" AND {raw_column} <> ''" if f.logical_type == "text" else ""
             clauses.append(f"({raw_column} IS NOT NULL{not_empty_text})")
+        elif f.operator in TEXT_ONLY and dialect == "mysql":
+            # Case-blind, as PostgreSQL's ILIKE, whatever the column's collation.
+            pattern = _like_pattern(f.values[0], prefix_only=f.operator == "starts_with", escape=_MYSQL_LIKE_ESCAPE)
+            clauses.append(f"LOWER({raw_column}) LIKE LOWER({mysql_text(pattern)}) ESCAPE '{_MYSQL_LIKE_ESCAPE}'")
         elif f.operator in TEXT_ONLY:
             pattern = _like_pattern(f.values[0], prefix_only=f.operator == "starts_with")
             # E'' on PostgreSQL: the same escape character whatever standard_conforming_strings.

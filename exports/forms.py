@@ -17,6 +17,7 @@ from exports.engine import MAX_PARTS
 from exports.incremental import CURSOR_TYPES
 from exports.models import Dataset, Export, recipients_of
 from exports.schedule import DEFAULT_DURATION_MONTHS, add_months
+from exports.sources import MYSQL_SCHEMES
 from exportsite import outbound
 
 DELIMITERS = [(",", "Comma ,"), (";", "Semicolon ;"), ("\t", "Tab"), ("|", "Pipe |")]
@@ -358,7 +359,7 @@ def clean_filters(formset, dataset: Dataset | None) -> list[dict] | None:
 # Sources ---------------------------------------------------------------------------------
 
 SSL_MODES = [
-    ("", "libpq's default (prefer)"),
+    ("", "the driver's default (PostgreSQL: prefer; MySQL: no TLS)"),
     ("disable", "disable"),
     ("prefer", "prefer"),
     ("require", "require"),
@@ -374,14 +375,19 @@ class SourceForm(forms.Form):
 
     ENGINES: ClassVar[list[tuple[str, str]]] = [
         ("postgresql", "PostgreSQL"),
+        ("mysql", "MySQL or MariaDB"),
         ("sqlite", "SQLite file"),
         ("duckdb", "DuckDB file"),
     ]
 
+    DEFAULT_PORTS: ClassVar[dict[str, int]] = {"postgresql": 5432, "mysql": 3306}
+
     name = forms.CharField(max_length=200)
     engine = forms.ChoiceField(choices=ENGINES)
     host = forms.CharField(max_length=253, required=False)
-    port = forms.IntegerField(min_value=1, max_value=65535, required=False, initial=5432)
+    port = forms.IntegerField(
+        min_value=1, max_value=65535, required=False, help_text="Left blank: 5432 for PostgreSQL, 3306 for MySQL."
+    )
     database = forms.CharField(max_length=200, required=False)
     user = forms.CharField(max_length=200, required=False)
     password = forms.CharField(
@@ -414,10 +420,11 @@ class SourceForm(forms.Form):
             shown = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
             return {"engine": parts.scheme, "path": shown}
         query = dict(parse_qsl(parts.query))
+        engine = "mysql" if parts.scheme in {"mysql", "mariadb"} else "postgresql"
         return {
-            "engine": "postgresql",
+            "engine": engine,
             "host": parts.hostname or "",
-            "port": parts.port or 5432,
+            "port": parts.port or self.DEFAULT_PORTS[engine],
             "database": unquote(parts.path.lstrip("/")),
             "user": unquote(parts.username or ""),
             "sslmode": query.get("sslmode", ""),
@@ -428,8 +435,8 @@ class SourceForm(forms.Form):
         engine = data.get("engine")
         if engine in {"sqlite", "duckdb"}:
             data["url"] = f"{engine}:///{self._file(data.get('path', ''))}"
-        elif engine == "postgresql":
-            data["url"] = self._server_url(data)
+        elif engine in self.DEFAULT_PORTS:
+            data["url"] = self._server_url(engine, data)
         return data
 
     def _file(self, given: str) -> Path:
@@ -456,10 +463,14 @@ class SourceForm(forms.Form):
             raise ValidationError("")
         return path
 
-    def _server_url(self, data: dict[str, Any]) -> str:
+    def _server_url(self, engine: str, data: dict[str, Any]) -> str:
         for name in ("host", "database", "user"):
             if not data.get(name):
-                self.add_error(name, "This field is required for a PostgreSQL server.")
+                self.add_error(name, f"This field is required for a {dict(self.ENGINES)[engine]} server.")
+        if engine == "mysql" and data.get("sslmode") in {"allow", "prefer"}:
+            self.add_error(
+                "sslmode", "MySQL connects with TLS or without: choose disable, require, verify-ca or verify-full."
+            )
         host = data.get("host", "")
         if host:
             try:
@@ -469,11 +480,15 @@ class SourceForm(forms.Form):
         if self.errors:
             raise ValidationError("")
         password = data.get("password") or ""
-        if not password and self.current_url.startswith(("postgres://", "postgresql://")):
+        port = data.get("port") or self.DEFAULT_PORTS[engine]
+        if not password and self.current_url.startswith(("postgres://", "postgresql://", *MYSQL_SCHEMES)):
             # The saved password, only for the server and user it was given for: never
             # sent to another host (which could ask for it in clear and keep it).
             saved = self.fields_of(self.current_url)
-            same = all(str(saved.get(name) or "") == str(data.get(name) or "") for name in ("host", "port", "user"))
+            given = {**data, "engine": engine, "port": port}
+            same = all(
+                str(saved.get(name) or "") == str(given.get(name) or "") for name in ("engine", "host", "port", "user")
+            )
             if same:
                 password = unquote(urlsplit(self.current_url).password or "")
             elif urlsplit(self.current_url).password:
@@ -482,8 +497,7 @@ class SourceForm(forms.Form):
         credentials = quote(data["user"], safe="")
         if password:
             credentials += ":" + quote(password, safe="")
-        port = data.get("port") or 5432
         netloc_host = f"[{host}]" if ":" in host else host
         query = urlencode({"sslmode": data["sslmode"]}) if data.get("sslmode") else ""
-        url = f"postgresql://{credentials}@{netloc_host}:{port}/{quote(data['database'], safe='')}"
+        url = f"{engine}://{credentials}@{netloc_host}:{port}/{quote(data['database'], safe='')}"
         return f"{url}?{query}" if query else url

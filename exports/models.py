@@ -39,8 +39,8 @@ class Database(InSandbox):
     # Unique in its sandbox: a development sandbox has its own "CRM" beside production's,
     # and Copy to sandbox finds a dataset's twin by its database's name.
     name = models.CharField(max_length=200)
-    # sqlite:///absolute/path.sqlite3, duckdb:///absolute/path.duckdb or
-    # postgresql://user:pass@host:port/dbname
+    # sqlite:///absolute/path.sqlite3, duckdb:///absolute/path.duckdb,
+    # postgresql://user:pass@host:port/dbname or mysql://user:pass@host:port/dbname
     url = EncryptedTextField()
     created_at = models.DateTimeField(auto_now_add=True)
     refreshed_at = models.DateTimeField(null=True, blank=True)
@@ -59,6 +59,8 @@ class Database(InSandbox):
     def engine(self) -> str:
         if self.url.startswith(("sqlite:", "duckdb:")):
             return self.url.split(":", 1)[0]
+        if self.url.startswith(("mysql:", "mariadb:")):
+            return "mysql"
         return "postgresql"
 
 

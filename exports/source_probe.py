@@ -74,6 +74,8 @@ def _probe(url: str) -> Probe:
     result = Probe()
     if url.startswith(("postgres://", "postgresql://")):
         connection = _connect_postgresql(url, result)
+    elif url.startswith(sources.MYSQL_SCHEMES):
+        connection = _connect_mysql(url, result)
     elif url.startswith(("sqlite:", "duckdb:")):
         connection = _connect_file(url, result)
     else:
@@ -92,9 +94,10 @@ def _probe(url: str) -> Probe:
             return result
         result.steps.append(Step("list tables", True, f"{len(found)} table{'s' if len(found) != 1 else ''} or views"))
         first = found[0]
-        relation = quote_identifier(first.name)
+        dialect = sources.reader_class(url).dialect
+        relation = quote_identifier(first.name, dialect)
         if first.schema_name:
-            relation = f"{quote_identifier(first.schema_name)}.{relation}"
+            relation = f"{quote_identifier(first.schema_name, dialect)}.{relation}"
         label = f"{first.schema_name}.{first.name}" if first.schema_name else first.name
         try:
             cursor = connection.cursor()
@@ -128,6 +131,41 @@ def _connect_postgresql(url: str, result: Probe):
     return connection
 
 
+# MySQL's error numbers for what a person can fix.
+_MYSQL_ERRORS = {
+    1045: _PG_STATES["28P01"],  # Access denied for user
+    1049: _PG_STATES["3D000"],  # Unknown database
+    # To a user with no rights on it, MySQL says this of a missing database too.
+    1044: "permission denied: the user may not use this database, or there is no such database",
+}
+
+
+def _mysql_connect_problem(exc: Exception) -> str:
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    if code in _MYSQL_ERRORS:
+        return _MYSQL_ERRORS[code]
+    text = sources._first_line(exc)
+    lowered = text.lower()
+    if "ssl" in lowered or "certificate" in lowered or "tls" in lowered:
+        return f"TLS: {text}"
+    return f"unreachable: {text}"
+
+
+def _connect_mysql(url: str, result: Probe):
+    import pymysql  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
+
+    try:
+        connection = sources.mysql_connect(url, timeout=5, raw_errors=True)
+    except sources.SourceUnavailable as exc:
+        result.steps.append(Step("connect", False, str(exc).removeprefix("cannot connect to the source database: ")))
+        return None
+    except pymysql.Error as exc:
+        result.steps.append(Step("connect", False, _mysql_connect_problem(exc)))
+        return None
+    result.steps.append(Step("connect", True, "connected"))
+    return connection
+
+
 def _connect_file(url: str, result: Probe):
     try:
         if url.startswith("duckdb:"):
@@ -150,13 +188,15 @@ def _connect_file(url: str, result: Probe):
 
 def _listing_problem(text: str) -> str:
     lowered = text.lower()
-    if "permission denied" in lowered:
+    if "permission denied" in lowered or "command denied" in lowered:
         return f"permission denied: {text}"
     return text
 
 
 def _read_problem(exc: Exception, label: str) -> str:
     text = sources._first_line(exc)
-    if "permission denied" in text.lower() or getattr(exc, "sqlstate", None) == "42501":
+    # PostgreSQL's 42501; MySQL's 1142: SELECT command denied.
+    denied = getattr(exc, "sqlstate", None) == "42501" or (exc.args and exc.args[0] == 1142)
+    if "permission denied" in text.lower() or denied:
         return f"permission denied: the user may not read {label}"
     return f"reading {label} failed: {text}"

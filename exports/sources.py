@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from django.conf import settings
 
-from exports.filters import Filter, compile_where, quote_identifier
+from exports.filters import Filter, compile_where, mysql_text, quote_identifier
 from exportsite import outbound
 
 if TYPE_CHECKING:
@@ -93,6 +93,11 @@ class TransactionHorizon:
         if self.oldest_start is None:
             return 0.0
         return max(0.0, (self.now - self.oldest_start).total_seconds())
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A naive moment from a source as UTC, the time zone its sessions are in."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def arrow_type(column: dict) -> pa.DataType:
@@ -561,6 +566,235 @@ def _duckdb_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# --- MySQL and MariaDB --------------------------------------------------------------------
+#
+# mysql://user:password@host:3306/database (or mariadb://), the tables and views of that
+# one database. The rows stream through connectorx's Arrow stream, which reads the
+# server's binary protocol in Rust: as fast as the `mysql` client and flat in memory
+# (bench/RESULTS.md). Small queries (the catalogue, a high-water mark, the transactions
+# running) go through PyMySQL. Both sessions are in UTC, so TIMESTAMP values arrive as
+# UTC and DATETIME values as they were stored.
+#
+# What connectorx can't hold as it is is cast in the query: a DECIMAL past its 28 digits
+# (or 10 of scale) is read as text and cast exactly here; TIME (up to 838 hours), UUID,
+# INET, JSON and wider DECIMALs are text; BIGINT UNSIGNED an exact decimal. A zero date
+# ('0000-00-00') can't be read: the run fails naming the column and the row.
+
+MYSQL_SCHEMES = ("mysql://", "mariadb://")
+# InnoDB's transaction ids are 6 bytes: this is above every id it hands out, and the
+# "next id" when no transaction is running (as PostgreSQL's snapshot gives one).
+_INNODB_NO_TRANSACTION = 2**48
+_MYSQL_SESSION = "SET time_zone = '+00:00'"
+_MYSQL_INTEGERS = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
+_MYSQL_TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set"}
+_MYSQL_BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
+_MYSQL_SPATIAL = {
+    "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
+    "geometrycollection",
+}  # fmt: skip
+# connectorx reads DECIMAL into a 28-digit decimal with 10 of scale; wider ones are read as text.
+_CONNECTORX_DECIMAL = (28, 10)
+
+
+def mysql_url_parts(url: str) -> dict:
+    """Host, port, user, password, database and sslmode of a mysql:// URL."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    try:
+        port = parts.port or 3306
+    except ValueError:
+        raise SourceUnavailable("the source URL's port is not a number") from None
+    return {
+        "host": parts.hostname or "",
+        "port": port,
+        "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "database": unquote(parts.path.lstrip("/")),
+        "sslmode": query.get("sslmode", ""),
+    }
+
+
+def _mysql_address(url: str) -> tuple[dict, str]:
+    """The URL's parts and the address to connect to, checked by the outbound policy:
+    both drivers connect to that very address, not to whatever the name resolves to next
+    (except with sslmode=verify-full, whose certificate check needs the name)."""
+    given = mysql_url_parts(url)
+    if not given["host"] or not given["database"]:
+        raise SourceUnavailable("the source URL needs a host and a database: mysql://user:password@host:3306/database")
+    try:
+        addresses = outbound.resolve(outbound.canonical(given["host"]), given["port"])
+    except outbound.HostNotFound as exc:
+        raise SourceUnavailable(f"cannot connect to the source database: {exc.message}") from None
+    except outbound.AddressNotAllowed as exc:
+        raise SourceUnavailable(
+            f"cannot connect to the source database: {exc.message}; "
+            "an administrator can open its network with EXPORTSITE_ALLOWED_NETWORKS"
+        ) from None
+    address = addresses[0][4][0]
+    return given, given["host"] if given["sslmode"] == "verify-full" else address
+
+
+def _pymysql_ssl(sslmode: str) -> dict | None:
+    import ssl  # noqa: PLC0415 - only for a source that asks for TLS
+
+    if sslmode in {"", "disable", "allow", "prefer"}:
+        return None
+    context = ssl.create_default_context()
+    context.check_hostname = sslmode == "verify-full"
+    if sslmode == "require":
+        context.verify_mode = ssl.CERT_NONE
+    return {"ssl": context}
+
+
+def mysql_connect(url: str, *, timeout: int = 10, raw_errors: bool = False):
+    """A PyMySQL connection for small queries: autocommit, read-only work, UTC. A driver
+    error is a SourceUnavailable, or with `raw_errors` PyMySQL's own (Test connection
+    tells bad credentials from the rest by its number)."""
+    import pymysql  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
+
+    given, address = _mysql_address(url)
+    try:
+        return pymysql.connect(
+            host=address,
+            port=given["port"],
+            user=given["user"],
+            password=given["password"],
+            database=given["database"],
+            charset="utf8mb4",
+            autocommit=True,
+            connect_timeout=timeout,
+            read_timeout=max(timeout, 60),
+            init_command=_MYSQL_SESSION,
+            program_name=APPLICATION_NAME,
+            **(_pymysql_ssl(given["sslmode"]) or {}),
+        )
+    except pymysql.Error as exc:
+        if raw_errors:
+            raise
+        raise SourceUnavailable(f"cannot connect to the MySQL database: {_first_line(exc)}") from None
+
+
+def _connectorx_url(url: str) -> str:
+    given, address = _mysql_address(url)
+    credentials = quote(given["user"], safe="")
+    if given["password"]:
+        credentials += ":" + quote(given["password"], safe="")
+    host = f"[{address}]" if ":" in address else address
+    tls = {
+        "require": "require_ssl=true&verify_ca=false&verify_identity=false",
+        "verify-ca": "require_ssl=true&verify_identity=false",
+        "verify-full": "require_ssl=true",
+    }.get(given["sslmode"], "")
+    base = f"mysql://{credentials}@{host}:{given['port']}/{quote(given['database'], safe='')}"
+    return f"{base}?{tls}" if tls else base
+
+
+def _mysql_logical_type(data_type: str, column_type: str, precision: int | None, scale: int | None) -> dict:
+    unsigned = "unsigned" in column_type
+    if column_type.startswith("tinyint(1)") and not unsigned:
+        return {"type": "boolean"}  # BOOL, as MySQL spells it
+    if data_type == "bigint" and unsigned:
+        return {"type": "decimal", "precision": 20, "scale": 0}
+    if data_type in _MYSQL_INTEGERS:
+        return {"type": "integer"}
+    if data_type == "bit":
+        width = int(precision or 1)
+        if width == 1:
+            return {"type": "boolean"}
+        return {"type": "integer"} if width < 64 else {"type": "decimal", "precision": 20, "scale": 0}
+    if data_type in {"decimal", "numeric"} and precision is not None and precision <= 38:
+        return {"type": "decimal", "precision": precision, "scale": scale or 0}
+    if data_type in {"float", "double", "real"}:
+        return {"type": "float"}
+    if data_type in _MYSQL_BINARY:
+        return {"type": "binary"}
+    if data_type in {"date", "datetime", "timestamp"}:
+        return {"type": {"date": "date", "datetime": "datetime", "timestamp": "timestamp"}[data_type]}
+    return {"type": "text"}  # text and enums; TIME, JSON, UUID, INET, spatial and wider DECIMALs as text
+
+
+def _mysql_select_expression(column: dict) -> str:
+    name = quote_identifier(column["name"], "mysql")
+    source_type = column.get("source_type", "")
+    data_type = source_type.split("(")[0].split()[0] if source_type else ""
+    if data_type == "bit":
+        return f"CAST({name} AS UNSIGNED) AS {name}"
+    if data_type in _MYSQL_SPATIAL:
+        return f"ST_AsText({name}) AS {name}"
+    if column["type"] == "decimal" and data_type in {"decimal", "numeric"}:
+        fits = column["precision"] <= _CONNECTORX_DECIMAL[0] and column["scale"] <= _CONNECTORX_DECIMAL[1]
+        return name if fits else f"CAST({name} AS CHAR) AS {name}"
+    if column["type"] == "text" and data_type not in _MYSQL_TEXT:
+        return f"CAST({name} AS CHAR) AS {name}"
+    return name
+
+
+def _discover_mysql(url: str) -> list[DiscoveredDataset]:
+    import pymysql  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
+
+    connection = mysql_connect(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT TABLE_NAME, TABLE_TYPE, TABLE_ROWS FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME"
+            )
+            tables = cursor.fetchall()
+            cursor.execute(
+                "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_PRECISION, NUMERIC_SCALE "
+                "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"
+            )
+            columns = cursor.fetchall()
+            cursor.execute(_MYSQL_PRIMARY_KEYS + " ORDER BY TABLE_NAME, ORDINAL_POSITION")
+            keys = cursor.fetchall()
+    except pymysql.Error as exc:
+        raise SourceQueryFailed(f"cannot read the MySQL catalogue: {_first_line(exc)}") from None
+    finally:
+        connection.close()
+    by_table: dict[str, list[dict]] = {}
+    for table, name, data_type, column_type, nullable, precision, scale in columns:
+        column = {"name": name, "source_type": column_type, "nullable": nullable == "YES"}
+        column.update(_mysql_logical_type(data_type.lower(), column_type.lower(), precision, scale))
+        by_table.setdefault(table, []).append(column)
+    primary_keys: dict[str, list[str]] = {}
+    for table, name in keys:
+        primary_keys.setdefault(table, []).append(name)
+    return [
+        DiscoveredDataset(
+            "",
+            table,
+            "view" if table_type == "VIEW" else "table",
+            by_table.get(table, []),
+            None if table_type == "VIEW" or estimated is None else int(estimated),
+            primary_key=primary_keys.get(table, []),
+        )
+        for table, table_type, estimated in tables
+    ]
+
+
+_MYSQL_PRIMARY_KEYS = (
+    "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
+    "WHERE TABLE_SCHEMA = DATABASE() AND CONSTRAINT_NAME = 'PRIMARY'"
+)
+# The transactions that may still commit rows: InnoDB's, other than ours and read-only
+# ones (an autocommit SELECT, another export's read). An id is given at the first write
+# (0 until then); `trx_started` is when the transaction began, its NOW() or before.
+# Needs the PROCESS privilege (docs/sources.md).
+_MYSQL_TRANSACTIONS = (
+    "FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id <> CONNECTION_ID() AND trx_is_read_only = 0"
+)
+
+
+def _mysql_running(text: str | None) -> tuple[list[int], int] | None:
+    """The (oldest, newest) ids of `_MYSQL_RUNNING`'s text, and the "next id"."""
+    if text is None:
+        return None
+    return [int(xid) for xid in text.split(",") if xid], _INNODB_NO_TRANSACTION
+
+
+_MYSQL_RUNNING = f"SELECT CONCAT_WS(',', MIN(trx_id), MAX(trx_id)) {_MYSQL_TRANSACTIONS} AND trx_id <> 0"
+
+
 # --- Common entry points ----------------------------------------------------------------
 
 
@@ -572,7 +806,11 @@ def discover(url: str) -> list[DiscoveredDataset]:
         return _discover_postgresql(url)
     if url.startswith("duckdb:"):
         return _discover_duckdb(url)
-    raise SourceUnavailable("unsupported database URL: use sqlite:///path, duckdb:///path or postgresql://...")
+    if url.startswith(MYSQL_SCHEMES):
+        return _discover_mysql(url)
+    raise SourceUnavailable(
+        "unsupported database URL: use sqlite:///path, duckdb:///path, postgresql://... or mysql://..."
+    )
 
 
 def _first_line(exc: Exception) -> str:
@@ -581,6 +819,9 @@ def _first_line(exc: Exception) -> str:
     text = re.sub(r"^[A-Z_]+: ", "", text)
     text = text.split("\nQuery was:")[0]
     text = re.sub(r"^\[(SQLite|libpq)\] ", "", text)
+    # connectorx: MySqlError { ERROR 1146 (42S02): Table 't' doesn't exist }; PyMySQL: (1146, "Table...")
+    text = re.sub(r"^(?:MySqlError|DriverError|IoError) \{ (?:ERROR \d+ \(\w+\): )?(.*) \}$", r"\1", text, flags=re.S)
+    text = re.sub(r"""^\((\d+), ["'](.*)["']\)$""", r"\2 (MySQL error \1)", text, flags=re.S)
     return " ".join(text.split())
 
 
@@ -606,12 +847,12 @@ def _query_failed(exc: Exception, dataset_label: str) -> SourceError:
         return SourceUnavailable(
             f"the connection to the source database dropped while reading {dataset_label}: {message}"
         )
-    if re.search(r"no such table|relation .* does not exist", message):
+    if re.search(r"no such table|relation .* does not exist|Table '.*' doesn't exist", message):
         return SourceQueryFailed(
             f"the table {dataset_label} no longer exists in the source database ({message}); "
             "refresh the datasets and pick another one"
         )
-    if re.search(r"no such column|column .* does not exist", message):
+    if re.search(r"no such column|column .* does not exist|Unknown column", message):
         return SourceQueryFailed(
             f"a column of {dataset_label} no longer exists ({message}); refresh the dataset and edit the export"
         )
@@ -659,12 +900,15 @@ class DatasetReader(ABC):
         """What every query of the reader reads FROM: the table, or a custom dataset's
         query as a subquery under the dataset's name."""
         if self.query:
-            return f"(\n{self.query}\n) AS {quote_identifier(self.table)}"
+            return f"(\n{self.query}\n) AS {self._quote(self.table)}"
         return self._relation()
 
+    def _quote(self, name: str) -> str:
+        return quote_identifier(name, self.dialect)
+
     def _relation(self) -> str:
-        source = quote_identifier(self.table)
-        return f"{quote_identifier(self.schema_name)}.{source}" if self.schema_name else source
+        source = self._quote(self.table)
+        return f"{self._quote(self.schema_name)}.{source}" if self.schema_name else source
 
     def __enter__(self) -> DatasetReader:
         try:
@@ -723,6 +967,14 @@ class DatasetReader(ABC):
         them; None for an engine whose writers commit in the order they write (SQLite)."""
         return None
 
+    # Whether the transactions running are read in a statement of their own after the
+    # MAX (an engine that can't read both in one statement, in that order).
+    running_after_max = False
+
+    def _transactions(self, text: str | None) -> tuple[list[int], int] | None:
+        """The ids in the running transactions' text, and the next id to be assigned."""
+        return running_transactions(text)
+
     @abstractmethod
     def _query(self) -> tuple[str, list]:
         """(sql, params) that read the selected columns, filtered."""
@@ -766,9 +1018,13 @@ class DatasetReader(ABC):
         for an empty table): an incremental run's high-water mark, with the newest
         transaction that was running when it was read."""
         [(value, running)] = self._fetch(self._max_value_sql(column))
+        if self.running_after_max:
+            # After the MAX's snapshot: each transaction whose rows it could not see has
+            # either ended (the run's read sees them) or is still running, and listed.
+            running = self._fetch(self._running_transactions_sql() or "")[0][0]
         if isinstance(value, datetime | date):
             value = value.isoformat()
-        found = running_transactions(running)
+        found = self._transactions(running)
         blocking = max(found[0], default=None) if found else None
         return HighWaterMark(None if value is None else str(value), blocking)
 
@@ -778,7 +1034,7 @@ class DatasetReader(ABC):
         sql = self._running_transactions_sql()
         if sql is None:
             return None
-        found = running_transactions(self._fetch(sql)[0][0])
+        found = self._transactions(self._fetch(sql)[0][0])
         if found is None:
             return None
         running, next_xid = found
@@ -807,6 +1063,8 @@ class DatasetReader(ABC):
         if sql is None:
             return TransactionHorizon(datetime.now(UTC), None)
         [(now, oldest, hidden)] = self._fetch(sql)
+        # A naive clock is the source's UTC (MySQL's sessions are in UTC).
+        now, oldest = (_aware(moment) for moment in (now, oldest))
         return TransactionHorizon(now, oldest, int(hidden or 0))
 
     def batches(self) -> Iterator[pa.RecordBatch]:
@@ -1019,12 +1277,121 @@ class DuckdbReader(DatasetReader):
         return self._cursor().sql(sql).to_arrow_reader(self.batch_rows)
 
 
+class MysqlReader(DatasetReader):
+    """A MySQL or MariaDB table: rows through connectorx's Arrow stream, the rest through PyMySQL."""
+
+    dialect = "mysql"
+    running_after_max = True
+
+    def _connect(self):
+        return mysql_connect(self.url)
+
+    def _relation(self) -> str:
+        return self._quote(self.table)  # a table of the URL's database
+
+    def _estimate_rows(self) -> int:
+        [(estimated,)] = self._fetch(
+            "SELECT COALESCE(MAX(TABLE_ROWS), 0) FROM information_schema.TABLES "
+            f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = {mysql_text(self.table)}"
+        )
+        return int(estimated)
+
+    def _max_value_sql(self, column: dict) -> str:
+        return f"SELECT MAX({self._quote(column['name'])}), NULL FROM {self.source}"
+
+    def _running_transactions_sql(self) -> str:
+        return _MYSQL_RUNNING
+
+    def _transactions(self, text: str | None) -> tuple[list[int], int] | None:
+        return _mysql_running(text)
+
+    def _primary_key_sql(self) -> str:
+        return f"{_MYSQL_PRIMARY_KEYS} AND TABLE_NAME = {mysql_text(self.table)} ORDER BY ORDINAL_POSITION"
+
+    def _horizon_sql(self) -> str:
+        return f"SELECT UTC_TIMESTAMP(6), (SELECT MIN(trx_started) {_MYSQL_TRANSACTIONS}), 0"
+
+    def _fetch(self, sql: str) -> list[tuple]:
+        try:
+            return super()._fetch(sql)
+        except SourceQueryFailed as exc:
+            if "PROCESS privilege" not in str(exc):
+                raise
+            raise SourceQueryFailed(
+                f"incremental runs read the transactions open on the source (information_schema.INNODB_TRX), "
+                f"which needs the PROCESS privilege: GRANT PROCESS ON *.* TO the source's user ({exc})"
+            ) from None
+
+    def _query(self) -> tuple[str, list]:
+        selected = ", ".join(_mysql_select_expression(column) for column in self.columns)
+        where, params = compile_where(self.filters, "mysql")
+        return f"SELECT {selected} FROM {self.source}{where}", params
+
+    def _statement_options(self) -> dict[str, str]:
+        return {}
+
+    def _stream(self, sql: str, params: list):
+        import connectorx  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
+
+        assert not params, "MySQL queries carry their values inline (filters._Params)"
+        return connectorx.read_sql(
+            _connectorx_url(self.url),
+            sql,
+            return_type="arrow_stream",
+            batch_size=self.batch_rows,
+            pre_execution_query=[_MYSQL_SESSION],
+        )
+
+    def _read(self, stream) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from super()._read(stream)
+        except BaseException as exc:
+            # connectorx panics (a BaseException) on a value its Rust types can't hold.
+            if type(exc).__name__ != "PanicException":
+                raise
+            raise self._unreadable(exc) from None
+
+    def _unreadable(self, exc: BaseException) -> SourceError:
+        """What a value connectorx could not read is: a zero date, named with its column."""
+        dates = [column for column in self.columns if column["type"] in {"date", "datetime", "timestamp"}]
+        where, _ = compile_where(self.filters, "mysql")
+        for column in dates:
+            name = self._quote(column["name"])
+            condition = f"{name} IS NOT NULL AND (MONTH({name}) = 0 OR DAYOFMONTH({name}) = 0)"
+            rows = self._fetch(
+                f"SELECT CAST({name} AS CHAR) FROM {self.source}"
+                + (f"{where} AND {condition}" if where else f" WHERE {condition}")
+                + " LIMIT 1"
+            )
+            if rows:
+                return SourceQueryFailed(
+                    f"column {column['name']!r} of {self.label} holds the date {rows[0][0]!r}, which MySQL allows "
+                    "but no date type has (a zero day or month): set those values to NULL or a real date, "
+                    "or filter them out"
+                )
+        return SourceQueryFailed(f"reading {self.label} failed on a value the MySQL reader can't hold: {exc}")
+
+    def _normalise(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        for array, field in zip(batch.columns, self.schema, strict=True):
+            if field.type == pa.bool_() and pa.types.is_integer(array.type):
+                # TINYINT(1) is read as a boolean: any other number in it would be lost.
+                low, high = (value.as_py() for value in pc.min_max(array).values())
+                if (low is not None and low < 0) or (high is not None and high > 1):
+                    raise SourceQueryFailed(
+                        f"column {field.name!r} of {self.label} is a TINYINT(1), exported as a boolean, "
+                        f"but holds {high if high > 1 else low}: make it a wider integer type to export its numbers"
+                    )
+        return super()._normalise(batch)
+
+
 def reader_class(url: str) -> type[DatasetReader]:
     # Anything else goes to the PostgreSQL driver, whose connection error then names the problem.
     if url.startswith("sqlite:"):
         return SqliteReader
     if url.startswith("duckdb:"):
         return DuckdbReader
+    if url.startswith(MYSQL_SCHEMES):
+        return MysqlReader
     return PostgresReader
 
 

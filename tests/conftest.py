@@ -13,9 +13,11 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import django_rq
 import psycopg
+import pymysql
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -264,6 +266,50 @@ def pg_table(pg_source_url):
     yield name
     with psycopg.connect(pg_source_url, autocommit=True) as conn:
         conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+
+
+# --- a MySQL or MariaDB source -----------------------------------------------------------
+
+MYSQL_URL = os.environ.get("EXPORTSITE_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+
+
+def mysql_admin(url: str, database: str | None = None) -> pymysql.Connection:
+    """A PyMySQL connection of the tests' own (not the product's) to the server of `url`."""
+    parts = urlsplit(url)
+    return pymysql.connect(
+        host=parts.hostname,
+        port=parts.port or 3306,
+        user=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        database=database if database is not None else parts.path.lstrip("/"),
+        charset="utf8mb4",
+        autocommit=True,
+        init_command="SET time_zone = '+00:00'",
+    )
+
+
+@pytest.fixture(scope="session")
+def mysql_server_url():
+    """A MySQL or MariaDB server to use as an export source (the machine's MariaDB, or
+    EXPORTSITE_TEST_MYSQL_URL), or a skip when there is none (in CI: a failure)."""
+    try:
+        mysql_admin(MYSQL_URL).close()
+    except pymysql.Error as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no MySQL at {MYSQL_URL}: {exc}")
+    return MYSQL_URL
+
+
+@pytest.fixture
+def mysql_source_url(mysql_server_url):
+    """The URL of a fresh database on that server, dropped afterwards."""
+    name = f"src_{uuid.uuid4().hex[:10]}"
+    with mysql_admin(mysql_server_url) as conn, conn.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    yield urlunsplit(urlsplit(mysql_server_url)._replace(path=f"/{name}"))
+    with mysql_admin(mysql_server_url) as conn, conn.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 # --- a PostgreSQL server that checks passwords ------------------------------------------

@@ -10,7 +10,7 @@ import json
 import tempfile
 import zipfile
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -51,7 +51,9 @@ def normalise(value, logical_type: str, *, scale: int = 0, milliseconds: bool = 
     if logical_type == "float":
         return float(value)
     if logical_type == "decimal":
-        return Decimal(str(value)).quantize(Decimal(1).scaleb(-scale))
+        with localcontext() as context:
+            context.prec = 80  # 38 digits and more, as the files carry them
+            return Decimal(str(value)).quantize(Decimal(1).scaleb(-scale))
     if logical_type == "boolean":
         return value if isinstance(value, bool) else str(value).lower() in {"true", "1"}
     if logical_type == "timestamp":
