@@ -2,7 +2,7 @@
 them holding each transaction open for 0.5-3 s, insert during six runs, then two runs
 after the writes stop; one run in the middle meets a stopped SFTP server. Across all
 deliveries every source row appears exactly once, for an integer id cursor and for a
-`clock_timestamp()` cursor with no safety lag, on PostgreSQL and on SQLite."""
+`clock_timestamp()` cursor with no safety lag, on PostgreSQL, MariaDB and SQLite."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 
 from exports.actions import queue_run
 from exports.models import Database, Export, IncrementalMemory, Run, refresh_datasets
-from tests.conftest import start_worker_in_background
+from tests.conftest import mysql_admin, start_worker_in_background
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -91,6 +91,51 @@ class PostgresTable:
 
     def database(self) -> Database:
         return Database.objects.create(name="Orders PG", url=self.url)
+
+
+class MysqlTable:
+    """InnoDB: AUTO_INCREMENT ids and CURRENT_TIMESTAMP(6), both taken at the insert
+    (inside the transaction), committed whenever the writer commits."""
+
+    def __init__(self, url: str, name: str, cursor: str):
+        self.url, self.name = url, name
+        with mysql_admin(url) as conn, conn.cursor() as c:
+            c.execute(
+                f"CREATE TABLE `{name}` (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                "created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), writer INT NOT NULL, payload TEXT)"
+            )
+            if cursor == "created_at":
+                c.execute(f"CREATE INDEX by_created_at ON `{name}` (created_at)")
+            c.executemany(
+                f"INSERT INTO `{name}` (writer, payload) VALUES (0, %s)", [(f"seed {n}",) for n in range(SEED_ROWS)]
+            )
+
+    def writer(self, number: int, *, slow: bool) -> Writer:
+        conn = mysql_admin(self.url)
+
+        def insert_batch(hold):
+            conn.begin()
+            try:
+                with conn.cursor() as c:
+                    c.executemany(
+                        f"INSERT INTO `{self.name}` (writer, payload) VALUES (%s, %s)",
+                        [(number, f"row {n}") for n in range(ROWS_PER_TRANSACTION)],
+                    )
+                hold()
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
+        return Writer(insert_batch, slow=slow, seed=number)
+
+    def ids(self) -> list[int]:
+        with mysql_admin(self.url) as conn, conn.cursor() as c:
+            c.execute(f"SELECT id FROM `{self.name}` ORDER BY id")
+            return [row[0] for row in c.fetchall()]
+
+    def database(self) -> Database:
+        return Database.objects.create(name="Orders MariaDB", url=self.url)
 
 
 class SqliteTable:
@@ -173,13 +218,15 @@ def delivered_ids(run: Run, external_sftp) -> list[int]:
 
 
 @pytest.mark.parametrize("cursor", ["id", "created_at"])
-@pytest.mark.parametrize("engine", ["postgresql", "sqlite"])
+@pytest.mark.parametrize("engine", ["postgresql", "mariadb", "sqlite"])
 def test_every_row_is_delivered_exactly_once_while_writers_commit_late(
     users, engine, cursor, tmp_path, external_sftp, long_lived_worker, request
 ):
     owner = users["owner"]
     if engine == "postgresql":
         table = PostgresTable(request.getfixturevalue("pg_source_url"), request.getfixturevalue("pg_table"), cursor)
+    elif engine == "mariadb":
+        table = MysqlTable(request.getfixturevalue("mysql_source_url"), "orders", cursor)
     else:
         table = SqliteTable(tmp_path / "orders.sqlite3", "orders", cursor)
     database = table.database()
@@ -243,7 +290,7 @@ def test_every_row_is_delivered_exactly_once_while_writers_commit_late(
     # Every run after the first re-read a lookback and counted the late rows it caught.
     assert runs[0].lookback_from is None
     assert all(run.lookback_from is not None and run.late_rows is not None for run in succeeded[1:])
-    if engine == "postgresql":
+    if engine != "sqlite":
         # The slow writers' rows commit behind newer ones: some must have come late.
         assert sum(run.late_rows for run in succeeded[1:]) > 0
     export.refresh_from_db()
@@ -259,28 +306,39 @@ def test_every_row_is_delivered_exactly_once_while_writers_commit_late(
         ("id", "which this first run could not see, was still open after 1 s: rows it commits with id at or below"),
     ],
 )
+@pytest.mark.parametrize("engine", ["postgresql", "mariadb"])
 def test_a_transaction_open_longer_than_the_lookback_is_reported(
-    users, pg_source_url, pg_table, monkeypatch, worker, cursor, warning
+    users, engine, monkeypatch, worker, cursor, warning, request
 ):
     monkeypatch.setenv("EXPORT_LOOKBACK_MAX_SECONDS", "1")
     monkeypatch.setenv("EXPORT_SETTLE_SECONDS", "1")
-    table = PostgresTable(pg_source_url, pg_table, cursor)
+    if engine == "postgresql":
+        table = PostgresTable(request.getfixturevalue("pg_source_url"), request.getfixturevalue("pg_table"), cursor)
+        forgotten = psycopg.connect(table.url)
+        relation = f'"{table.name}"'
+    else:
+        table = MysqlTable(request.getfixturevalue("mysql_source_url"), "orders", cursor)
+        forgotten = mysql_admin(table.url)
+        forgotten.begin()
+        relation = f"`{table.name}`"
     database = table.database()
     refresh_datasets(database)
     export = Export.objects.create(
         name="Orders feed",
         owner=users["owner"],
-        dataset=database.datasets.get(name=pg_table),
+        dataset=database.datasets.get(name=table.name),
         export_type=Export.Type.INCREMENTAL,
         cursor_column=cursor,
     )
-    with psycopg.connect(pg_source_url) as forgotten:  # a BEGIN left open in a console
-        forgotten.execute(f"INSERT INTO \"{pg_table}\" (writer, payload) VALUES (9, 'late')")
+    try:  # a BEGIN left open in a console
+        forgotten.cursor().execute(f"INSERT INTO {relation} (writer, payload) VALUES (9, 'late')")
         time.sleep(2.5)
         run = queue_run(export, user=users["owner"])
         worker()
         run.refresh_from_db()
+    finally:
         forgotten.rollback()
+        forgotten.close()
     assert run.status == Run.Status.SUCCEEDED, run.error_message
     assert run.row_count == SEED_ROWS
     assert warning in run.warning
