@@ -49,6 +49,7 @@ def setup(app_dir: Path, url: str) -> None:
     for name, source_url in (
         ("bench-postgresql", url),
         ("bench-sqlite", f"sqlite:///{app_dir.parent / 'interactions.sqlite3'}"),
+        ("bench-mysql", os.environ["BENCH_MYSQL_URL"]),
     ):
         database, _ = Database.objects.update_or_create(name=name, defaults={"url": source_url})
         if name == "bench-sqlite" and not (app_dir.parent / "interactions.sqlite3").exists():
@@ -65,7 +66,7 @@ def run_ours(case: str, out_dir: Path, app_dir: Path, table: str, source: str) -
     from exports.jobs import run_export
     from exports.models import Dataset, Export, Run
 
-    file_format, compression = OURS[case.removesuffix("-sqlite").removesuffix("-memory")]
+    file_format, compression = OURS[case.removesuffix("-sqlite").removesuffix("-mysql").removesuffix("-memory")]
     dataset = Dataset.objects.get(database__name=f"bench-{source}", name=table)
     export = Export.objects.create(
         name=case,
@@ -118,7 +119,8 @@ def main() -> None:
     if case == "bare-adbc-parquet":
         result = run_bare_adbc(out_dir, url, table)
     else:
-        result = run_ours(case, out_dir, app_dir, table, "sqlite" if case.endswith("-sqlite") else "postgresql")
+        source = case.rsplit("-", 1)[1] if case.endswith(("-sqlite", "-mysql")) else "postgresql"
+        result = run_ours(case, out_dir, app_dir, table, source)
     print(json.dumps(result))
 
 

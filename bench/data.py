@@ -3,7 +3,7 @@ reused while their row counts match.
 
 About ten columns of realistic types: bigint ids, short texts with few distinct values,
 an e-mail, a country code, a timestamp with time zone, a numeric amount and a
-~40-character payload.
+~40-character payload. With --mysql-url, the same rows in MariaDB too.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sqlite3
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg import sql
@@ -122,17 +123,86 @@ def ensure_sqlite_copy(url: str, table: str, path: Path, rows: int) -> None:
     building.rename(path)
 
 
+# The same rows in MariaDB, made by the server from the same formulas (its SEQUENCE
+# engine's seq_1_to_N): bench/verify.py compares the MySQL cases' files with PostgreSQL's table.
+MYSQL_CREATE = """
+CREATE TABLE interactions (
+    id BIGINT PRIMARY KEY,
+    profile_id BIGINT NOT NULL,
+    channel VARCHAR(32) NOT NULL,
+    event_type VARCHAR(32) NOT NULL,
+    campaign VARCHAR(64),
+    email VARCHAR(255) NOT NULL,
+    country_code CHAR(2) NOT NULL,
+    occurred_at TIMESTAMP(6) NOT NULL,
+    amount DECIMAL(12,2),
+    payload TEXT NOT NULL
+) CHARACTER SET utf8mb4
+"""
+MYSQL_FILL = """
+INSERT INTO interactions
+SELECT seq,
+       (seq * 2654435761) % 1000003,
+       ELT(1 + seq % 5, 'email', 'web', 'mobile_app', 'sms', 'push'),
+       ELT(1 + (seq DIV 7) % 6, 'send', 'open', 'click', 'page_view', 'purchase', 'unsubscribe'),
+       CASE WHEN seq % 4 = 0 THEN NULL ELSE ELT(1 + seq % 4, 'spring_sale', 'black_friday', 'welcome', 'winback') END,
+       CONCAT('user', (seq * 2654435761) % 1000003, '@example.com'),
+       ELT(1 + (seq DIV 3) % 8, 'US', 'FR', 'DE', 'GB', 'ES', 'IT', 'JP', 'BR'),
+       TIMESTAMP '2024-01-01 00:00:00' + INTERVAL (seq * 5) SECOND,
+       CASE WHEN seq % 3 = 0 THEN NULL ELSE ((seq * 7919) % 100000) / 100.0 END,
+       CONCAT(MD5(seq), LOWER(HEX(seq)))
+FROM seq_{start}_to_{stop}
+"""
+
+
+def mysql_connect(url: str, database: str | None = None):
+    import pymysql  # noqa: PLC0415 - only the MariaDB cases need it
+
+    parts = urlsplit(url)
+    return pymysql.connect(
+        host=parts.hostname,
+        port=parts.port or 3306,
+        user=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        database=database,
+        autocommit=True,
+        init_command="SET time_zone = '+00:00'",
+    )
+
+
+def ensure_mysql_table(url: str, rows: int) -> None:
+    name = unquote(urlsplit(url).path.lstrip("/"))
+    with mysql_connect(url) as conn, conn.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{name}`")
+        cursor.execute(f"USE `{name}`")
+        cursor.execute("SHOW TABLES LIKE 'interactions'")
+        if cursor.fetchall():
+            cursor.execute("SELECT COUNT(*) FROM interactions")
+            if cursor.fetchone()[0] == rows:
+                return
+            cursor.execute("DROP TABLE interactions")
+        print(f"creating the MariaDB copy with {rows:,} rows...", flush=True)
+        cursor.execute(MYSQL_CREATE)
+        step = 1_000_000
+        for start in range(1, rows + 1, step):
+            cursor.execute(MYSQL_FILL.format(start=start, stop=min(start + step - 1, rows)))
+        cursor.execute("ANALYZE TABLE interactions")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--sqlite", type=Path, help="also a SQLite copy of the first 1,000,000 rows here")
+    parser.add_argument("--mysql-url", help="also a MariaDB copy of the table in this database")
     parser.add_argument("--memory-table")
     parser.add_argument("--memory-rows", type=int)
     args = parser.parse_args()
     ensure_table(args.url, "interactions", args.rows)
     if args.sqlite:
         ensure_sqlite_copy(args.url, "interactions", args.sqlite, min(args.rows, 1_000_000))
+    if args.mysql_url:
+        ensure_mysql_table(args.mysql_url, args.rows)
     if args.memory_table:
         ensure_table(args.url, args.memory_table, args.memory_rows)
 

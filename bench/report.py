@@ -26,8 +26,8 @@ def render(*, machine, date, versions, rows, rounds, cases, measured, memory, me
         f"- Machine: {machine}",
         f"- Versions: {', '.join(f'{name} {version}' for name, version in versions.items())}",
         f"- Table: PostgreSQL `interactions`, {rows:,} rows, 10 columns (SQLite cases: the first "
-        f"{min(rows, 1_000_000):,} rows); every case is its own process, {rounds} rounds, the cases of a "
-        "round back to back.",
+        f"{min(rows, 1_000_000):,} rows; MariaDB cases: the same {rows:,} rows in MariaDB, on this machine too); "
+        f"every case is its own process, {rounds} rounds, the cases of a round back to back.",
         "",
         "| case | median wall (s) | rows/s | peak RSS (MB) | output (MB) | rounds (s) | read back |",
         "|---|---:|---:|---:|---:|---|---|",
@@ -58,6 +58,10 @@ def render(*, machine, date, versions, rows, rounds, cases, measured, memory, me
 
     targets = []
 
+    def reported(label: str, value: float | None) -> None:
+        """A ratio measured for the record, with no target."""
+        targets.append(f"| {label} | {'not measured' if value is None else f'{value:.2f}'} | reported |")
+
     def target(label: str, value: float | None, ok) -> None:
         if value is None:
             targets.append(f"| {label} | not measured | |")
@@ -74,6 +78,18 @@ def render(*, machine, date, versions, rows, rounds, cases, measured, memory, me
     )
     target("csv.gz ÷ psql \\copy \\| gzip -1: ≤ 2", ratio("ours-csv-gzip", "psql-copy-gzip"), lambda v: v <= 2)
     target("dlt JSONL ÷ ours NDJSON.gz: ≥ 4", ratio("dlt-jsonl", "ours-ndjson-gzip"), lambda v: v >= 4)
+    if "ours-parquet-snappy-mysql" in medians:
+        rss = max(
+            medians[case]["rss"] for case in ("ours-parquet-snappy-mysql", "ours-csv-gzip-mysql") if case in medians
+        )
+        target(f"peak RSS, MariaDB source, at {rows:,} rows (MB): ≤ 250", rss / MB, lambda v: v <= 250)
+    reported(
+        "csv.gz from MariaDB ÷ mysql --batch --quick \\| gzip -1", ratio("ours-csv-gzip-mysql", "mysql-batch-gzip")
+    )
+    reported("csv.gz from MariaDB ÷ csv.gz from PostgreSQL", ratio("ours-csv-gzip-mysql", "ours-csv-gzip"))
+    reported(
+        "Parquet from MariaDB ÷ Parquet from PostgreSQL", ratio("ours-parquet-snappy-mysql", "ours-parquet-snappy")
+    )
     if "ours-parquet-snappy" in medians:
         rss = medians["ours-parquet-snappy"]["rss"] / MB
         target(f"peak RSS at {rows:,} rows (MB): ≤ 250", rss, lambda v: v <= 250)

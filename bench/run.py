@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from bench.incremental import kept_section
 from bench.report import render
@@ -40,11 +43,30 @@ CASES = {
     "dlt-jsonl": ("dlt sql_database (pyarrow) → filesystem JSONL", "jsonl"),
     "ours-parquet-snappy-sqlite": ("ours → Parquet snappy, SQLite source", "parquet"),
     "ours-csv-gzip-sqlite": ("ours → csv.gz, SQLite source", "csv"),
+    "ours-parquet-snappy-mysql": ("ours → Parquet snappy, MariaDB source", "parquet"),
+    "ours-csv-gzip-mysql": ("ours → csv.gz, MariaDB source", "csv"),
+    "mysql-batch-gzip": ("mysql --batch --quick \\| gzip -1, MariaDB", "tsv"),
 }
 MEMORY_CASE = "ours-parquet-snappy-memory"
 
 
-def command(case: str, out_dir: Path, url: str, table: str) -> list[str]:
+def mysql_client(url: str) -> list[str]:
+    parts = urlsplit(url)
+    given = ["mysql", f"--host={parts.hostname}", f"--port={parts.port or 3306}", f"--user={unquote(parts.username)}"]
+    if parts.password:
+        given.append(f"--password={unquote(parts.password)}")
+    return [*given, unquote(parts.path.lstrip("/"))]
+
+
+def command(case: str, out_dir: Path, url: str, table: str, env: dict) -> list[str]:
+    if case == "mysql-batch-gzip":
+        client = " ".join(shlex.quote(part) for part in mysql_client(env["BENCH_MYSQL_URL"]))
+        return [
+            "bash",
+            "-c",
+            f"set -o pipefail; {client} --batch --quick -e 'SELECT * FROM {table}' "
+            f"| gzip -1 > '{out_dir / 'out.tsv.gz'}'",
+        ]
     if case == "psql-copy-csv":
         return ["psql", url, "-qc", f"\\copy {table} TO '{out_dir / 'copy.csv'}' CSV HEADER"]
     if case == "psql-copy-gzip":
@@ -65,7 +87,7 @@ def run_case(case: str, out_root: Path, url: str, table: str, env: dict) -> dict
     out_dir.mkdir(parents=True)
     started = time.perf_counter()
     process = subprocess.Popen(
-        command(case, out_dir, url, table), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command(case, out_dir, url, table, env), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     # wait4 gives the peak RSS of the case's own process tree (psql and gzip included).
     _, status, usage = os.wait4(process.pid, 0)
@@ -100,7 +122,7 @@ def verify(case: str, files: list[str], url: str, table: str, env: dict) -> str:
     return checked.stdout.strip()
 
 
-def versions(url: str) -> dict[str, str]:
+def versions(url: str, mysql_url: str) -> dict[str, str]:
     # Imported only now, after every case ran: a case forked from this process starts
     # its peak RSS at this process's size (see verify()).
     import adbc_driver_postgresql  # noqa: PLC0415
@@ -117,6 +139,11 @@ def versions(url: str) -> dict[str, str]:
             ["psql", url, "-tAc", "SHOW server_version"], capture_output=True, text=True
         ).stdout.strip(),
         "gzip": subprocess.run(["gzip", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
+        "connectorx": importlib.metadata.version("connectorx"),
+        "mysql": subprocess.run(["mysql", "--version"], capture_output=True, text=True).stdout.strip(),
+        "MariaDB server": subprocess.run(
+            [*mysql_client(mysql_url), "-N", "-e", "SELECT VERSION()"], capture_output=True, text=True
+        ).stdout.strip(),
     }
     if DLT_PYTHON.exists():
         found["dlt"] = subprocess.run(
@@ -143,6 +170,7 @@ def main() -> None:
     parser.add_argument(
         "--url", default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/bench")
     )
+    parser.add_argument("--mysql-url", default=os.environ.get("BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306/bench"))
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
@@ -170,13 +198,21 @@ def main() -> None:
         str(args.rows),
         "--sqlite",
         str(args.work / "interactions.sqlite3"),
+        "--mysql-url",
+        args.mysql_url,
     ]
     if not args.no_memory:
         prepare += ["--memory-table", memory_table, "--memory-rows", str(args.rows * args.memory_factor)]
     subprocess.run(prepare, cwd=ROOT, check=True)
 
     app_dir = args.work / "app"
-    env = dict(os.environ, BENCH_POSTGRES_URL=args.url, BENCH_APP_DIR=str(app_dir), BENCH_TABLE=table)
+    env = dict(
+        os.environ,
+        BENCH_POSTGRES_URL=args.url,
+        BENCH_MYSQL_URL=args.mysql_url,
+        BENCH_APP_DIR=str(app_dir),
+        BENCH_TABLE=table,
+    )
     subprocess.run(
         [sys.executable, "-m", "bench.cases", "setup", str(args.work / "out")], cwd=ROOT, env=env, check=True
     )
@@ -207,7 +243,7 @@ def write_results(args, measured: dict, memory: list[dict], table: str) -> str:
     text = render(
         machine=machine(),
         date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        versions=versions(args.url),
+        versions=versions(args.url, args.mysql_url),
         rows=args.rows,
         rounds=args.rounds,
         cases=CASES,

@@ -74,7 +74,7 @@ def check(case: str, kind: str, files: list[str], url: str, table: str) -> str:
         if kind == "parquet":
             rows = sum(pq.ParquetFile(name).metadata.num_rows for name in files if name.endswith(".parquet"))
         else:
-            rows = _count_lines(files) - (1 if kind == "csv" else 0)
+            rows = _count_lines(files) - (1 if kind in {"csv", "tsv"} else 0)  # a header line
         if rows != source.num_rows:
             raise SystemExit(f"{case}: {rows} rows read back, the source has {source.num_rows}")
         return f"{rows:,} rows (counted)"

@@ -12,13 +12,15 @@ import psycopg
 import pytest
 
 from bench.run import CASES
+from tests.conftest import mysql_admin
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_the_benchmark_runs_every_case_on_a_small_table(pg_source_url, tmp_path):
+def test_the_benchmark_runs_every_case_on_a_small_table(pg_source_url, mysql_server_url, tmp_path):
     url = pg_source_url.rsplit("/", 1)[0] + f"/bench_smoke_{uuid.uuid4().hex[:8]}"
+    mysql_url = mysql_server_url.rsplit("/", 1)[0] + f"/bench_smoke_{uuid.uuid4().hex[:8]}"
     results = tmp_path / "RESULTS.md"
     try:
         finished = subprocess.run(
@@ -28,6 +30,8 @@ def test_the_benchmark_runs_every_case_on_a_small_table(pg_source_url, tmp_path)
                 "bench.run",
                 "--url",
                 url,
+                "--mysql-url",
+                mysql_url,
                 "--rows",
                 "3000",
                 "--rounds",
@@ -48,10 +52,16 @@ def test_the_benchmark_runs_every_case_on_a_small_table(pg_source_url, tmp_path)
     finally:
         with psycopg.connect(pg_source_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        with mysql_admin(mysql_server_url) as conn, conn.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{mysql_url.rsplit('/', 1)[1]}`")
     text = results.read_text()
     for label, _kind in CASES.values():
         assert f"| {label} |" in text
-    assert text.count("3,000 rows, every column equal to the source") == 8  # ours: 6 on PostgreSQL, 2 on SQLite
+    # Ours: 6 on PostgreSQL, 2 on SQLite, 2 on MariaDB (compared with PostgreSQL's table: the same rows).
+    assert text.count("3,000 rows, every column equal to the source") == 10
     assert "(memory case)" in text
     for ratio in ("÷ bare ADBC", "dlt Parquet ÷", "csv.gz ÷", "dlt JSONL ÷", "peak RSS at 3,000", "peak RSS at 6,000"):
         assert ratio in text
+    assert "| peak RSS, MariaDB source, at 3,000 rows (MB): ≤ 250 |" in text
+    assert "| csv.gz from MariaDB ÷ mysql --batch --quick \\| gzip -1 |" in text
+    assert "| csv.gz from MariaDB ÷ csv.gz from PostgreSQL |" in text
