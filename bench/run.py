@@ -87,7 +87,12 @@ def run_case(case: str, out_root: Path, url: str, table: str, env: dict) -> dict
     out_dir.mkdir(parents=True)
     started = time.perf_counter()
     process = subprocess.Popen(
-        command(case, out_dir, url, table, env), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command(case, out_dir, url, table, env),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     # wait4 gives the peak RSS of the case's own process tree (psql and gzip included).
     _, status, usage = os.wait4(process.pid, 0)

@@ -155,7 +155,7 @@ def _connect_mysql(url: str, result: Probe):
     import pymysql  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
 
     try:
-        connection = sources.mysql_connect(url, timeout=5, raw_errors=True)
+        connection = sources.mysql_connect(url, timeout=5, read_timeout=30, raw_errors=True)
     except sources.SourceUnavailable as exc:
         result.steps.append(Step("connect", False, str(exc).removeprefix("cannot connect to the source database: ")))
         return None

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -646,10 +647,13 @@ def _pymysql_ssl(sslmode: str) -> dict | None:
     return {"ssl": context}
 
 
-def mysql_connect(url: str, *, timeout: int = 10, raw_errors: bool = False):
+def mysql_connect(
+    url: str, *, timeout: int = 10, read_timeout: int | None = None, raw_errors: bool = False, conversions=None
+):
     """A PyMySQL connection for small queries: autocommit, read-only work, UTC. A driver
     error is a SourceUnavailable, or with `raw_errors` PyMySQL's own (Test connection
-    tells bad credentials from the rest by its number)."""
+    tells bad credentials from the rest by its number). No read timeout by default: a
+    reader's queries may scan a large table (the zero-date search)."""
     import pymysql  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
 
     given, address = _mysql_address(url)
@@ -663,9 +667,10 @@ def mysql_connect(url: str, *, timeout: int = 10, raw_errors: bool = False):
             charset="utf8mb4",
             autocommit=True,
             connect_timeout=timeout,
-            read_timeout=max(timeout, 60),
+            read_timeout=read_timeout,
             init_command=_MYSQL_SESSION,
             program_name=APPLICATION_NAME,
+            **({"conv": conversions} if conversions is not None else {}),
             **(_pymysql_ssl(given["sslmode"]) or {}),
         )
     except pymysql.Error as exc:
@@ -793,6 +798,38 @@ def _mysql_running(text: str | None) -> tuple[list[int], int] | None:
 
 
 _MYSQL_RUNNING = f"SELECT CONCAT_WS(',', MIN(trx_id), MAX(trx_id)) {_MYSQL_TRANSACTIONS} AND trx_id <> 0"
+
+
+def _mysql_value(value) -> str:
+    """A key's value, as read back by connectorx, as a MySQL literal that compares as the column does."""
+    if isinstance(value, str):
+        return mysql_text(value)  # in the column's own collation, as ORDER BY compares
+    if isinstance(value, bytes):
+        return f"X'{value.hex()}'" if value else "''"
+    if isinstance(value, datetime):
+        return f"'{value:%Y-%m-%d %H:%M:%S.%f}'"  # naive: the session's UTC, or a DATETIME as stored
+    if isinstance(value, date):
+        return f"'{value.isoformat()}'"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(int(value))
+
+
+def _after(key: list[str], last: list, quote) -> str:
+    """Rows after `last` in key order: (a > x) OR (a = x AND b > y) ..."""
+    alternatives = []
+    for position, name in enumerate(key):
+        equal = [f"{quote(key[before])} = {_mysql_value(last[before])}" for before in range(position)]
+        alternatives.append(" AND ".join([*equal, f"{quote(name)} > {_mysql_value(last[position])}"]))
+    return "(" + " OR ".join(f"({alternative})" for alternative in alternatives) + ")"
+
+
+def _pymysql_conversions() -> dict:
+    """PyMySQL's conversions, with SET columns as the text MySQL writes ('a,b'), not a Python set."""
+    from pymysql.constants import FIELD_TYPE  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
+    from pymysql.converters import conversions  # noqa: PLC0415 - as above
+
+    return {code: convert for code, convert in conversions.items() if code != FIELD_TYPE.SET}
 
 
 # --- Common entry points ----------------------------------------------------------------
@@ -1331,25 +1368,110 @@ class MysqlReader(DatasetReader):
         return {}
 
     def _stream(self, sql: str, params: list):
+        """The rows in chunks of `CHUNK_BATCHES` batches, each chunk a query of its own that
+        continues after the last key read (`WHERE key > last ORDER BY key LIMIT n`, a range
+        of the primary key's index): connectorx reads a query's rows as fast as the server
+        sends them, whatever the writer's pace (its channel has no bound), so a chunk is what
+        bounds memory. A view, or a table without a usable primary key, is read through a
+        server-side cursor instead: flat too, several times slower."""
+        assert not params, "MySQL queries carry their values inline (filters._Params)"
+        key = self._keyset_key()
+        if not key:
+            return self._cursor_batches(sql)
+        return self._chunks(key)
+
+    CHUNK_BATCHES = 4
+    # Key types whose values connectorx reads as they are and that compare as MySQL orders them.
+    _KEYSET_TYPES = frozenset(
+        {"tinyint", "smallint", "mediumint", "int", "bigint", "char", "varchar", "binary", "varbinary", "date",
+         "datetime", "timestamp"}
+    )  # fmt: skip
+
+    def _keyset_key(self) -> list[str]:
+        rows = self._fetch(
+            "SELECT k.COLUMN_NAME, c.DATA_TYPE FROM information_schema.KEY_COLUMN_USAGE k "
+            "JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = k.TABLE_SCHEMA AND c.TABLE_NAME = k.TABLE_NAME "
+            "AND c.COLUMN_NAME = k.COLUMN_NAME WHERE k.TABLE_SCHEMA = DATABASE() AND k.CONSTRAINT_NAME = 'PRIMARY' "
+            f"AND k.TABLE_NAME = {mysql_text(self.table)} ORDER BY k.ORDINAL_POSITION"
+        )
+        if not rows or any(str(data_type).lower() not in self._KEYSET_TYPES for _, data_type in rows):
+            return []
+        return [name for name, _ in rows]
+
+    def _chunks(self, key: list[str]) -> Iterator[pa.RecordBatch]:
         import connectorx  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
 
-        assert not params, "MySQL queries carry their values inline (filters._Params)"
-        return connectorx.read_sql(
-            _connectorx_url(self.url),
-            sql,
-            return_type="arrow_stream",
-            batch_size=self.batch_rows,
-            pre_execution_query=[_MYSQL_SESSION],
-        )
+        selected = ", ".join(_mysql_select_expression(column) for column in self.columns)
+        keys = ", ".join(f"{self._quote(name)} AS `__key{position}`" for position, name in enumerate(key))
+        where, _ = compile_where(self.filters, "mysql")
+        order = ", ".join(self._quote(name) for name in key)
+        limit = self.batch_rows * self.CHUNK_BATCHES
+        url = _connectorx_url(self.url)
+        last: list | None = None
+        while True:
+            conditions = [where.removeprefix(" WHERE ")] if where else []
+            if last is not None:
+                conditions.append(_after(key, last, self._quote))
+            condition = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+            stream = connectorx.read_sql(
+                url,
+                f"SELECT {selected}, {keys} FROM {self.source}{condition} ORDER BY {order} LIMIT {limit}",
+                return_type="arrow_stream",
+                batch_size=self.batch_rows,
+                pre_execution_query=[_MYSQL_SESSION],
+            )
+            read = 0
+            for batch in stream:
+                if not batch.num_rows:
+                    continue
+                read += batch.num_rows
+                last = [batch.column(len(self.columns) + position)[-1].as_py() for position in range(len(key))]
+                yield batch.select(range(len(self.columns)))
+            if read < limit:
+                return
+
+    def _cursor_batches(self, sql: str) -> Iterator[pa.RecordBatch]:
+        """PyMySQL's unbuffered cursor, `batch_rows` rows at a time, into Arrow arrays."""
+        import pymysql  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
+
+        connection = mysql_connect(self.url, conversions=_pymysql_conversions())
+        try:
+            # Not closed (closing an unbuffered cursor reads the rest of its rows): the
+            # connection's close ends the query, read to the end or not.
+            cursor = connection.cursor(pymysql.cursors.SSCursor)
+            cursor.execute(sql)
+            while rows := cursor.fetchmany(self.batch_rows):
+                yield pa.RecordBatch.from_arrays(
+                    [
+                        self._array(column, values)
+                        for column, values in zip(self.columns, zip(*rows, strict=True), strict=True)
+                    ],
+                    names=[column["name"] for column in self.columns],
+                )
+        finally:
+            connection.close()
+
+    def _array(self, column: dict, values: tuple) -> pa.Array:
+        kind = column["type"]
+        if kind == "decimal":  # Decimal, or text (a CAST), or an int (BIGINT UNSIGNED)
+            values = tuple(None if value is None else Decimal(value) for value in values)
+        target = pa.int64() if kind == "boolean" else arrow_type(column)  # booleans checked by _normalise
+        try:
+            return pa.array(values, type=target)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, ArithmeticError):
+            # A zero date arrives as its text; any other value is named as it is.
+            raise self._unreadable(ValueError(f"column {column['name']!r} holds a value that is not {kind}")) from None
+
+    def _panicked(self, exc: BaseException) -> BaseException:
+        """connectorx panics (a BaseException, which `except Exception` lets through) on a
+        value its Rust types can't hold: what that value is. Anything else as it was."""
+        return self._unreadable(exc) if type(exc).__name__ == "PanicException" else exc
 
     def _read(self, stream) -> Iterator[pa.RecordBatch]:
         try:
             yield from super()._read(stream)
-        except BaseException as exc:
-            # connectorx panics (a BaseException) on a value its Rust types can't hold.
-            if type(exc).__name__ != "PanicException":
-                raise
-            raise self._unreadable(exc) from None
+        except BaseException as exc:  # noqa: BLE001 - connectorx's PanicException is one; the rest is raised as it was
+            raise self._panicked(exc) from None
 
     def _unreadable(self, exc: BaseException) -> SourceError:
         """What a value connectorx could not read is: a zero date, named with its column."""

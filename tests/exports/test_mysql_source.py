@@ -15,10 +15,11 @@ from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
+from django.core import mail
 from django.core.files.storage import storages
 from django.urls import reverse
 
-from exports import sources
+from exports import actions, schema_watch, sources
 from exports.actions import queue_run
 from exports.filters import validate_filters
 from exports.models import Database, Export, Run, refresh_datasets
@@ -103,6 +104,7 @@ def database(mysql_source_url, db) -> Database:
         cursor.execute(CREATE)
         cursor.execute("INSERT INTO everything VALUES " + ", ".join(ROWS))
         cursor.execute("CREATE VIEW happy AS SELECT id, label FROM everything WHERE mood = 'happy'")
+        cursor.execute("CREATE VIEW everything_view AS SELECT * FROM everything")
     database = Database.objects.create(name="Shop", url=mysql_source_url)
     refresh_datasets(database)
     assert not database.refresh_error, database.refresh_error
@@ -162,8 +164,9 @@ def test_mysql_types_map_to_ours(database):
 
 
 @pytest.mark.parametrize(("file_format", "compression"), [("csv", "none"), ("ndjson", "gzip"), ("parquet", "zstd")])
-def test_every_mysql_type_exports_and_reads_back_equal(users, database, worker, file_format, compression):
-    everything = database.datasets.get(name="everything")
+@pytest.mark.parametrize("dataset", ["everything", "everything_view"])  # by its key's chunks; through a cursor
+def test_every_mysql_type_exports_and_reads_back_equal(users, database, worker, dataset, file_format, compression):
+    everything = database.datasets.get(name=dataset)
     export = Export.objects.create(
         owner=users["owner"],
         dataset=everything,
@@ -189,25 +192,27 @@ def test_every_mysql_type_exports_and_reads_back_equal(users, database, worker, 
     assert first["duration"] == "838:59:59"
 
 
-def test_a_zero_date_fails_the_run_naming_its_column(users, mysql_source_url, worker):
+@pytest.mark.parametrize("table", ["orders", "orders_view"])
+def test_a_zero_date_fails_the_run_naming_its_column(users, mysql_source_url, worker, table):
     with mysql_admin(mysql_source_url) as conn, conn.cursor() as cursor:
         cursor.execute("SET SESSION sql_mode = ''")  # what lets an application write one
         cursor.execute("CREATE TABLE orders (id INT PRIMARY KEY, placed_on DATE, shipped_at DATETIME)")
         cursor.execute(
-            "INSERT INTO orders VALUES (1, '2026-01-02', '2026-01-02 10:00:00'),"
-            " (2, '2026-01-03', '0000-00-00 00:00:00')"
+            "INSERT INTO orders VALUES (1, '2026-01-03', '0000-00-00 00:00:00'),"
+            " (2, '2026-01-02', '2026-01-02 10:00:00')"  # the first row read: connectorx fails at once
         )
+        cursor.execute("CREATE VIEW orders_view AS SELECT * FROM orders")
     database = Database.objects.create(name="Legacy", url=mysql_source_url)
     refresh_datasets(database)
-    export = Export.objects.create(owner=users["owner"], dataset=database.datasets.get(name="orders"), name="Orders")
+    export = Export.objects.create(owner=users["owner"], dataset=database.datasets.get(name=table), name="Orders")
     run = run_export(export, worker)
     assert run.status == Run.Status.FAILED
     assert run.error_code == Run.ErrorCode.SOURCE_QUERY_FAILED
-    assert "column 'shipped_at' of orders holds the date '0000-00-00 00:00:00'" in run.error_message
+    assert f"column 'shipped_at' of {table} holds the date '0000-00-00 00:00:00'" in run.error_message
     assert "set those values to NULL or a real date, or filter them out" in run.error_message
     assert not run.files.exists()
     # Filtered out, the rest exports.
-    export.filters = [{"column": "id", "operator": "eq", "value": "1"}]
+    export.filters = [{"column": "id", "operator": "eq", "value": "2"}]
     export.save()
     run = run_export(export, worker)
     assert run.status == Run.Status.SUCCEEDED, run.error_message
@@ -379,3 +384,74 @@ def test_an_admin_tests_and_adds_a_mariadb_source_on_the_sources_page(client, us
     run = run_export(export, worker)
     assert run.status == Run.Status.FAILED
     assert "needs the PROCESS privilege: GRANT PROCESS ON *.* TO the source's user" in run.error_message
+
+
+def test_a_column_dropped_from_a_mysql_table_flags_its_export_and_fails_its_next_run(users, database, worker):
+    everything = database.datasets.get(name="everything")
+    export = actions.save_draft(
+        users["owner"],
+        Export(
+            owner=users["owner"], dataset=everything, sandbox_id=database.sandbox_id, name="Moods",
+            columns=["id", "mood"], filters=[{"column": "price", "operator": "gt", "value": "0"}],
+        ),
+    )  # fmt: skip
+    with mysql_admin(database.url) as conn, conn.cursor() as cursor:
+        cursor.execute("ALTER TABLE everything DROP COLUMN mood, MODIFY price VARCHAR(20)")
+    schema_watch.refresh(database)
+    export.refresh_from_db()
+    assert "the column mood is gone from everything" in export.schema_problem
+    assert "the column price of everything changed type, from decimal(12,2) to text" in export.schema_problem
+    [message] = mail.outbox
+    assert "mood" in message.subject + message.body
+    run = run_export(export, worker)
+    assert run.status == Run.Status.FAILED
+    assert run.error_code == "SCHEMA_CHANGED"
+    assert "the column mood is gone from everything" in run.error_message
+
+
+def test_timestamps_are_read_in_utc_whatever_the_servers_time_zone(database, mysql_server_url):
+    everything = database.datasets.get(name="everything")
+    with mysql_admin(mysql_server_url) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT @@GLOBAL.time_zone")
+        [(was,)] = cursor.fetchall()
+        cursor.execute("SET GLOBAL time_zone = '+05:00'")  # new sessions' default
+    try:
+        [row] = read(everything, ["happened_at"], [{"column": "id", "operator": "eq", "value": "3"}])
+        with sources.open_reader(everything, ["id"], []) as reader:
+            mark = reader.max_value(everything.column("happened_at"))
+    finally:
+        with mysql_admin(mysql_server_url) as conn, conn.cursor() as cursor:
+            cursor.execute(f"SET GLOBAL time_zone = '{was}'")
+    assert row["happened_at"].isoformat() == "2026-03-29T01:30:00.123456+00:00"
+    assert mark.value == "2038-01-19T03:14:07.999999"
+
+
+@pytest.mark.parametrize(
+    ("key", "values"),
+    [
+        ("code VARCHAR(20), n INT, PRIMARY KEY (code, n)", lambda i: f"('{'ab'[i % 2]}é{i // 7}', {i % 5})"),
+        ("day DATETIME(6), raw VARBINARY(8), PRIMARY KEY (day, raw)",
+         lambda i: f"('2026-01-01 00:00:{i % 60:02}.{i:06}', x'{i:04x}')"),
+        ("id BIGINT UNSIGNED PRIMARY KEY", lambda i: f"({18446744073709551615 - i * 1000})"),
+    ],
+)  # fmt: skip
+def test_a_table_is_read_in_chunks_of_its_key_each_row_once(mysql_source_url, db, key, values):
+    with mysql_admin(mysql_source_url) as conn, conn.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE chunked ({key}, note INT)")
+        rows = [values(i) for i in range(100)]
+        cursor.execute(
+            "INSERT IGNORE INTO chunked VALUES " + ", ".join(f"{row[:-1]}, {i})" for i, row in enumerate(rows))
+        )
+        cursor.execute("SELECT note FROM chunked")
+        expected = sorted(note for (note,) in cursor.fetchall())
+    database = Database.objects.create(name="Chunks", url=mysql_source_url)
+    refresh_datasets(database)
+    chunked = database.datasets.get(name="chunked")
+    filters = validate_filters([{"column": "note", "operator": "gte", "value": "0"}], chunked.columns)
+    with sources.open_reader(chunked, ["note"], filters, batch_rows=3) as reader:  # chunks of 12 rows
+        assert reader._keyset_key()
+        batches = list(reader.batches())
+    notes = [row["note"] for batch in batches for row in batch.to_pylist()]
+    assert sorted(notes) == expected
+    assert len(notes) == len(set(notes))
+    assert len(batches) >= len(expected) // 3
