@@ -3,6 +3,7 @@ and compiled to parameterised SQL for each source dialect. Never raw SQL from us
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -52,7 +53,10 @@ def parse_value(raw: str, logical_type: str, column: str) -> FilterValue:
         if logical_type == "integer":
             return int(text)
         if logical_type == "float":
-            return float(text)
+            number = float(text)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
         if logical_type == "decimal":
             value = Decimal(text)
             if not value.is_finite():
@@ -204,7 +208,9 @@ class _Params:
                 return "1" if value else "0"
             if logical_type in {"timestamp", "datetime", "date"}:
                 return _mysql_moment(value)
-            return f"{mysql_text(_as_text(value))} COLLATE utf8mb4_bin"
+            # Bytes, compared with the column's UTF-8 bytes (`_column_expression`): exact, no
+            # collation's padding, case or accent folding.
+            return f"X'{_as_text(value).encode().hex()}'"
         if self.dialect == "duckdb":
             if logical_type in {"integer", "decimal"}:
                 # An exact numeric literal (validated as a number): DuckDB types it as
@@ -258,7 +264,7 @@ def _raw_column(f: Filter, dialect: str) -> str:
         # Text to us may be a UUID, JSON or an enum there: compared as the text we deliver.
         return f"CAST({column} AS VARCHAR)"
     if dialect == "mysql" and f.logical_type == "text":
-        return f"CAST({column} AS CHAR)"  # a TIME, UUID, JSON or wide DECIMAL: as delivered
+        return f"CONVERT({column} USING utf8mb4)"  # a TIME, UUID, JSON or wide DECIMAL: as delivered
     return column
 
 
@@ -266,6 +272,8 @@ def _column_expression(f: Filter, dialect: str) -> str:
     column = _raw_column(f, dialect)
     if dialect == "sqlite" and f.logical_type in {"timestamp", "datetime"}:
         return f"strftime('%Y-%m-%dT%H:%M:%f', {column})"
+    if dialect == "mysql" and f.logical_type == "text":
+        return f"CAST({column} AS BINARY)"
     return column
 
 
@@ -288,7 +296,11 @@ def compile_where(filters: list[Filter], dialect: str) -> tuple[str, list]:
         elif f.operator in TEXT_ONLY and dialect == "mysql":
             # Case-blind, as PostgreSQL's ILIKE, whatever the column's collation.
             pattern = _like_pattern(f.values[0], prefix_only=f.operator == "starts_with", escape=_MYSQL_LIKE_ESCAPE)
-            clauses.append(f"LOWER({raw_column}) LIKE LOWER({mysql_text(pattern)}) ESCAPE '{_MYSQL_LIKE_ESCAPE}'")
+            # Case-blind but not accent-blind: under utf8mb4_bin, not the connection's collation.
+            clauses.append(
+                f"LOWER({raw_column}) COLLATE utf8mb4_bin LIKE LOWER({mysql_text(pattern)}) "
+                f"ESCAPE '{_MYSQL_LIKE_ESCAPE}'"
+            )
         elif f.operator in TEXT_ONLY:
             pattern = _like_pattern(f.values[0], prefix_only=f.operator == "starts_with")
             # E'' on PostgreSQL: the same escape character whatever standard_conforming_strings.

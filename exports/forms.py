@@ -467,9 +467,11 @@ class SourceForm(forms.Form):
         for name in ("host", "database", "user"):
             if not data.get(name):
                 self.add_error(name, f"This field is required for a {dict(self.ENGINES)[engine]} server.")
-        if engine == "mysql" and data.get("sslmode") in {"allow", "prefer"}:
+        if engine == "mysql" and data.get("sslmode") in {"allow", "prefer", "verify-full"}:
             self.add_error(
-                "sslmode", "MySQL connects with TLS or without: choose disable, require, verify-ca or verify-full."
+                "sslmode",
+                "For MySQL choose disable, require or verify-ca (verify-full would let the driver resolve the host "
+                "again, past the address policy).",
             )
         host = data.get("host", "")
         if host:

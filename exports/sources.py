@@ -594,8 +594,9 @@ _MYSQL_SPATIAL = {
     "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
     "geometrycollection",
 }  # fmt: skip
-# connectorx reads DECIMAL into a 28-digit decimal with 10 of scale; wider ones are read as text.
-_CONNECTORX_DECIMAL = (28, 10)
+# connectorx reads DECIMAL at scale 10 into rust_decimal's 96 bits (28 digits): 18 digits
+# before the point and 10 after at most; wider ones are read as text, and cast exactly here.
+_CONNECTORX_DECIMAL = (18, 10)
 
 
 def mysql_url_parts(url: str) -> dict:
@@ -619,8 +620,14 @@ def mysql_url_parts(url: str) -> dict:
 def _mysql_address(url: str) -> tuple[dict, str]:
     """The URL's parts and the address to connect to, checked by the outbound policy:
     both drivers connect to that very address, not to whatever the name resolves to next
-    (except with sslmode=verify-full, whose certificate check needs the name)."""
+    (so sslmode=verify-full, whose certificate check needs the name, is refused: a name
+    resolved again by the driver could lead elsewhere)."""
     given = mysql_url_parts(url)
+    if given["sslmode"] == "verify-full":
+        raise SourceUnavailable(
+            "sslmode=verify-full is not available for MySQL sources: use verify-ca (the certificate is checked "
+            "against the trusted authorities, the connection goes to the address the policy checked)"
+        )
     if not given["host"] or not given["database"]:
         raise SourceUnavailable("the source URL needs a host and a database: mysql://user:password@host:3306/database")
     try:
@@ -633,7 +640,7 @@ def _mysql_address(url: str) -> tuple[dict, str]:
             "an administrator can open its network with EXPORTSITE_ALLOWED_NETWORKS"
         ) from None
     address = addresses[0][4][0]
-    return given, given["host"] if given["sslmode"] == "verify-full" else address
+    return given, address
 
 
 def _pymysql_ssl(sslmode: str) -> dict | None:
@@ -642,7 +649,7 @@ def _pymysql_ssl(sslmode: str) -> dict | None:
     if sslmode in {"", "disable", "allow", "prefer"}:
         return None
     context = ssl.create_default_context()
-    context.check_hostname = sslmode == "verify-full"
+    context.check_hostname = False  # connected by address; verify-full is refused (`_mysql_address`)
     if sslmode == "require":
         context.verify_mode = ssl.CERT_NONE
     return {"ssl": context}
@@ -689,7 +696,6 @@ def _connectorx_url(url: str) -> str:
     tls = {
         "require": "require_ssl=true&verify_ca=false&verify_identity=false",
         "verify-ca": "require_ssl=true&verify_identity=false",
-        "verify-full": "require_ssl=true",
     }.get(given["sslmode"], "")
     base = f"mysql://{credentials}@{host}:{given['port']}/{quote(given['database'], safe='')}"
     return f"{base}?{tls}" if tls else base
@@ -728,7 +734,8 @@ def _mysql_select_expression(column: dict) -> str:
     if data_type in _MYSQL_SPATIAL:
         return f"ST_AsText({name}) AS {name}"
     if column["type"] == "decimal" and data_type in {"decimal", "numeric"}:
-        fits = column["precision"] <= _CONNECTORX_DECIMAL[0] and column["scale"] <= _CONNECTORX_DECIMAL[1]
+        digits, scale = _CONNECTORX_DECIMAL
+        fits = column["precision"] - column["scale"] <= digits and column["scale"] <= scale
         return name if fits else f"CAST({name} AS CHAR) AS {name}"
     if column["type"] == "text" and data_type not in _MYSQL_TEXT:
         return f"CAST({name} AS CHAR) AS {name}"
@@ -798,7 +805,12 @@ def _mysql_running(text: str | None) -> tuple[list[int], int] | None:
     return [int(xid) for xid in text.split(",") if xid], _INNODB_NO_TRANSACTION
 
 
-_MYSQL_RUNNING = f"SELECT CONCAT_WS(',', MIN(trx_id), MAX(trx_id)) {_MYSQL_TRANSACTIONS} AND trx_id <> 0"
+# Numbers (MySQL 5.7 has them as text); MySQL 8 shows one that has not written yet as an
+# address above 2^48, MariaDB as 0: neither has an id yet.
+_MYSQL_RUNNING = (
+    "SELECT CONCAT_WS(',', MIN(CAST(trx_id AS UNSIGNED)), MAX(CAST(trx_id AS UNSIGNED))) "
+    f"{_MYSQL_TRANSACTIONS} AND CAST(trx_id AS UNSIGNED) BETWEEN 1 AND {_INNODB_NO_TRANSACTION - 1}"
+)
 
 
 def _mysql_value(value) -> str:
@@ -889,7 +901,8 @@ _CONNECTION_LOST = re.compile(
     r"terminating connection|server closed the connection|no connection to the server|"
     r"could not receive data from server|could not send data to server|connection (?:reset|refused|timed out)|"
     r"SSL SYSCALL error|SSL connection has been closed|the database system is (?:shutting down|starting up|"
-    r"in recovery mode)|conflict with recovery|lost connection|server has gone away|broken pipe",
+    r"in recovery mode)|conflict with recovery|lost connection|server has gone away|broken pipe|"
+    r"bytes remaining on stream|IO error|Connection was killed|Query execution was interrupted",
     re.IGNORECASE,
 )
 
@@ -1366,7 +1379,9 @@ class MysqlReader(DatasetReader):
         return f"{_MYSQL_PRIMARY_KEYS} AND TABLE_NAME = {mysql_text(self.table)} ORDER BY ORDINAL_POSITION"
 
     def _horizon_sql(self) -> str:
-        return f"SELECT UTC_TIMESTAMP(6), (SELECT MIN(trx_started) {_MYSQL_TRANSACTIONS}), 0"
+        # InnoDB gives trx_started in the server's own time zone, whatever the session's.
+        started = f"(SELECT MIN(trx_started) {_MYSQL_TRANSACTIONS})"
+        return f"SELECT UTC_TIMESTAMP(6), CONVERT_TZ({started}, 'SYSTEM', '+00:00'), 0"
 
     def _fetch(self, sql: str) -> list[tuple]:
         try:
@@ -1491,8 +1506,13 @@ class MysqlReader(DatasetReader):
 
     def _panicked(self, exc: BaseException) -> BaseException:
         """connectorx panics (a BaseException, which `except Exception` lets through) on a
-        value its Rust types can't hold: what that value is. Anything else as it was."""
-        return self._unreadable(exc) if type(exc).__name__ == "PanicException" else exc
+        value its Rust types can't hold (then: what that value is), and when its read
+        fails midway (a dropped connection, a killed query). Anything else as it was."""
+        if type(exc).__name__ != "PanicException":
+            return exc
+        if "convert" in str(exc).lower():
+            return self._unreadable(exc)
+        return _query_failed(Exception(str(exc)), self.label)
 
     def _read(self, stream) -> Iterator[pa.RecordBatch]:
         try:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
+from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
 from django.urls import reverse
 
@@ -242,6 +243,9 @@ def read(dataset, columns, specs) -> list[dict]:
     [
         ([{"column": "code", "operator": "eq", "value": "DE"}], [3]),  # exact, as on PostgreSQL: not 'de'
         ([{"column": "label", "operator": "eq", "value": "DE"}], []),
+        ([{"column": "label", "operator": "eq", "value": "de "}], []),  # no collation's padding: exact
+        ([{"column": "code", "operator": "contains", "value": "e"}], [3]),  # case-blind, not accent-blind (Zoë)
+        ([{"column": "label", "operator": "gt", "value": "emoji"}], [18446744073709551615]),
         ([{"column": "label", "operator": "contains", "value": "QUOTED”, A"}], [18446744073709551615]),
         ([{"column": "label", "operator": "contains", "value": "a \\ back"}], [18446744073709551615]),
         ([{"column": "label", "operator": "starts_with", "value": "d"}], [3]),
@@ -361,7 +365,8 @@ def test_an_admin_tests_and_adds_a_mariadb_source_on_the_sources_page(client, us
         page = probe(password=mysql_reader_user.password, database=database)
         assert "Connect failed: permission denied: the user may not use this database, or there is no such" in page
     assert "Connect failed: unreachable" in probe(port="1")
-    assert "MySQL connects with TLS or without" in probe(sslmode="prefer")
+    assert "For MySQL choose disable, require or verify-ca" in probe(sslmode="prefer")
+    assert "For MySQL choose disable, require or verify-ca" in probe(sslmode="verify-full")
     assert "Connect failed: TLS" in probe(password=mysql_reader_user.password, sslmode="require")
     assert not Database.objects.filter(name="Shop").exists()
 
@@ -455,3 +460,10 @@ def test_a_table_is_read_in_chunks_of_its_key_each_row_once(mysql_source_url, db
     assert sorted(notes) == expected
     assert len(notes) == len(set(notes))
     assert len(batches) >= len(expected) // 3
+
+
+def test_infinite_and_nan_filter_values_are_refused(database):
+    everything = database.datasets.get(name="everything")
+    for value in ("inf", "-Infinity", "nan"):
+        with pytest.raises(ValidationError, match="is not a number"):
+            validate_filters([{"column": "ratio", "operator": "gt", "value": value}], everything.columns)
