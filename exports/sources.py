@@ -401,12 +401,6 @@ def _pg_select_expression(column: dict) -> str:
     return name
 
 
-def _pg_query(source: str, columns: list[dict], filters: list[Filter]) -> tuple[str, list]:
-    selected = ", ".join(_pg_select_expression(column) for column in columns)
-    where, params = compile_where(filters, "postgresql")
-    return f"SELECT {selected} FROM {source}{where}", params
-
-
 def _pg_adbc_uri(url: str, *, custom_query: bool = False) -> str:
     """The URL libpq gets through ADBC: the postgresql:// scheme and our application
     name. A custom dataset's reads (staff's own SQL) also run in read-only transactions
@@ -1046,9 +1040,18 @@ class DatasetReader(ABC):
         """The ids in the running transactions' text, and the next id to be assigned."""
         return running_transactions(text)
 
-    @abstractmethod
+    @staticmethod
+    def _select_expression(column: dict) -> str:
+        """How the query reads a column: its name, or a cast to what we deliver."""
+        return quote_identifier(column["name"])
+
+    def _selected(self) -> str:
+        return ", ".join(self._select_expression(column) for column in self.columns)
+
     def _query(self) -> tuple[str, list]:
         """(sql, params) that read the selected columns, filtered."""
+        where, params = compile_where(self.filters, self.dialect)
+        return f"SELECT {self._selected()} FROM {self.source}{where}", params
 
     @abstractmethod
     def _statement_options(self) -> dict[str, str]:
@@ -1302,8 +1305,7 @@ class PostgresReader(DatasetReader):
             "(SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND backend_type IS NULL)"
         )
 
-    def _query(self) -> tuple[str, list]:
-        return _pg_query(self.source, self.columns, self.filters)
+    _select_expression = staticmethod(_pg_select_expression)
 
     def _statement_options(self) -> dict[str, str]:
         # Batches of about 8 MB: a few in flight keep the export well inside its memory budget.
@@ -1334,10 +1336,7 @@ class DuckdbReader(DatasetReader):
             f"AND table_name = {_duckdb_string(self.table)} AND database_name = current_database()"
         )
 
-    def _query(self) -> tuple[str, list]:
-        selected = ", ".join(_duckdb_select_expression(column) for column in self.columns)
-        where, params = compile_where(self.filters, "duckdb")
-        return f"SELECT {selected} FROM {self.source}{where}", params
+    _select_expression = staticmethod(_duckdb_select_expression)
 
     def _statement_options(self) -> dict[str, str]:
         return {}
@@ -1394,10 +1393,7 @@ class MysqlReader(DatasetReader):
                 f"which needs the PROCESS privilege: GRANT PROCESS ON *.* TO the source's user ({exc})"
             ) from None
 
-    def _query(self) -> tuple[str, list]:
-        selected = ", ".join(_mysql_select_expression(column) for column in self.columns)
-        where, params = compile_where(self.filters, "mysql")
-        return f"SELECT {selected} FROM {self.source}{where}", params
+    _select_expression = staticmethod(_mysql_select_expression)
 
     def _statement_options(self) -> dict[str, str]:
         return {}
@@ -1436,7 +1432,7 @@ class MysqlReader(DatasetReader):
     def _chunks(self, key: list[str]) -> Iterator[pa.RecordBatch]:
         import connectorx  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
 
-        selected = ", ".join(_mysql_select_expression(column) for column in self.columns)
+        selected = self._selected()
         keys = ", ".join(f"{self._quote(name)} AS `__key{position}`" for position, name in enumerate(key))
         where, _ = compile_where(self.filters, "mysql")
         order = ", ".join(self._quote(name) for name in key)
