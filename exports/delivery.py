@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
+from functools import partial
 
 from django.conf import settings
 from django.core.files import File
@@ -86,30 +87,64 @@ def deliver(run: Run, files: list[WrittenFile]) -> tuple[str, list[RunFile], str
     """Put a run's files where the run was created to deliver them (its export may have
     changed since); returns (folder, files, TNF path)."""
     if run.is_desktop:
-        folder, delivered = _deliver_desktop(run, files)
-        return folder, delivered, ""
+        folder = desktop_folder(run)
+        return folder, _deliver_desktop(run, files, folder, partial(_note, run)), ""
+    folder = delivery_folder(run.export, context_for_run(run))
+    return _deliver_to_connector(run, files, folder, partial(_note, run), with_tnf=True)
+
+
+def deliver_part(
+    run: Run, files: list[WrittenFile], folder: str, note: Callable[[list[str]], None], own: Collection[str] = ()
+) -> list[RunFile]:
+    """A partition's files, under the run's folder, without a TNF (exports/partitions.py);
+    `own` are names its earlier attempt may have left, which it may write again."""
+    if run.is_desktop:
+        return _deliver_desktop(run, files, desktop_folder(run), note)
+    return _deliver_to_connector(run, files, folder, note, with_tnf=False, own=own)[1]
+
+
+def finish_parts(run: Run, folder: str, files: list[RunFile]) -> tuple[str, str]:
+    """After every partition delivered its files: the TNF listing them all, written
+    last; returns (the folder's full path, the TNF's)."""
+    if run.is_desktop:
+        return desktop_folder(run), ""
+    connector = _connector_of(run)
+    try:
+        with open_destination(connector) as destination:
+            tnf = _write_tnf(run, destination, folder, files, partial(_note, run))
+            return destination.full_path(folder), tnf
+    except DestinationError as exc:
+        raise DeliveryFailed(ERROR_CODES[exc.problem], f"{connector.name}: {exc.message}") from None
+
+
+def desktop_folder(run: Run) -> str:
+    return f"{run.export_id}/{run.id}"
+
+
+def _connector_of(run: Run):
     if run.connector is None:
         raise DeliveryFailed(
             Run.ErrorCode.DESTINATION_NOT_FOUND,
             f"the connector of {run.destination} was deleted after the run was queued",
         )
-    return _deliver_to_connector(run, files)
+    return run.connector
 
 
-def _deliver_desktop(run: Run, files: list[WrittenFile]) -> tuple[str, list[RunFile]]:
+def _deliver_desktop(
+    run: Run, files: list[WrittenFile], folder: str, note: Callable[[list[str]], None]
+) -> list[RunFile]:
     storage = desktop_storage()
-    folder = f"{run.export_id}/{run.id}"
     delivered: list[RunFile] = []
     try:
         for written in files:
-            _note(run, [*(f.path for f in delivered), f"{folder}/{written.name}"])
+            note([*(f.path for f in delivered), f"{folder}/{written.name}"])
             with open(written.path, "rb") as fh:
                 name = storage.save(f"{folder}/{written.name}", _LocalFile(fh, name=str(written.path)))
             delivered.append(_run_file(written, name))
     except Exception:
         discard(run, delivered)
         raise
-    return folder, delivered
+    return delivered
 
 
 def _run_file(written: WrittenFile, path: str) -> RunFile:
@@ -168,17 +203,22 @@ def tnf_document(run: Run, data_folder: str, files: list[RunFile], moment: datet
     }
 
 
-def _deliver_to_connector(run: Run, files: list[WrittenFile]) -> tuple[str, list[RunFile], str]:
-    export = run.export
-    connector = run.connector
-    assert connector is not None  # `deliver` fails a run whose connector is gone
-    folder = delivery_folder(export, context_for_run(run))
+def _deliver_to_connector(
+    run: Run,
+    files: list[WrittenFile],
+    folder: str,
+    note: Callable[[list[str]], None],
+    *,
+    with_tnf: bool,
+    own: Collection[str] = (),
+) -> tuple[str, list[RunFile], str]:
+    connector = _connector_of(run)
     delivered: list[RunFile] = []
     try:
         with open_destination(connector) as destination:
             _with_retries(destination, "connecting", destination.check)
             existing = set(_with_retries(destination, "listing the delivery folder", destination.listdir, folder))
-            clashes = sorted(existing & {written.name for written in files})
+            clashes = sorted((existing - set(own)) & {written.name for written in files})
             if clashes:
                 raise DestinationError(
                     Problem.WRITE,
@@ -187,26 +227,33 @@ def _deliver_to_connector(run: Run, files: list[WrittenFile]) -> tuple[str, list
                 )
             for written in files:
                 name = f"{folder}/{written.name}"
-                _note(run, [*(f.path for f in delivered), destination.full_path(name)])
+                note([*(f.path for f in delivered), destination.full_path(name)])
                 _with_retries(destination, f"uploading {written.name}", destination.upload, str(written.path), name)
                 delivered.append(_run_file(written, destination.full_path(name)))
-            moment = datetime.now(UTC)
-            tnf = tnf_name(export, moment)
-            _note(run, [*(f.path for f in delivered), destination.full_path(tnf)])
-            document = tnf_document(run, destination.full_path(folder), delivered, moment)
-            payload = json.dumps(document, indent=2).encode()
-            _with_retries(destination, "writing the TNF", destination.write_bytes, tnf, payload)
-            return destination.full_path(folder), delivered, destination.full_path(tnf)
+            tnf = _write_tnf(run, destination, folder, delivered, note) if with_tnf else ""
+            return destination.full_path(folder), delivered, tnf
     except DestinationError as exc:
         discard(run, delivered)
         raise DeliveryFailed(ERROR_CODES[exc.problem], f"{connector.name}: {exc.message}") from None
+
+
+def _write_tnf(
+    run: Run, destination: Destination, folder: str, files: list[RunFile], note: Callable[[list[str]], None]
+) -> str:
+    moment = datetime.now(UTC)
+    tnf = tnf_name(run.export, moment)
+    note([*(f.path for f in files), destination.full_path(tnf)])
+    document = tnf_document(run, destination.full_path(folder), files, moment)
+    payload = json.dumps(document, indent=2).encode()
+    _with_retries(destination, "writing the TNF", destination.write_bytes, tnf, payload)
+    return destination.full_path(tnf)
 
 
 def discard(run: Run, files: list[RunFile], tnf_path: str = "") -> None:
     """Remove what a failed or cancelled run delivered (its TNF first), as far as the
     store lets us."""
     if files:
-        _remove(run, [tnf_path, *(run_file.path for run_file in files)])
+        remove_paths(run, [tnf_path, *(run_file.path for run_file in files)])
 
 
 def _note(run: Run, paths: list[str]) -> None:
@@ -216,11 +263,11 @@ def _note(run: Run, paths: list[str]) -> None:
 def discard_partial(run: Run) -> None:
     """Remove what a run whose worker died had started to deliver (the paths it noted)."""
     paths = list(run.partial_paths or [])
-    if paths and _remove(run, paths[::-1]):  # the TNF, noted last, first
+    if paths and remove_paths(run, paths[::-1]):  # the TNF, noted last, first
         Run.objects.filter(id=run.id).update(partial_paths=[])
 
 
-def _remove(run: Run, paths: list[str]) -> bool:
+def remove_paths(run: Run, paths: list[str]) -> bool:
     """Delete `paths` from where the run delivered, in order; False when the store
     could not be reached (what is left is logged)."""
     if run.is_desktop:

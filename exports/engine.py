@@ -454,6 +454,70 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class _HashingFile:
+    """A file that hashes what is written to it: no second read for the SHA-256."""
+
+    def __init__(self, path: Path):
+        self.raw = open(path, "wb")
+        self.digest = hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self.raw.write(data)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def csv_header(names: list[str], delimiter: str) -> bytes:
+    """The header line as pyarrow's writer makes it: every name quoted."""
+    return (delimiter.join('"' + name.replace('"', '""') + '"' for name in names) + "\n").encode()
+
+
+def write_copied_csv(
+    chunks: Iterable[bytes],
+    names: list[str],
+    spec: FileSpec,
+    out_dir: Path,
+    *,
+    rows: Callable[[], int | None],
+    on_progress: Callable[[int], None] | None = None,
+) -> WrittenFile:
+    """One CSV part file from text the source wrote in our contract (a PostgreSQL COPY):
+    the header, then the chunks as they come, gzip-compressed if asked. `rows()` gives
+    the exact row count once the chunks are over; progress counts lines meanwhile (a
+    text value's own line breaks count too, so it may run ahead)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{spec.name_stem}-1.{file_extension(spec.file_format, spec.compression)}"
+    raw = _HashingFile(path)
+    sink: _HashingFile | ParallelGzipFile = raw
+    try:
+        if spec.compression == "gzip":
+            sink = ParallelGzipFile(raw)  # type: ignore[arg-type]
+        if spec.csv_header:
+            sink.write(csv_header(names, spec.csv_delimiter))
+        lines = 0
+        for chunk in chunks:
+            sink.write(chunk)
+            lines += chunk.count(b"\n")
+            if on_progress is not None:
+                on_progress(lines)
+        sink.close()
+    except BaseException:
+        if isinstance(sink, ParallelGzipFile):
+            sink.pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        raw.close()
+    count = rows()
+    if count is None:
+        raise ValueError("the source did not say how many rows it wrote")
+    return WrittenFile(1, path.name, path, count, path.stat().st_size, raw.digest.hexdigest())
+
+
 def write_files(
     batches: Iterable[pa.RecordBatch],
     schema: pa.Schema,

@@ -231,7 +231,8 @@ class ScheduleStepForm(forms.ModelForm):
         columns = export.dataset.columns if export.dataset_id else []
         usable = [c for c in columns if c["type"] in CURSOR_TYPES]
         cast(forms.ChoiceField, self.fields["cursor_column"]).choices = [("", "Choose a column")] + [
-            (c["name"], f"{c['name']} ({c['type']})") for c in usable
+            (c["name"], f"{c['name']} ({c['type']}{', not indexed' if c.get('indexed') is False else ''})")
+            for c in usable
         ]
         self.fields["cursor_column"].help_text = "Incremental: an ever-growing id or timestamp."
         if export.dataset_id and export.dataset.primary_key == []:

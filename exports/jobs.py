@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import resource
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from contextlib import closing
+from functools import partial
+from pathlib import Path
 from uuid import UUID
 
+import django_rq
 import pyarrow as pa
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -19,13 +24,14 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
-from exports import delivery, hooks, schema_watch
-from exports.dispatch import dispatch_quietly
-from exports.engine import FileSpec, TooManyFiles, read_ahead, write_files
+from exports import delivery, hooks, partitions, schema_watch
+from exports.actions import AUTO_RETRY
+from exports.dispatch import dispatch_quietly, no_job_will_run
+from exports.engine import FileSpec, TooManyFiles, WrittenFile, read_ahead, write_copied_csv, write_files
 from exports.filters import validate_filters
 from exports.incremental import Lookback, Window, window_for
-from exports.layout import context_for_run, render_template
-from exports.models import Export, IncrementalMemory, Run
+from exports.layout import context_for_run, delivery_folder, file_extension, render_template
+from exports.models import Export, IncrementalMemory, Run, RunPartition
 from exports.notify import notify_run
 from exports.sources import SchemaChanged, SourceError, open_reader
 from exportsite import redaction
@@ -59,10 +65,11 @@ def _peak_rss_bytes() -> int:
 
 
 class _Progress:
-    """Writes rows done to the run at most a few times a second, and notices cancellation."""
+    """Writes rows done (`report`: a run's, or a partition's) at most a few times a
+    second, and notices cancellation (`report` says False)."""
 
-    def __init__(self, run: Run, interval: float = 0.5):
-        self.run = run
+    def __init__(self, report: Callable[[int], bool], interval: float = 0.5):
+        self.report = report
         self.interval = interval
         self.last = 0.0
 
@@ -73,7 +80,7 @@ class _Progress:
         if now - self.last < self.interval:
             return
         self.last = now
-        if not self.run.report_progress(rows_done):
+        if not self.report(rows_done):
             raise RunCancelled()
 
 
@@ -81,14 +88,18 @@ class _Heartbeat(threading.Thread):
     """Writes `heartbeat_at` every EXPORT_HEARTBEAT_SECONDS while the run executes: the
     scheduler's reconciler takes a silent run for a dead worker (WORKER_LOST)."""
 
-    def __init__(self, run_id: UUID):
+    def __init__(self, run_id: UUID, partition_id: UUID | None = None):
         super().__init__(name=f"heartbeat-{run_id}", daemon=True)
         self.run_id = run_id
+        self.partition_id = partition_id
         self.stopped = threading.Event()
 
     def run(self) -> None:
         try:
             while not self.stopped.wait(settings.EXPORT_HEARTBEAT_SECONDS):
+                if self.partition_id is not None:
+                    partitions.beat(self.partition_id, self.run_id)
+                    continue
                 # A cancelled run's worker holds its organisation's place until it stops.
                 Run.objects.filter(id=self.run_id, status__in=[Run.Status.RUNNING, Run.Status.CANCELLED]).update(
                     heartbeat_at=timezone.now()
@@ -124,7 +135,7 @@ def _run_export(run_id: str) -> str:
         if not _interrupted.is_set():
             dispatch_quietly()  # else the worker does, once RQ is done with this job (after_horse)
     run.refresh_from_db()
-    if run.status != Run.Status.QUEUED:
+    if not run.is_active:  # queued again (a deploy), or split into partitions, it goes on
         hooks.enqueue_calls_of(run)
         notify_run(run)
     return run.status
@@ -137,6 +148,8 @@ def lose(run: Run, message: str) -> bool:
         return False
     shutil.rmtree(settings.EXPORT_WORK_DIR / str(run.id), ignore_errors=True)  # on this machine, if it was here
     delivery.discard_partial(run)
+    if run.partition_count:
+        partitions.discard_files(run)
     hooks.enqueue_calls_of(run)
     notify_run(run)
     logger.warning("run %s: worker lost", run.id)
@@ -250,14 +263,20 @@ def execute_run(run: Run) -> None:
         with open_reader(export.dataset, wanted + extra, filters, batch_rows=settings.EXPORT_BATCH_ROWS) as reader:
             estimate = reader.estimate_rows()
             Run.objects.filter(id=run.id).update(estimated_rows=estimate)
+            if _split(run, reader, estimate, window, filter_specs, wanted, spec):
+                return  # its partitions' jobs go on (exports/partitions.py)
             check_work_disk(estimate, len(wanted), compressed=export.compression != Export.Compression.NONE)
-            schema = pa.schema([field for field in reader.schema if field.name not in extra])
-            batches = reader.batches()
-            if window is not None and window.remembers:
-                lookback = Lookback(window, memory.keys if window.lookback_from is not None and memory else None)
-                batches = _through(lookback, batches, wanted)
-            with closing(read_ahead(batches, depth=1)) as stream:
-                files = write_files(stream, schema, spec, work_dir, on_progress=_Progress(run))
+            files = None
+            if window is None or not window.remembers:
+                files = _copied(reader, spec, estimate, wanted, work_dir, _Progress(run.report_progress))
+            if files is None:
+                schema = pa.schema([field for field in reader.schema if field.name not in extra])
+                batches = reader.batches()
+                if window is not None and window.remembers:
+                    lookback = Lookback(window, memory.keys if window.lookback_from is not None and memory else None)
+                    batches = _through(lookback, batches, wanted)
+                with closing(read_ahead(batches, depth=1)) as stream:
+                    files = write_files(stream, schema, spec, work_dir, on_progress=_Progress(run.report_progress))
         if lookback is not None:
             Run.objects.filter(id=run.id).update(late_rows=lookback.late_rows)
         folder, delivered, tnf = delivery.deliver(run, files)
@@ -305,6 +324,256 @@ def execute_run(run: Run) -> None:
             run.fail(Run.ErrorCode.INTERNAL_ERROR, _redacted(f"unexpected error: {type(exc).__name__}: {exc}", export))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _copied(reader, spec: FileSpec, estimate, names: list[str], work_dir: Path, progress) -> list[WrittenFile] | None:
+    """CSV the source writes itself (PostgreSQL's COPY), when its column types allow our
+    file contract byte for byte and the rows fit in one file; None otherwise, and when
+    there turned out to be more rows than a file holds (then the Arrow path writes them)."""
+    if spec.file_format != Export.Format.CSV or spec.spreadsheet_safe or estimate is None:
+        return None
+    if estimate > spec.rows_per_file:
+        return None
+    chunks = reader.csv_copy(spec.csv_delimiter)
+    if chunks is None:
+        return None
+    written = write_copied_csv(chunks, names, spec, work_dir, rows=lambda: reader.copied_rows, on_progress=progress)
+    if written.rows > spec.rows_per_file:
+        logger.info(
+            "the COPY held %s rows, more than a file's %s: written again in parts", written.rows, spec.rows_per_file
+        )
+        shutil.rmtree(work_dir, ignore_errors=True)
+        return None
+    return [written]
+
+
+def _split(run: Run, reader, estimate, window: Window | None, filter_specs, wanted, spec: FileSpec) -> bool:
+    """A large run goes to many workers: split into key ranges, one job each."""
+    export = run.export
+    if estimate is None or estimate <= settings.EXPORT_PARTITION_ROWS or (window is not None and window.remembers):
+        return False  # a lookback's memory is the whole window's: such a run reads in one job
+    key = partitions.partition_key(export)
+    if key is None:
+        return False
+    folder = delivery.desktop_folder(run) if run.is_desktop else delivery_folder(export, context_for_run(run))
+    watermark = {"column": window.column, "value": window.next_watermark} if window is not None else None
+    count = partitions.plan(
+        run,
+        reader,
+        key=key,
+        estimate=estimate,
+        filter_specs=filter_specs,
+        columns=wanted,
+        spec=spec,
+        folder=folder,
+        watermark=watermark,
+    )
+    return count > 0
+
+
+# --- partitions -------------------------------------------------------------------------------
+
+
+def run_partition(partition_id: str) -> str:
+    """RQ entry point of one key range of a partitioned run (exports/partitions.py)."""
+    partition = partitions.claim(partition_id)
+    if partition is None:
+        return "skipped"
+    run = partition.run
+    with run_context(str(run.id)):
+        heartbeat = _Heartbeat(run.id, partition.id)
+        heartbeat.start()
+        try:
+            with redaction.scope(_secrets(run.export)):
+                outcome = execute_partition(partition)
+        finally:
+            heartbeat.stop()
+        if outcome == "last":
+            finish_partitioned_run(run.id)
+    return outcome
+
+
+def _partition_dir(partition: RunPartition) -> Path:
+    return settings.EXPORT_WORK_DIR / f"{partition.run_id}-{partition.number}"
+
+
+def _renumbered(files: list[WrittenFile], first: int, spec: FileSpec) -> list[WrittenFile]:
+    """A partition's files under the run's part numbers, from `first`."""
+    extension = file_extension(spec.file_format, spec.compression)
+    renamed = []
+    for offset, written in enumerate(files):
+        part = first + offset
+        name = f"{spec.name_stem}-{part}.{extension}"
+        path = written.path.rename(written.path.with_name(f".{name}"))  # never onto a file not yet renamed
+        renamed.append(dataclasses.replace(written, part=part, name=name, path=path))
+    return renamed
+
+
+def execute_partition(partition: RunPartition) -> str:
+    """Read, write and deliver one partition: "last" when it was the run's last
+    (the caller delivers the run), "more" while others go on, or how it ended."""
+    run = partition.run
+    export = run.export
+    work_dir = _partition_dir(partition)
+    delivered: list = []
+    try:
+        problem = schema_watch.problem_of(export)
+        if problem:
+            raise SchemaChanged(f"{problem}: nothing more was read, so that no file of another shape is delivered")
+        try:
+            filters = validate_filters(partition.filters, export.dataset.columns)
+        except ValidationError as exc:
+            raise SourceError(f"the export's filters no longer fit the dataset: {'; '.join(exc.messages)}") from None
+        spec = partitions.file_spec(run)
+        with open_reader(export.dataset, partition.columns, filters, batch_rows=settings.EXPORT_BATCH_ROWS) as reader:
+            share = (run.estimated_rows or 0) // max(run.partition_count, 1)
+            check_work_disk(share, len(partition.columns), compressed=spec.compression != Export.Compression.NONE)
+            progress = _Progress(partial(partitions.report_progress, partition))
+            with closing(read_ahead(reader.batches(), depth=1)) as stream:
+                files = write_files(stream, reader.schema, spec, work_dir, on_progress=progress)
+        first = partitions.reserve_parts(partition, len(files))
+        files = _renumbered(files, first, spec)
+        own = {written.name for written in files} if partition.attempt > 1 else set()
+        note = partial(partitions.note, partition)
+        delivered = delivery.deliver_part(run, files, (run.plan or {})["folder"], note, own)
+        outcome = partitions.succeed(partition, delivered, _peak_rss_bytes())
+        if outcome == "ended":
+            raise RunCancelled()
+        logger.info("%s succeeded: %s rows in %s files", partition, sum(f.rows for f in delivered), len(delivered))
+        return outcome
+    except RunCancelled:
+        delivery.discard(run, delivered)
+        RunPartition.objects.filter(id=partition.id, status=RunPartition.Status.RUNNING).update(
+            status=RunPartition.Status.CANCELLED, finished_at=timezone.now()
+        )
+        partitions.discard_files(run)  # the run ended: what the others delivered goes too
+        return "cancelled"
+    except Interrupted:
+        delivery.discard(run, delivered)
+        partitions.put_back(partition)  # the worker enqueues it again once this horse is gone
+        return "interrupted"
+    except SourceError as exc:
+        delivery.discard(run, delivered)
+        return _partition_failed(partition, exc.code, _redacted(str(exc), export))
+    except (TooManyFiles, partitions.TooManyParts) as exc:
+        delivery.discard(run, delivered)
+        return _partition_failed(partition, Run.ErrorCode.TOO_MANY_FILES, str(exc))
+    except delivery.DeliveryFailed as exc:
+        return _partition_failed(partition, exc.code, str(exc))
+    except WorkDiskFull as exc:
+        delivery.discard(run, delivered)
+        return _partition_failed(partition, Run.ErrorCode.WORK_DISK_FULL, str(exc))
+    except JobTimeoutException:
+        delivery.discard(run, delivered)
+        timeout = settings.RQ_QUEUES[settings.EXPORTS_QUEUE]["DEFAULT_TIMEOUT"]
+        return _partition_failed(partition, Run.ErrorCode.TIMEOUT, f"the partition ran longer than {timeout} s")
+    except Exception as exc:
+        delivery.discard(run, delivered)
+        if _out_of_space(exc):
+            return _partition_failed(
+                partition, Run.ErrorCode.WORK_DISK_FULL, f"the worker's disk filled up while writing the files ({exc})"
+            )
+        logger.exception("%s failed", partition)
+        message = _redacted(f"unexpected error: {type(exc).__name__}: {exc}", export)
+        return _partition_failed(partition, Run.ErrorCode.INTERNAL_ERROR, message)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _partition_failed(partition: RunPartition, code: str, message: str) -> str:
+    if not partitions.failed(partition, code, message):
+        return "ended"
+    return _retry_or_fail(partition, code, message)
+
+
+def _retry_or_fail(partition: RunPartition, code: str, message: str) -> str:
+    """After a partition failed: tried again alone when the failure may pass and
+    attempts are left, else the run fails, and everything it delivered goes."""
+    run = partition.run
+    if code in AUTO_RETRY and partitions.retry(partition):
+        logger.warning("%s failed (%s), tried again alone: %s", partition, code, message)
+        return "retried"
+    label = f"partition {partition.number} of {run.partition_count} ({partition.range_label})"
+    if run.fail(code, f"{label}: {message}", peak_rss_bytes=_peak_rss_bytes()):
+        partitions.discard_files(run)
+        hooks.enqueue_calls_of(run)
+        notify_run(run)
+        dispatch_quietly()
+    return "failed"
+
+
+def lose_partition(partition: RunPartition, message: str) -> bool:
+    """A partition whose worker died: WORKER_LOST, what it had started to upload
+    removed, and tried again alone (or the run fails when its attempts are used up)."""
+    paths = list(partition.partial_paths or [])
+    if not partitions.failed(partition, Run.ErrorCode.WORKER_LOST, message):
+        return False
+    shutil.rmtree(_partition_dir(partition), ignore_errors=True)  # on this machine, if it was here
+    if paths and delivery.remove_paths(partition.run, paths[::-1]):
+        RunPartition.objects.filter(id=partition.id).update(partial_paths=[])
+    logger.warning("%s: worker lost", partition)
+    _retry_or_fail(partition, Run.ErrorCode.WORKER_LOST, message)
+    return True
+
+
+def partition_horse_died(partition_id: str, how: str) -> None:
+    """RQ saw the work horse of a partition die: lost now, and tried again alone."""
+    partition = (
+        RunPartition.objects.filter(id=partition_id, status=RunPartition.Status.RUNNING)
+        .select_related("run__export", "run__connector")
+        .first()
+    )
+    if partition is not None:
+        lose_partition(partition, f"the worker process reading it died ({how}): it was killed, or ran out of memory")
+
+
+def after_partition_horse(partition_id: str) -> None:
+    """A partition its horse put back in the queue (a deploy) goes to the workers again."""
+    partition = RunPartition.objects.filter(id=partition_id, status=RunPartition.Status.QUEUED).first()
+    if partition is not None and no_job_will_run(partitions.job_id(partition), _redis()):
+        partitions.enqueue(partition)
+
+
+def _redis():
+    return django_rq.get_connection(settings.EXPORTS_QUEUE)
+
+
+def finish_partitioned_run(run_id: UUID) -> None:
+    """Every partition delivered its files: the TNF listing them all, then the run's
+    success (and the watermark of an incremental run)."""
+    run = Run.objects.select_related("export__dataset", "connector").get(id=run_id)
+    Run.objects.filter(id=run.id, status=Run.Status.RUNNING).update(heartbeat_at=timezone.now())
+    files = partitions.run_files(run)
+    plan = run.plan or {}
+    tnf = ""
+    peak = max((p.peak_rss_bytes or 0 for p in run.partitions.all()), default=0) or None
+    try:
+        folder, tnf = delivery.finish_parts(run, plan["folder"], files)
+        with transaction.atomic():
+            if not run.succeed(files=files, delivery_folder=folder, tnf_path=tnf, peak_rss_bytes=peak):
+                raise RunCancelled()
+            watermark = plan.get("watermark")
+            if watermark is not None:
+                Export.objects.filter(id=run.export_id).update(watermark=watermark)
+                IncrementalMemory.objects.filter(export_id=run.export_id).delete()
+        logger.info(
+            "run %s succeeded: %s rows in %s files from %s partitions",
+            run.id,
+            run.row_count,
+            len(files),
+            run.partition_count,
+        )
+    except RunCancelled:
+        delivery.remove_paths(run, [tnf])
+        partitions.discard_files(run)
+    except delivery.DeliveryFailed as exc:
+        if run.fail(exc.code, str(exc)):
+            delivery.discard_partial(run)
+            partitions.discard_files(run)
+    run.refresh_from_db()
+    hooks.enqueue_calls_of(run)
+    notify_run(run)
+    dispatch_quietly()
 
 
 # A guess at the bytes a value takes in an uncompressed file (numbers and dates take

@@ -147,6 +147,17 @@ class Dataset(models.Model):
     def column_names(self) -> list[str]:
         return [column["name"] for column in self.columns]
 
+    def index_warning(self, name: str) -> str:
+        """Why an incremental export on column `name` would read the whole table on every
+        run (no index leads with it, as the last refresh found), or ""."""
+        column = self.column(name)
+        if column is None or column.get("indexed") is not False:
+            return ""  # unknown: a view, a DuckDB file, a dataset not refreshed since
+        return (
+            f"No index of {self.qualified_name} starts with {name!r}: every incremental run reads the whole "
+            f"table to find its new rows. Ask the database's owner for an index on {name}, then refresh the source."
+        )
+
     def column(self, name: str) -> dict | None:
         return next((column for column in self.columns if column["name"] == name), None)
 
@@ -397,6 +408,11 @@ class Export(InSandbox):
 DESKTOP = "desktop"
 
 
+def worker_name() -> str:
+    """The machine, and the RQ worker on it (RQ names it in its work horse's environment)."""
+    return f"{socket.gethostname()}:{os.environ.get('RQ_WORKER_ID') or os.getpid()}"
+
+
 class RunQuerySet(models.QuerySet):
     def active(self) -> RunQuerySet:
         """Queued or running: an export has at most one such run."""
@@ -493,6 +509,14 @@ class Run(models.Model):
     # What the worker is about to write to the store, noted before each upload: when it
     # dies mid-delivery, this is what the run's loss removes (exports/jobs.py, `lose`).
     partial_paths = models.JSONField(default=list, blank=True)
+    # A large run is split into this many key-range partitions (`RunPartition`), each
+    # its own job (exports/partitions.py); 0: read by one job. Part numbers are handed
+    # out to the partitions as they finish: `parts_reserved` is the last one given.
+    partition_count = models.PositiveIntegerField(default=0)
+    parts_reserved = models.PositiveIntegerField(default=0)
+    # A partitioned run's plan, fixed when it was split: its file settings, its delivery
+    # folder (relative to the connector) and, incremental, the watermark its success sets.
+    plan = models.JSONField(null=True, blank=True)
 
     objects = RunQuerySet.as_manager()
 
@@ -579,8 +603,7 @@ class Run(models.Model):
             status=cls.Status.RUNNING,
             started_at=now,
             heartbeat_at=now,
-            # The machine, and the RQ worker on it (RQ names it in its work horse's environment).
-            worker=f"{socket.gethostname()}:{os.environ.get('RQ_WORKER_ID') or os.getpid()}",
+            worker=worker_name(),
         )
         if not claimed:
             return None
@@ -683,6 +706,80 @@ class Run(models.Model):
             if updated:
                 HookCall.record(self)
         return bool(updated)
+
+
+class RunPartition(models.Model):
+    """One key range of a partitioned run, read, written and delivered by its own job
+    (exports/partitions.py). Its files are the run's once every partition succeeded."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)  # its RQ job's id
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="partitions")
+    number = models.PositiveIntegerField()
+    # The range, for the report: `low` <= key < `high` (empty: open), or the rows whose key is empty.
+    key_column = models.CharField(max_length=200)
+    low = models.CharField(max_length=200, blank=True)
+    high = models.CharField(max_length=200, blank=True)
+    empty_keys = models.BooleanField(default=False)
+    # What it reads, fixed when the run was planned: the columns, and the filters (the
+    # export's, the run's window, the range).
+    columns = models.JSONField(default=list)
+    filters = models.JSONField(default=list)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    rows_done = models.BigIntegerField(default=0)
+    row_count = models.BigIntegerField(null=True, blank=True)
+    bytes = models.BigIntegerField(null=True, blank=True)
+    peak_rss_bytes = models.BigIntegerField(null=True, blank=True)
+    # The part numbers it was given (first, how many): a retry that writes as many
+    # files or fewer reuses them.
+    first_part = models.PositiveIntegerField(null=True, blank=True)
+    part_count = models.PositiveIntegerField(default=0)
+    # Its delivered files ({part, name, path, size_bytes, rows, sha256}), and what it is
+    # about to write (removed if its worker dies).
+    files = models.JSONField(default=list, blank=True)
+    partial_paths = models.JSONField(default=list, blank=True)
+    error_code = models.CharField(max_length=40, choices=Run.ErrorCode.choices, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["run", "number"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["run", "number"], name="partition_unique_number")
+        ]
+        indexes: ClassVar[list[models.Index]] = [models.Index(fields=["status"], name="partition_status")]
+
+    def __str__(self) -> str:
+        return f"partition {self.number} of run {self.run_id}"
+
+    @property
+    def range_label(self) -> str:
+        if self.empty_keys:
+            return f"{self.key_column} is empty"
+        if self.low and self.high:
+            return f"{self.low} ≤ {self.key_column} < {self.high}"
+        if self.high:
+            return f"{self.key_column} < {self.high}"
+        if self.low:
+            return f"{self.key_column} ≥ {self.low}"
+        return f"every {self.key_column}"
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
 
 
 class IncrementalMemory(models.Model):

@@ -29,11 +29,11 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from exports import actions, hooks, jobs, schema_watch
+from exports import actions, hooks, jobs, partitions, schema_watch
 from exports.delivery import delete_downloads
 from exports.dispatch import dispatch, enqueue_run, no_job_will_run
 from exports.health import record_tick
-from exports.models import DESKTOP, Export, Run, SkippedSlot
+from exports.models import DESKTOP, Export, Run, RunPartition, SkippedSlot
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ class TickReport:
     created: list[Run] = field(default_factory=list)
     skipped: list[SkippedSlot] = field(default_factory=list)
     lost: list[Run] = field(default_factory=list)
+    lost_partitions: list[RunPartition] = field(default_factory=list)
+    requeued_partitions: list[RunPartition] = field(default_factory=list)
     requeued: list[Run] = field(default_factory=list)
     retried: list[Run] = field(default_factory=list)
     expired: list[Run] = field(default_factory=list)
@@ -78,13 +80,16 @@ def reconcile(now: datetime, report: TickReport | None = None) -> None:
     lost = Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=stale) | Run.objects.filter(
         status=Run.Status.RUNNING, heartbeat_at__isnull=True, started_at__lt=stale
     )
-    for run in lost.select_related("export", "connector"):
+    # A partitioned run's partitions have heartbeats of their own (below).
+    for run in lost.filter(partition_count=0).select_related("export", "connector"):
         if jobs.lose(
             run,
             f"the worker stopped reporting at {(run.heartbeat_at or run.started_at):%Y-%m-%d %H:%M:%S} UTC "
             "(it was killed, or its machine stopped); nothing was delivered",
         ):
             report.lost.append(run)
+
+    _reconcile_partitions(now, report)
 
     grace = now - timedelta(seconds=settings.EXPORT_REQUEUE_AFTER)
     redis = django_rq.get_connection(settings.EXPORTS_QUEUE)
@@ -112,6 +117,26 @@ def reconcile(now: datetime, report: TickReport | None = None) -> None:
             # that is gone leaves the run failed, and says so.
             if exc.code == actions.CANNOT_LAUNCH:
                 logger.warning("run %s: not retried: %s", run.id, exc)
+
+
+def _reconcile_partitions(now: datetime, report: TickReport) -> None:
+    """A partition whose worker died is tried again alone; one whose job Redis lost is
+    enqueued again; a run whose last partition's worker died as it delivered the run is
+    lost (and retried whole); what ended runs' partitions still hold goes."""
+    for partition in partitions.stale_partitions(now):
+        at = partition.heartbeat_at or partition.started_at
+        if jobs.lose_partition(
+            partition,
+            f"the worker stopped reporting at {at:%Y-%m-%d %H:%M:%S} UTC (it was killed, or its machine stopped)",
+        ):
+            report.lost_partitions.append(partition)
+    report.requeued_partitions = partitions.requeue_lost_jobs(now)
+    for run in partitions.stranded_runs(now):
+        if jobs.lose(
+            run, "the worker delivering it stopped reporting after every partition was read; nothing was delivered"
+        ):
+            report.lost.append(run)
+    partitions.clear_ended(now)
 
 
 def expire_downloads(now: datetime, report: TickReport | None = None) -> None:

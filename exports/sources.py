@@ -177,6 +177,8 @@ def _discover_sqlite(url: str) -> list[DiscoveredDataset]:
                     columns.append(column)
                     if pk:
                         key.append((pk, column_name))
+                if kind == "table":
+                    _mark_indexed(columns, _sqlite_indexed(connection, name, columns, key))
                 rows = connection.execute(f"SELECT count(*) FROM {quote_identifier(name)}").fetchone()[0]
             except sqlite3.Error as exc:
                 # A view over a dropped table: report it, keep discovering the rest.
@@ -188,6 +190,26 @@ def _discover_sqlite(url: str) -> list[DiscoveredDataset]:
         raise SourceQueryFailed(f"cannot read the SQLite catalogue: {exc}") from None
     finally:
         connection.close()
+
+
+def _mark_indexed(columns: list[dict], indexed: set[str]) -> None:
+    """Each column says whether an index leads with it: where an incremental window's
+    range is read from (a view's columns say nothing: its tables' indexes may serve)."""
+    for column in columns:
+        column["indexed"] = column["name"] in indexed
+
+
+def _sqlite_indexed(connection, table: str, columns: list[dict], key: list[tuple[int, str]]) -> set[str]:
+    indexed = set()
+    if len(key) == 1 and any(c["name"] == key[0][1] and c["source_type"].upper() == "INTEGER" for c in columns):
+        indexed.add(key[0][1])  # INTEGER PRIMARY KEY: the rowid itself
+    for _seq, index, _unique, _origin, partial in connection.execute(f"PRAGMA index_list({quote_identifier(table)})"):
+        if partial:
+            continue
+        first = connection.execute(f"PRAGMA index_info({quote_identifier(index)})").fetchone()
+        if first is not None and first[2] is not None:
+            indexed.add(first[2])
+    return indexed
 
 
 def _sql_literal(text: str) -> str:
@@ -367,6 +389,7 @@ def _discover_postgresql(url: str) -> list[DiscoveredDataset]:
             keys = connection.execute(
                 _PG_PRIMARY_KEYS.format(where="n.nspname NOT IN ('pg_catalog', 'information_schema')")
             ).fetchall()
+            indexes = connection.execute(_PG_INDEXED).fetchall()
         except psycopg.Error as exc:
             raise SourceQueryFailed(f"cannot read the PostgreSQL catalogue: {_first_line(exc)}") from None
     by_table: dict[tuple[str, str], list[dict]] = {}
@@ -380,6 +403,12 @@ def _discover_postgresql(url: str) -> list[DiscoveredDataset]:
     primary_keys: dict[tuple[str, str], list[str]] = {}
     for schema, table, name in keys:
         primary_keys.setdefault((schema, table), []).append(name)
+    indexed: dict[tuple[str, str], set[str]] = {}
+    for schema, table, name in indexes:
+        indexed.setdefault((schema, table), set()).add(name)
+    for schema, table, table_type, _reltuples in tables:
+        if table_type != "VIEW":
+            _mark_indexed(by_table.get((schema, table), []), indexed.get((schema, table), set()))
     return [
         DiscoveredDataset(
             schema,
@@ -393,12 +422,55 @@ def _discover_postgresql(url: str) -> list[DiscoveredDataset]:
     ]
 
 
+# The columns that lead a valid, non-partial B-tree or BRIN index: a range on them is
+# read through the index.
+_PG_INDEXED = """
+    SELECT n.nspname, c.relname, a.attname
+    FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_class ic ON ic.oid = i.indexrelid
+    JOIN pg_am am ON am.oid = ic.relam
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND i.indisvalid AND i.indpred IS NULL AND am.amname IN ('btree', 'brin')
+"""
+
+# How pg_stats' histogram (an anyarray) reads back, by the column's logical type.
+_PG_HISTOGRAM_CASTS = {"integer": "bigint", "timestamp": "timestamptz", "datetime": "timestamp", "date": "date"}
+
+
 def _pg_select_expression(column: dict) -> str:
     name = quote_identifier(column["name"])
     if column["type"] == "text" and column.get("source_type") not in {"text", "character varying", "character"}:
         # uuid, json, enums, intervals, unbounded numeric...: their text form.
         return f"{name}::text AS {name}"
     return name
+
+
+COPY_CHUNK_BYTES = 1024 * 1024
+_PG_COPY_TEXT_TYPES = {"text", "character varying", "character"}
+
+
+def _pg_copy_expression(column: dict) -> tuple[str, bool] | None:
+    """How COPY writes a column as our CSV contract does: (expression, quoted), or None."""
+    name = quote_identifier(column["name"])
+    kind = column["type"]
+    if kind == "text":
+        return (name if column.get("source_type") in _PG_COPY_TEXT_TYPES else f"{name}::text"), True
+    if kind == "integer":
+        return name, False
+    if kind == "decimal" and column.get("source_type") == "numeric" and column.get("precision", 39) < 38:
+        return name, False  # printed at its scale, as Arrow's decimal is
+    if kind == "boolean":
+        return f"CASE WHEN {name} THEN 'true' WHEN NOT {name} THEN 'false' END", False
+    if kind == "date":
+        return f"to_char({name}, 'YYYY-MM-DD')", False
+    if kind == "timestamp":
+        return f"to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')", True
+    if kind == "datetime":
+        return f"to_char({name}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')", True
+    return None
 
 
 def _pg_adbc_uri(url: str, *, custom_query: bool = False) -> str:
@@ -754,6 +826,11 @@ def _discover_mysql(url: str) -> list[DiscoveredDataset]:
             columns = cursor.fetchall()
             cursor.execute(_MYSQL_PRIMARY_KEYS + " ORDER BY TABLE_NAME, ORDINAL_POSITION")
             keys = cursor.fetchall()
+            cursor.execute(
+                "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
+                "WHERE TABLE_SCHEMA = DATABASE() AND SEQ_IN_INDEX = 1 AND INDEX_TYPE = 'BTREE'"
+            )
+            indexes = cursor.fetchall()
     except pymysql.Error as exc:
         raise SourceQueryFailed(f"cannot read the MySQL catalogue: {_first_line(exc)}") from None
     finally:
@@ -766,6 +843,12 @@ def _discover_mysql(url: str) -> list[DiscoveredDataset]:
     primary_keys: dict[str, list[str]] = {}
     for table, name in keys:
         primary_keys.setdefault(table, []).append(name)
+    indexed: dict[str, set[str]] = {}
+    for table, name in indexes:
+        indexed.setdefault(table, set()).add(name)
+    for table, table_type, _estimated in tables:
+        if table_type != "VIEW":
+            _mark_indexed(by_table.get(table, []), indexed.get(table, set()))
     return [
         DiscoveredDataset(
             "",
@@ -875,6 +958,14 @@ def discover(url: str) -> list[DiscoveredDataset]:
     raise SourceUnavailable(
         "unsupported database URL: use sqlite:///path, duckdb:///path, postgresql://... or mysql://..."
     )
+
+
+def _key_text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
 
 
 def _first_line(exc: Exception) -> str:
@@ -1126,6 +1217,29 @@ class DatasetReader(ABC):
             oldest = self.oldest_transaction_id()
         return oldest
 
+    def _bounds_sql(self, column: dict) -> str:
+        name = self._quote(column["name"])
+        return f"SELECT MIN({name}), MAX({name}) FROM {self.source}"
+
+    def key_bounds(self, column: dict) -> tuple[str | None, str | None]:
+        """A column's smallest and largest values, as text the filters parse back
+        (None, None for an empty table): where a partitioned run's key ranges lie."""
+        [(low, high)] = self._fetch(self._bounds_sql(column))
+        return _key_text(low), _key_text(high)
+
+    def key_quantiles(self, column: dict) -> list[str]:
+        """A column's equal-frequency bounds from the planner's statistics, lowest first,
+        as text; none where the engine keeps none (then the ranges split evenly)."""
+        return []
+
+    def csv_copy(self, delimiter: str) -> Iterator[bytes] | None:
+        """The selected rows as CSV text the source writes itself, in our file contract
+        (docs/file-contract.md), byte for byte; None where the engine or a column's type
+        can't. After the last chunk, `copied_rows` says how many rows it held."""
+        return None
+
+    copied_rows: int | None = None
+
     def primary_key(self) -> list[str]:
         """The table's primary key columns (none for a view or a table without one)."""
         return [row[-1] for row in self._fetch(self._primary_key_sql())]
@@ -1233,6 +1347,12 @@ class SqliteReader(DatasetReader):
         expression = f"strftime('%Y-%m-%dT%H:%M:%f', {name})" if column["type"] in {"timestamp", "datetime"} else name
         return f"SELECT MAX({expression}), NULL FROM {self.source}"
 
+    def _bounds_sql(self, column: dict) -> str:
+        name = quote_identifier(column["name"])
+        if column["type"] in {"timestamp", "datetime"}:
+            name = f"strftime('%Y-%m-%dT%H:%M:%f', {name})"  # the form the filters compare
+        return f"SELECT MIN({name}), MAX({name}) FROM {self.source}"
+
     def _primary_key_sql(self) -> str:
         # A view, a custom query, or a table without a declared key, has no row here.
         table = "" if self.query else self.table
@@ -1306,6 +1426,66 @@ class PostgresReader(DatasetReader):
         )
 
     _select_expression = staticmethod(_pg_select_expression)
+
+    def key_quantiles(self, column: dict) -> list[str]:
+        """pg_stats' histogram of the column (ANALYZE's sample, equal-frequency bounds)."""
+        cast = _PG_HISTOGRAM_CASTS.get(column["type"])
+        if self.query or cast is None:
+            return []
+        rows = self._fetch(
+            f"SELECT unnest(histogram_bounds::text::{cast}[]) FROM pg_stats "
+            f"WHERE schemaname = {_sql_literal(self.schema_name or 'public')} "
+            f"AND tablename = {_sql_literal(self.table)} AND attname = {_sql_literal(column['name'])}"
+        )
+        return [text for (value,) in rows if (text := _key_text(value)) is not None]
+
+    def csv_copy(self, delimiter: str) -> Iterator[bytes] | None:
+        """PostgreSQL's COPY ... TO STDOUT (FORMAT csv): text quoted (FORCE_QUOTE, as
+        pyarrow's writer quotes every string), timestamps formatted by to_char as RFC 3339
+        in UTC with microseconds, booleans as true/false. Floats and other types keep the
+        Arrow path: their text forms differ."""
+        expressions = []
+        quoted = []
+        for number, column in enumerate(self.columns):
+            expression = _pg_copy_expression(column)
+            if expression is None:
+                return None
+            expressions.append(f"{expression[0]} AS c{number}")
+            if expression[1]:
+                quoted.append(f"c{number}")
+        where, params = compile_where(self.filters, self.dialect)
+        assert not params, "PostgreSQL queries carry their values inline (filters._Params)"
+        options = f"FORMAT csv, DELIMITER {_sql_literal(delimiter)}"
+        if quoted:
+            options += f", FORCE_QUOTE ({', '.join(quoted)})"
+        return self._copy(f"COPY (SELECT {', '.join(expressions)} FROM {self.source}{where}) TO STDOUT ({options})")
+
+    def _copy(self, sql: str) -> Iterator[bytes]:
+        import psycopg  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
+
+        connection = _pg_connect_for_catalogue(self.url)
+        try:
+            connection.execute("SET DateStyle = ISO")
+            connection.execute("SET client_encoding = 'UTF8'")
+            if self.query:
+                # A custom dataset's own SQL: read-only, and cut after its timeout, as its ADBC reads are.
+                connection.execute("SET default_transaction_read_only = on")
+                connection.execute(f"SET statement_timeout = {settings.EXPORT_CUSTOM_QUERY_TIMEOUT * 1000}")
+            with connection.cursor() as cursor:
+                with cursor.copy(sql) as copy:
+                    buffer = bytearray()
+                    for data in copy:  # one row per message: gathered into chunks of about 1 MB
+                        buffer += data
+                        if len(buffer) >= COPY_CHUNK_BYTES:
+                            yield bytes(buffer)
+                            buffer.clear()
+                    if buffer:
+                        yield bytes(buffer)
+                self.copied_rows = cursor.rowcount
+        except psycopg.Error as exc:
+            raise _query_failed(exc, self.label) from None
+        finally:
+            connection.close()
 
     def _statement_options(self) -> dict[str, str]:
         # Batches of about 8 MB: a few in flight keep the export well inside its memory budget.

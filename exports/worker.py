@@ -25,6 +25,7 @@ from rq import Worker
 # the store SDKs again (the 200 MB export to S3 peaks ~20 MB lower).
 import connectors.probe  # noqa: F401
 import exports.jobs
+import exports.partitions
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +48,13 @@ class ExportWorker(Worker):
 
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage) -> None:
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
-        if job.func_name != "exports.jobs.run_export":
-            return  # a hook call's attempt: the scheduler's tick closes it (exports/hooks.py)
         how = f"signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"exit status {ret_val}"
         # Failing it is all: the reconciler catches the run by its silent heartbeat otherwise.
-        _in_main_process(exports.jobs.horse_died, job.id, how)
+        if job.func_name == "exports.jobs.run_export":
+            _in_main_process(exports.jobs.horse_died, job.id, how)
+        elif job.func_name == exports.partitions.JOB:
+            _in_main_process(exports.jobs.partition_horse_died, job.args[0], how)
+        # Otherwise a hook call's attempt: the scheduler's tick closes it (exports/hooks.py).
 
     def monitor_work_horse(self, job, queue, execution) -> None:
         super().monitor_work_horse(job, queue, execution)
@@ -59,6 +62,8 @@ class ExportWorker(Worker):
         # again under the same job id (from the horse, RQ would then mark it finished).
         if job.func_name == "exports.jobs.run_export":
             _in_main_process(exports.jobs.after_horse, job.id)
+        elif job.func_name == exports.partitions.JOB:
+            _in_main_process(exports.jobs.after_partition_horse, job.args[0])
 
 
 def _in_main_process(function, *args) -> None:

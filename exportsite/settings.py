@@ -162,6 +162,9 @@ EXPORT_BATCH_ROWS = env_int("EXPORT_BATCH_ROWS", 65_536, minimum=1_000)
 EXPORT_CUSTOM_QUERY_TIMEOUT = env_int("EXPORT_CUSTOM_QUERY_TIMEOUT", 6 * 3600, minimum=1)
 # ... and when it is checked on save, after this many.
 CUSTOM_QUERY_CHECK_SECONDS = env_int("CUSTOM_QUERY_CHECK_SECONDS", 30, minimum=1)
+# A run whose estimated rows exceed this is split into key ranges of about this many rows,
+# each its own job for any worker (exports/partitions.py).
+EXPORT_PARTITION_ROWS = env_int("EXPORT_PARTITION_ROWS", 20_000_000, minimum=1_000)
 EXPORT_DEFAULT_ROWS_PER_FILE = env_int("EXPORT_DEFAULT_ROWS_PER_FILE", 5_000_000, minimum=1)
 EXPORT_DOWNLOAD_RETENTION_DAYS = env_int("EXPORTS_DOWNLOAD_TTL_DAYS", 7, minimum=1)
 

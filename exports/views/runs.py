@@ -30,6 +30,7 @@ def runs_detail(request: HtmxHttpRequest, run_id: UUID) -> HttpResponse:
         "run": run,
         "export": run.export,
         "files": run.files.all(),
+        "partitions": list(run.partitions.all()) if run.partition_count else [],
         "can_download": can_download(request.user, run.export),
         "can_change": can_change(request.user, run.export),
         "definition_refusal": actions.custom_refusal(request.user, run.export, "view the definition of"),

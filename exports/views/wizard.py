@@ -41,7 +41,23 @@ from exports.views.pages import HtmxHttpRequest, export_for, refused, scope_of
 
 
 def _schedule_times(form: forms.ModelForm) -> dict:
-    """The next five run times of a bound or saved schedule form, or its errors."""
+    """The next five run times of a bound or saved schedule form, or its errors; and
+    a warning when an incremental export's cursor has no index."""
+    return {**_run_times(form), "cursor_warning": _cursor_warning(form)}
+
+
+def _cursor_warning(form: forms.ModelForm) -> str:
+    export = form.instance
+    if form.is_bound:
+        kind, cursor = form.data.get("export_type"), form.data.get("cursor_column") or ""
+    else:
+        kind, cursor = export.export_type, form.initial.get("cursor_column") or export.cursor_column
+    if kind != Export.Type.INCREMENTAL or not export.dataset_id or not cursor:
+        return ""
+    return export.dataset.index_warning(cursor)
+
+
+def _run_times(form: forms.ModelForm) -> dict:
     if form.is_bound and not form.is_valid():
         errors = [
             f"{form.fields[name].label if name in form.fields else 'Schedule'}: {' '.join(map(str, problems))}"

@@ -262,7 +262,7 @@ def test_progress_is_recorded_and_a_cancelled_run_stops(users, demo_database):
     export = make_export(users["owner"], demo_database.datasets.get(name="orders"))
     run = queue_run(export, user=users["owner"])
     run = Run.claim(run.id)
-    progress = _Progress(run, interval=0)
+    progress = _Progress(run.report_progress, interval=0)
     progress(1_234)
     run.refresh_from_db()
     assert run.rows_done == 1_234
