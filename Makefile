@@ -47,9 +47,11 @@ $(DLT_VENV)/.installed: bench/requirements-dlt.txt
 
 bench-deps: $(DLT_VENV)/.installed
 
-# Not part of `make test` (a smoke run of it is): writes bench/RESULTS.md.
+# Not part of `make test` (a smoke run of each is): writes bench/RESULTS.md, the scale
+# section (partitioned runs at 50,000,000 rows, lists, scheduler) last.
 bench: install bench-deps
 	$(PY) -m bench.run
+	$(PY) -m bench.scale
 
 # Not part of `make test` (a short version is): writes the table of docs/reliability.md.
 faults: install-test

@@ -51,6 +51,8 @@ def setup(app_dir: Path, url: str) -> None:
         ("bench-sqlite", f"sqlite:///{app_dir.parent / 'interactions.sqlite3'}"),
         ("bench-mysql", os.environ["BENCH_MYSQL_URL"]),
     ):
+        if not source_url:
+            continue  # `bench.run --mysql-url ''`: no MariaDB cases
         database, _ = Database.objects.update_or_create(name=name, defaults={"url": source_url})
         if name == "bench-sqlite" and not (app_dir.parent / "interactions.sqlite3").exists():
             continue

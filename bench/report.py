@@ -77,6 +77,8 @@ def render(*, machine, date, versions, rows, rounds, cases, measured, memory, me
         "dlt Parquet ÷ ours Parquet (default): ≥ 2.5", ratio("dlt-parquet", "ours-parquet-snappy"), lambda v: v >= 2.5
     )
     target("csv.gz ÷ psql \\copy \\| gzip -1: ≤ 2", ratio("ours-csv-gzip", "psql-copy-gzip"), lambda v: v <= 2)
+    target("CSV ÷ psql \\copy: ≤ 1.25", ratio("ours-csv", "psql-copy-csv"), lambda v: v <= 1.25)
+    target("NDJSON.gz ÷ ours csv.gz: ≤ 1.25", ratio("ours-ndjson-gzip", "ours-csv-gzip"), lambda v: v <= 1.25)
     target("dlt JSONL ÷ ours NDJSON.gz: ≥ 4", ratio("dlt-jsonl", "ours-ndjson-gzip"), lambda v: v >= 4)
     if "ours-parquet-snappy-mysql" in medians:
         rss = max(

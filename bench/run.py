@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from bench.incremental import kept_section
 from bench.report import render
+from bench.scale import kept_section as kept_scale_section
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -145,11 +146,12 @@ def versions(url: str, mysql_url: str) -> dict[str, str]:
         ).stdout.strip(),
         "gzip": subprocess.run(["gzip", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
         "connectorx": importlib.metadata.version("connectorx"),
-        "mysql": subprocess.run(["mysql", "--version"], capture_output=True, text=True).stdout.strip(),
-        "MariaDB server": subprocess.run(
-            [*mysql_client(mysql_url), "-N", "-e", "SELECT VERSION()"], capture_output=True, text=True
-        ).stdout.strip(),
     }
+    if mysql_url:  # `--mysql-url ''`: no MariaDB cases
+        found["mysql"] = subprocess.run(["mysql", "--version"], capture_output=True, text=True).stdout.strip()
+        found["MariaDB server"] = subprocess.run(
+            [*mysql_client(mysql_url), "-N", "-e", "SELECT VERSION()"], capture_output=True, text=True
+        ).stdout.strip()
     if DLT_PYTHON.exists():
         found["dlt"] = subprocess.run(
             [str(DLT_PYTHON), "-c", "import dlt; print(dlt.__version__)"], capture_output=True, text=True
@@ -203,8 +205,7 @@ def main() -> None:
         str(args.rows),
         "--sqlite",
         str(args.work / "interactions.sqlite3"),
-        "--mysql-url",
-        args.mysql_url,
+        *(["--mysql-url", args.mysql_url] if args.mysql_url else []),
     ]
     if not args.no_memory:
         prepare += ["--memory-table", memory_table, "--memory-rows", str(args.rows * args.memory_factor)]
@@ -256,10 +257,10 @@ def write_results(args, measured: dict, memory: list[dict], table: str) -> str:
         memory=memory,
         memory_rows=args.rows * args.memory_factor,
     )
-    # bench.incremental's section is measured on its own: keep it.
-    kept = kept_section(args.results)
-    if kept:
-        text = text.rstrip("\n") + "\n\n" + kept + "\n"
+    # bench.incremental's and bench.scale's sections are measured on their own: keep them.
+    for kept in (kept_section(args.results), kept_scale_section(args.results)):
+        if kept:
+            text = text.rstrip("\n") + "\n\n" + kept + "\n"
     args.results.write_text(text)
     return text
 

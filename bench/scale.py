@@ -7,20 +7,23 @@
   back, partition by partition, equal to the source.
 - **incremental**: 10,000 new rows on the 50,000,000-row table, one run, id and
   timestamp cursors, each with an index.
-- **lists** and **scheduler**: see bench/list_page.py and bench/scheduler.py, which
-  write their own rows.
+- **lists**: Manage Exports and the API's lists at 10,000 exports / 100,000 runs on
+  SQLite and PostgreSQL, and at 100,000 / 1,000,000 on PostgreSQL (bench/list_page.py).
+- **scheduler**: 10,000 exports due at once, two schedulers (bench/scheduler.py).
 
-    python -m bench.scale [--rows 50000000] [--rounds 3] [--parts partitions,incremental]
+    python -m bench.scale [--rows 50000000] [--rounds 3] [--parts partitions,incremental,lists,scheduler]
 
 Real processes throughout: `manage.py rqworker` workers on a Redis of the bench's own,
-an app database (SQLite) under bench/var/scale. Writes its rows into bench/RESULTS.md
-between the `scale` markers (`make bench` keeps them).
+an app database (SQLite) under bench/var/scale. Writes each part's rows into
+bench/RESULTS.md between its own markers in the `scale` section (`make bench` keeps them).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -32,6 +35,7 @@ ROOT = BENCH_DIR.parent
 MB = 1024 * 1024
 START, END = "<!-- scale -->", "<!-- /scale -->"
 QUEUE = "bench-scale"
+PARTS = ("partitions", "incremental", "text", "lists", "scheduler")
 
 
 def django_setup(app_dir: Path, redis_url: str) -> None:
@@ -314,12 +318,14 @@ def measure_incremental(args) -> list[str]:
                 }
             )
             for round_number in range(1, args.rounds + 1):
-                top = base + round_number * new
                 with psycopg.connect(args.url, autocommit=True) as conn:
+                    # New ids and new moments, above both cursors' marks.
+                    shift, latest = conn.execute(f"SELECT max(id), max(occurred_at) FROM {table}").fetchone()
                     conn.execute(
                         f"INSERT INTO {table} SELECT id + %(shift)s, profile_id, channel, event_type, campaign, email, "
-                        f"country_code, clock_timestamp(), amount, payload FROM {table} WHERE id <= %(new)s",
-                        {"shift": top - new, "new": new},
+                        "country_code, %(latest)s + id * interval '1 millisecond', amount, payload "
+                        f"FROM {table} WHERE id <= %(new)s",
+                        {"shift": shift, "latest": latest, "new": new},
                     )
                 run = queue_run(Export.objects.get(id=export.id), enqueue=False)
                 started = time.perf_counter()
@@ -348,6 +354,127 @@ def measure_incremental(args) -> list[str]:
     return lines
 
 
+def _json_lines(command: list[str]) -> list[dict]:
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def measure_lists(args) -> list[str]:
+    """Manage Exports' tabs, search and sorts, and the API's lists, at two sizes, on
+    SQLite and PostgreSQL app databases (bench/list_page.py)."""
+    small, large = int(10_000 * args.list_scale), int(100_000 * args.list_scale)
+    sizes = [
+        ("SQLite", "", small, small * 10, 100),
+        ("PostgreSQL", args.app_url("lists_small"), small, small * 10, 100),
+        ("PostgreSQL", args.app_url("lists_large"), large, large * 10, 200),
+    ]
+    lines = [
+        "Manage Exports (every tab, with a search and with each sort) and the API's lists, median of 7 requests "
+        "each (bench/list_page.py); the slowest of them, and the queries a page takes.",
+        "",
+        "| app database | exports / runs | slowest (ms) | which | queries per page | |",
+        "|---|---|---:|---|---|---|",
+    ]
+    counts: dict[str, set] = {}
+    for label, url, exports, runs, limit in sizes:
+        command = [sys.executable, "-m", "bench.list_page", "--exports", str(exports), "--runs", str(runs), "--json"]
+        if url:
+            command += ["--database-url", url]
+        else:
+            command += ["--work", str(args.work / "list_page")]
+        results = _json_lines(command)
+        slowest = max(results, key=lambda result: result["ms"])
+        for result in results:
+            counts.setdefault(f"{label} {result['what']}", set()).add(result["queries"])
+        queries = sorted({result["queries"] for result in results})
+        verdict = "met" if slowest["ms"] <= limit else "**missed**"
+        lines.append(
+            f"| {label} | {exports:,} / {runs:,} | {slowest['ms']:.0f} | `{slowest['what']}` | "
+            f"{queries[0]}–{queries[-1]} | ≤ {limit} ms: {verdict} |"
+        )
+    varying = sorted(what for what, seen in counts.items() if len(seen) > 1)
+    lines += [
+        "",
+        f"Query counts the same at both sizes: {'yes' if not varying else 'no: ' + ', '.join(varying)}.",
+    ]
+    return lines
+
+
+def measure_scheduler(args) -> list[str]:
+    """10,000 exports due in the same minute, two schedulers (bench/scheduler.py)."""
+    lines = [
+        f"Scheduler: {args.due:,} exports due at the same moment, two `manage.py scheduler` processes already running; "
+        "the time from the moment they fall due to the last run's creation (it includes the wait for the next "
+        "tick, SCHEDULER_TICK_SECONDS = 5), median of the rounds.",
+        "",
+        "| app database | time (s) | runs | slots run twice | |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for label, url in (("SQLite", ""), ("PostgreSQL", args.app_url("scheduler"))):
+        results = []
+        for _ in range(args.rounds):
+            command = [sys.executable, "-m", "bench.scheduler", "--json", "--exports", str(args.due)]
+            command += ["--lead", str(args.lead)]
+            command += ["--database-url", url] if url else ["--work", str(args.work / "scheduler")]
+            [result] = _json_lines(command)
+            results.append(result)
+            print(f"scheduler {label}: {result}", flush=True)
+        seconds = statistics.median(result["seconds"] or float("inf") for result in results)
+        duplicates = sum(result["duplicates"] for result in results)
+        runs = min(result["runs"] for result in results)
+        ok = seconds <= 10 and duplicates == 0 and runs == args.due
+        lines.append(
+            f"| {label} | {seconds:.1f} | {runs:,} | {duplicates} | ≤ 10 s, 0 twice: {'met' if ok else '**missed**'} |"
+        )
+    return lines
+
+
+TEXT_CASES = (
+    "ours-parquet-snappy",
+    "bare-adbc-parquet",
+    "ours-csv",
+    "psql-copy-csv",
+    "ours-csv-gzip",
+    "psql-copy-gzip",
+    "ours-ndjson-gzip",
+)
+
+
+def measure_text(args) -> list[str]:
+    """The text formats against psql and each other, and the targets that must stay met
+    (Parquet, csv.gz, memory at 4x the rows): bench.run's cases on its 5,000,000-row
+    table, into a results file of their own, whose tables are copied here."""
+    results = args.work / "text-results.md"
+    command = [sys.executable, "-m", "bench.run", "--url", args.url, "--rounds", str(args.rounds)]
+    command += ["--cases", ",".join(TEXT_CASES), "--results", str(results), "--work", str(args.work / "text")]
+    command += ["--rows", str(args.text_rows), "--mysql-url", os.environ.get("BENCH_MYSQL_URL", "")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench.run failed:\n{done.stderr[-3000:]}")
+    text = results.read_text()
+    table = [
+        line
+        for line in text.splitlines()
+        if line.startswith("| ") and ("ours" in line or "psql" in line or "bare" in line)
+    ]
+    wanted = ("CSV ÷", "NDJSON.gz ÷", "Parquet (default) ÷", "csv.gz ÷ psql", "peak RSS at")
+    targets = [line for line in text.splitlines() if line.startswith("| ") and line[2:].startswith(wanted)]
+    return [
+        f"Text formats and the earlier targets: `bench.run` on the {args.text_rows:,}-row table, "
+        f"{args.rounds} rounds, the cases of a round back to back.",
+        "",
+        "| case | median wall (s) | rows/s | peak RSS (MB) | output (MB) | rounds (s) | read back |",
+        "|---|---:|---:|---:|---:|---|---|",
+        *table,
+        "",
+        "| ratio | value | |",
+        "|---|---:|---|",
+        *targets,
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
@@ -356,11 +483,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=50_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--partition-rows", type=int, default=6_250_000)
-    parser.add_argument("--parts", default="partitions,incremental")
+    parser.add_argument("--parts", default="partitions,incremental,text,lists,scheduler")
+    parser.add_argument("--text-rows", type=int, default=5_000_000, help="the table of the text part (bench.run's)")
+    parser.add_argument("--list-scale", type=float, default=1.0, help="the list sizes times this (a smoke run)")
+    parser.add_argument("--due", type=int, default=10_000, help="exports due at once for the scheduler")
+    parser.add_argument("--lead", type=int, default=20, help="seconds the schedulers get to start before the due time")
     parser.add_argument("--work", type=Path, default=BENCH_DIR / "var" / "scale")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md")
     args = parser.parse_args()
     parts = [part for part in args.parts.split(",") if part]
+    server, source_database = args.url.rsplit("/", 1)
+    args.app_url = lambda name: f"{server}/{source_database}_app_{name}"
     args.table = "interactions_50m" if args.rows == 50_000_000 else f"interactions_{args.rows}"
     args.source_table = {"postgresql": args.table, "sqlite": "interactions"}
     # In a child process: the workers and the verification are the ones that must be measured small.
@@ -394,26 +527,51 @@ def main() -> None:
             EXPORTSITE_QUEUE=QUEUE,
             EXPORT_PARTITION_ROWS=str(args.partition_rows),
         )
-        lines: list[str] = []
+        blocks: dict[str, list[str]] = {}
         if "partitions" in parts:
-            lines += measure_partitions(args, env)
+            blocks["partitions"] = measure_partitions(args, env)
         if "incremental" in parts:
-            lines += ["", *measure_incremental(args)]
+            blocks["incremental"] = measure_incremental(args)
+        if "lists" in parts:
+            blocks["lists"] = measure_lists(args)
+        if "scheduler" in parts:
+            blocks["scheduler"] = measure_scheduler(args)
+        if "text" in parts:
+            blocks["text"] = measure_text(args)
     finally:
         redis.stop()
-    write_section(args.results, lines)
-    print("\n".join(lines))
+    write_section(args.results, blocks)
+    for lines in blocks.values():
+        print("\n".join(lines) + "\n")
 
 
-def write_section(results: Path, lines: list[str]) -> None:
+def kept_section(path: Path) -> str:
+    """This bench's section, for `bench.run` to keep when it rewrites the file."""
+    if not path.exists():
+        return ""
+    found = re.search(re.escape(START) + ".*?" + re.escape(END), path.read_text(), re.S)
+    return found.group(0) if found else ""
+
+
+def write_section(results: Path, blocks: dict[str, list[str]]) -> None:
+    """Each measured part's rows between its own markers in the scale section: a run of
+    some parts keeps the others' rows."""
     text = results.read_text() if results.exists() else ""
-    section = "\n".join([START, "## Scale (issue 18)", "", *lines, END])
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    results.write_text(text)
+    if START not in text:
+        text = text.rstrip("\n") + f"\n\n{START}\n## Scale (issue 18)\n\n{END}\n"
+    before, rest = text.split(START, 1)
+    section, after = rest.split(END, 1)
+    for part in PARTS:
+        if part not in blocks:
+            continue
+        begin, end = f"<!-- scale:{part} -->", f"<!-- /scale:{part} -->"
+        block = "\n".join([begin, *blocks[part], end])
+        if begin in section and end in section:
+            head, tail = section.split(begin, 1)
+            section = head + block + tail.split(end, 1)[1]
+        else:
+            section = section.rstrip("\n") + "\n\n" + block + "\n"
+    results.write_text(before + START + section + END + after)
 
 
 if __name__ == "__main__":

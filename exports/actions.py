@@ -587,38 +587,97 @@ def start_due_run(
         return _start_slot(export, now, trigger, dispatch=dispatch)
 
 
-def _start_slot(
-    export: Export, now: datetime, trigger: str, user: User | None = None, *, dispatch: bool = True
-) -> SlotOutcome:
-    """Start the run of the slot due at `now` (or brought forward to it), or record
-    why it was skipped; then move the export on to its next slot."""
+def start_due_runs(export_ids: list[UUID], now: datetime, *, trigger: str = Run.Trigger.SCHEDULE) -> list[SlotOutcome]:
+    """`start_due_run` for many due exports at once (the scheduler's tick), by the same
+    rules in a few queries: the exports locked together (skipping those another
+    scheduler holds), their runs created and the exports moved on in bulk. When a run
+    can't be created (another scheduler created it: the unique slot index), the batch
+    goes back and each export goes through `start_due_run` alone."""
+    try:
+        with transaction.atomic():
+            due = Export.objects.select_related("dataset", "connector").filter(
+                id__in=export_ids, status=Export.Status.SCHEDULED, next_run_at__lte=now
+            )
+            if connection.features.has_select_for_update_skip_locked:
+                due = due.select_for_update(skip_locked=True, of=("self",))
+            exports = list(due)
+            busy = set(Run.objects.active().filter(export__in=exports).values_list("export_id", flat=True))
+            outcomes, runs = [], []
+            for export in exports:
+                slot, plan = _due_slot(export, now)
+                reason = _skip_reason(export, busy=export.id in busy)
+                outcome = SlotOutcome()
+                if reason:
+                    outcome.skipped = _record_skip(export, slot, reason)
+                else:
+                    outcome.run = Run(
+                        export=export,
+                        trigger=trigger,
+                        estimated_rows=export.dataset.estimated_rows,
+                        scheduled_for=slot,
+                    )
+                    outcome.run.remember_destination()
+                    runs.append(outcome.run)
+                _move_on(export, slot, plan, now)
+                outcomes.append(outcome)
+            Run.objects.bulk_create(runs)
+            Export.objects.bulk_update(exports, ["last_scheduled_for", "next_run_at", "status", "updated_at"])
+            return outcomes
+    except IntegrityError:
+        return [start_due_run(export_id, now, trigger=trigger, dispatch=False) for export_id in export_ids]
+
+
+def _due_slot(export: Export, now: datetime):
+    """The slot due at `now` (or brought forward to it), and the export's schedule."""
     plan = for_export(export)
     slot = plan.latest_due(export.last_scheduled_for, now) if plan else None
     if slot is None:
         slot = export.next_run_at  # brought forward by Run now
-    outcome = SlotOutcome()
-    reason = ""
-    if export.runs.active().exists():
-        reason = "the previous run was still in progress"
-    elif export.dataset.missing_since is not None:
-        reason = "the dataset no longer exists"
-    else:
-        try:
-            outcome.run = queue_run(export, trigger=trigger, user=user, scheduled_for=slot, enqueue=dispatch)
-        except ActionRefused:
-            pass  # the slot's run exists already: created by another scheduler
-    if reason:
-        skip, created = SkippedSlot.objects.get_or_create(
-            export=export, scheduled_for=slot, defaults={"reason": reason}
-        )
-        if created:
-            outcome.skipped = skip
-            logger.info("export %s: slot %s skipped: %s", export.id, slot, reason)
+    return slot, plan
+
+
+def _skip_reason(export: Export, *, busy: bool) -> str:
+    if busy:
+        return "the previous run was still in progress"
+    if export.dataset.missing_since is not None:
+        return "the dataset no longer exists"
+    return ""
+
+
+def _record_skip(export: Export, slot: datetime | None, reason: str) -> SkippedSlot | None:
+    skip, created = SkippedSlot.objects.get_or_create(export=export, scheduled_for=slot, defaults={"reason": reason})
+    if not created:
+        return None
+    logger.info("export %s: slot %s skipped: %s", export.id, slot, reason)
+    return skip
+
+
+def _move_on(export: Export, slot: datetime | None, plan, now: datetime) -> None:
+    """The export's next slot (saved by the caller)."""
     export.last_scheduled_for = max(filter(None, [export.last_scheduled_for, slot]))
     # A one-shot runs once: brought forward by Run now, it doesn't run again at its start.
     export.next_run_at = plan.next_after(now) if plan and plan.repeats else None
     if export.next_run_at is None:
         export.status = Export.Status.FINISHED
+    export.updated_at = timezone.now()
+
+
+def _start_slot(
+    export: Export, now: datetime, trigger: str, user: User | None = None, *, dispatch: bool = True
+) -> SlotOutcome:
+    """Start the run of the slot due at `now` (or brought forward to it), or record
+    why it was skipped; then move the export on to its next slot."""
+    slot, plan = _due_slot(export, now)
+    outcome = SlotOutcome()
+    reason = _skip_reason(export, busy=export.runs.active().exists())
+    if reason:
+        outcome.skipped = _record_skip(export, slot, reason)
+    else:
+        try:
+            outcome.run = queue_run(export, trigger=trigger, user=user, scheduled_for=slot, enqueue=dispatch)
+        except ActionRefused:
+            pass  # the slot's run exists already: created by another scheduler
+    _move_on(export, slot, plan, now)
     export.save(update_fields=["last_scheduled_for", "next_run_at", "status", "updated_at"])
     return outcome
 

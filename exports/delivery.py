@@ -88,9 +88,9 @@ def deliver(run: Run, files: list[WrittenFile]) -> tuple[str, list[RunFile], str
     changed since); returns (folder, files, TNF path)."""
     if run.is_desktop:
         folder = desktop_folder(run)
-        return folder, _deliver_desktop(run, files, folder, partial(_note, run)), ""
+        return folder, _deliver_desktop(run, files, folder, partial(note, run)), ""
     folder = delivery_folder(run.export, context_for_run(run))
-    return _deliver_to_connector(run, files, folder, partial(_note, run), with_tnf=True)
+    return _deliver_to_connector(run, files, folder, partial(note, run), with_tnf=True)
 
 
 def deliver_part(
@@ -111,7 +111,7 @@ def finish_parts(run: Run, folder: str, files: list[RunFile]) -> tuple[str, str]
     connector = _connector_of(run)
     try:
         with open_destination(connector) as destination:
-            tnf = _write_tnf(run, destination, folder, files, partial(_note, run))
+            tnf = _write_tnf(run, destination, folder, files, partial(note, run))
             return destination.full_path(folder), tnf
     except DestinationError as exc:
         raise DeliveryFailed(ERROR_CODES[exc.problem], f"{connector.name}: {exc.message}") from None
@@ -191,9 +191,10 @@ def tnf_document(run: Run, data_folder: str, files: list[RunFile], moment: datet
         "DestinationInstanceName": connector.name,
         "DataFolder": data_folder,
         "CreatedAt": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "Format": export.file_format,
-        "Compression": export.compression,
-        "SpreadsheetSafe": run.spreadsheet_safe,
+        # A partitioned run's files follow its plan, fixed when it split.
+        "Format": (run.plan or {}).get("file_format", export.file_format),
+        "Compression": (run.plan or {}).get("compression", export.compression),
+        "SpreadsheetSafe": (run.plan or {}).get("spreadsheet_safe", run.spreadsheet_safe),
         "FileCount": len(files),
         "RowCount": sum(f.rows for f in files),
         "TotalBytes": sum(f.size_bytes for f in files),
@@ -256,7 +257,7 @@ def discard(run: Run, files: list[RunFile], tnf_path: str = "") -> None:
         remove_paths(run, [tnf_path, *(run_file.path for run_file in files)])
 
 
-def _note(run: Run, paths: list[str]) -> None:
+def note(run: Run, paths: list[str]) -> None:
     Run.objects.filter(id=run.id).update(partial_paths=paths)
 
 

@@ -31,9 +31,9 @@ from exports.engine import FileSpec, TooManyFiles, WrittenFile, read_ahead, writ
 from exports.filters import validate_filters
 from exports.incremental import Lookback, Window, window_for
 from exports.layout import context_for_run, delivery_folder, file_extension, render_template
-from exports.models import Export, IncrementalMemory, Run, RunPartition
+from exports.models import Export, IncrementalMemory, Run, RunFile, RunPartition
 from exports.notify import notify_run
-from exports.sources import SchemaChanged, SourceError, open_reader
+from exports.sources import CopyRefused, SchemaChanged, SourceError, arrow_schema, open_reader
 from exportsite import redaction
 from exportsite.logs import run_context
 
@@ -85,27 +85,36 @@ class _Progress:
 
 
 class _Heartbeat(threading.Thread):
-    """Writes `heartbeat_at` every EXPORT_HEARTBEAT_SECONDS while the run executes: the
-    scheduler's reconciler takes a silent run for a dead worker (WORKER_LOST)."""
+    """Writes `heartbeat_at` every EXPORT_HEARTBEAT_SECONDS while the run (or one of its
+    partitions) executes: the scheduler's reconciler takes a silent one for a dead worker
+    (WORKER_LOST). A failed write (a locked database, a dropped connection) is tried
+    again at the next beat; it doesn't end the heartbeat."""
 
-    def __init__(self, run_id: UUID, partition_id: UUID | None = None):
+    def __init__(self, run_id: UUID, partition: RunPartition | None = None):
         super().__init__(name=f"heartbeat-{run_id}", daemon=True)
         self.run_id = run_id
-        self.partition_id = partition_id
+        self.partition = partition
         self.stopped = threading.Event()
 
     def run(self) -> None:
         try:
             while not self.stopped.wait(settings.EXPORT_HEARTBEAT_SECONDS):
-                if self.partition_id is not None:
-                    partitions.beat(self.partition_id, self.run_id)
-                    continue
-                # A cancelled run's worker holds its organisation's place until it stops.
-                Run.objects.filter(id=self.run_id, status__in=[Run.Status.RUNNING, Run.Status.CANCELLED]).update(
-                    heartbeat_at=timezone.now()
-                )
+                try:
+                    self.beat()
+                except Exception:
+                    logger.warning("run %s: writing its heartbeat failed; trying again", self.run_id, exc_info=True)
+                    connection.close()
         finally:
             connection.close()
+
+    def beat(self) -> None:
+        if self.partition is not None:
+            partitions.beat(self.partition)
+            return
+        # A cancelled run's worker holds its organisation's place until it stops.
+        Run.objects.filter(id=self.run_id, status__in=[Run.Status.RUNNING, Run.Status.CANCELLED]).update(
+            heartbeat_at=timezone.now()
+        )
 
     def stop(self) -> None:
         self.stopped.set()
@@ -337,7 +346,15 @@ def _copied(reader, spec: FileSpec, estimate, names: list[str], work_dir: Path, 
     chunks = reader.csv_copy(spec.csv_delimiter)
     if chunks is None:
         return None
-    written = write_copied_csv(chunks, names, spec, work_dir, rows=lambda: reader.copied_rows, on_progress=progress)
+    try:
+        with closing(chunks):  # a cancel or a stop closes the COPY, and its connection, now
+            written = write_copied_csv(
+                chunks, names, spec, work_dir, rows=lambda: reader.copied_rows, on_progress=progress
+            )
+    except CopyRefused as exc:
+        logger.info("COPY can't write these rows as our file contract does (%s): the Arrow path writes them", exc)
+        shutil.rmtree(work_dir, ignore_errors=True)
+        return None
     if written.rows > spec.rows_per_file:
         logger.info(
             "the COPY held %s rows, more than a file's %s: written again in parts", written.rows, spec.rows_per_file
@@ -381,15 +398,15 @@ def run_partition(partition_id: str) -> str:
         return "skipped"
     run = partition.run
     with run_context(str(run.id)):
-        heartbeat = _Heartbeat(run.id, partition.id)
+        heartbeat = _Heartbeat(run.id, partition)
         heartbeat.start()
         try:
             with redaction.scope(_secrets(run.export)):
                 outcome = execute_partition(partition)
+                if outcome == "last":  # the heartbeat goes on: the run isn't stranded while its TNF is written
+                    finish_partitioned_run(run.id)
         finally:
             heartbeat.stop()
-        if outcome == "last":
-            finish_partitioned_run(run.id)
     return outcome
 
 
@@ -431,22 +448,28 @@ def execute_partition(partition: RunPartition) -> str:
             progress = _Progress(partial(partitions.report_progress, partition))
             with closing(read_ahead(reader.batches(), depth=1)) as stream:
                 files = write_files(stream, reader.schema, spec, work_dir, on_progress=progress)
-        first = partitions.reserve_parts(partition, len(files))
-        files = _renumbered(files, first, spec)
-        own = {written.name for written in files} if partition.attempt > 1 else set()
-        note = partial(partitions.note, partition)
-        delivered = delivery.deliver_part(run, files, (run.plan or {})["folder"], note, own)
+        if not any(written.rows for written in files):
+            files = []  # an empty range delivers nothing (an empty run gets its one file when it finishes)
+        if files:
+            first = partitions.reserve_parts(partition, len(files))
+            files = _renumbered(files, first, spec)
+            own = {written.name for written in files} if partition.attempt > 1 else set()
+            note = partial(partitions.note, partition)
+            delivered = delivery.deliver_part(run, files, (run.plan or {})["folder"], note, own)
         outcome = partitions.succeed(partition, delivered, _peak_rss_bytes())
         if outcome == "ended":
             raise RunCancelled()
         logger.info("%s succeeded: %s rows in %s files", partition, sum(f.rows for f in delivered), len(delivered))
         return outcome
+    except partitions.Superseded:
+        # Taken for lost: another attempt has the partition, and writes the same names.
+        logger.warning("%s: another attempt has it now; this one stops", partition)
+        return "superseded"
     except RunCancelled:
         delivery.discard(run, delivered)
-        RunPartition.objects.filter(id=partition.id, status=RunPartition.Status.RUNNING).update(
-            status=RunPartition.Status.CANCELLED, finished_at=timezone.now()
-        )
-        partitions.discard_files(run)  # the run ended: what the others delivered goes too
+        partitions.stop(partition)
+        if not Run.objects.filter(id=run.id, status=Run.Status.RUNNING).exists():
+            partitions.discard_files(run)  # the run ended: what the others delivered goes too
         return "cancelled"
     except Interrupted:
         delivery.discard(run, delivered)
@@ -488,9 +511,11 @@ def _partition_failed(partition: RunPartition, code: str, message: str) -> str:
 
 def _retry_or_fail(partition: RunPartition, code: str, message: str) -> str:
     """After a partition failed: tried again alone when the failure may pass and
-    attempts are left, else the run fails, and everything it delivered goes."""
+    attempts are left (a lost worker's at once, the others after EXPORT_RETRY_BACKOFF,
+    doubled with each attempt), else the run fails, and everything it delivered goes."""
     run = partition.run
-    if code in AUTO_RETRY and partitions.retry(partition):
+    delay = 0 if code == Run.ErrorCode.WORKER_LOST else settings.EXPORT_RETRY_BACKOFF * 2 ** (partition.attempt - 1)
+    if code in AUTO_RETRY and partitions.retry(partition, delay=delay):
         logger.warning("%s failed (%s), tried again alone: %s", partition, code, message)
         return "retried"
     label = f"partition {partition.number} of {run.partition_count} ({partition.range_label})"
@@ -500,6 +525,12 @@ def _retry_or_fail(partition: RunPartition, code: str, message: str) -> str:
         notify_run(run)
         dispatch_quietly()
     return "failed"
+
+
+def retry_or_fail(partition: RunPartition) -> str:
+    """The reconciler, for a partition left failed under a running run (its worker died
+    between failing it and what follows)."""
+    return _retry_or_fail(partition, partition.error_code, partition.error_message)
 
 
 def lose_partition(partition: RunPartition, message: str) -> bool:
@@ -516,20 +547,22 @@ def lose_partition(partition: RunPartition, message: str) -> bool:
     return True
 
 
-def partition_horse_died(partition_id: str, how: str) -> None:
-    """RQ saw the work horse of a partition die: lost now, and tried again alone."""
+def partition_horse_died(job_id: str, partition_id: str, how: str) -> None:
+    """RQ saw the work horse of a partition's attempt die: lost now, and tried again alone."""
     partition = (
         RunPartition.objects.filter(id=partition_id, status=RunPartition.Status.RUNNING)
         .select_related("run__export", "run__connector")
         .first()
     )
-    if partition is not None:
+    if partition is not None and partitions.job_id(partition) == job_id:  # not a later attempt's
         lose_partition(partition, f"the worker process reading it died ({how}): it was killed, or ran out of memory")
 
 
 def after_partition_horse(partition_id: str) -> None:
     """A partition its horse put back in the queue (a deploy) goes to the workers again."""
-    partition = RunPartition.objects.filter(id=partition_id, status=RunPartition.Status.QUEUED).first()
+    partition = RunPartition.objects.filter(
+        id=partition_id, status=RunPartition.Status.QUEUED, queued_at__lte=timezone.now()
+    ).first()  # a retry after a back-off is the reconciler's to enqueue
     if partition is not None and no_job_will_run(partitions.job_id(partition), _redis()):
         partitions.enqueue(partition)
 
@@ -538,14 +571,27 @@ def _redis():
     return django_rq.get_connection(settings.EXPORTS_QUEUE)
 
 
+def _empty_file(run: Run) -> list[RunFile]:
+    """Every range was empty: the run still delivers one file (a CSV header, an empty
+    Parquet file with the schema), as a run in one job does."""
+    first = run.partitions.order_by("number").first()
+    assert first is not None  # a partitioned run has partitions
+    columns = [column for name in first.columns if (column := run.export.dataset.column(name)) is not None]
+    work_dir = settings.EXPORT_WORK_DIR / f"{run.id}-empty"
+    try:
+        written = write_files([], arrow_schema(columns), partitions.file_spec(run), work_dir)
+        return delivery.deliver_part(run, written, (run.plan or {})["folder"], partial(delivery.note, run))
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
 def finish_partitioned_run(run_id: UUID) -> None:
     """Every partition delivered its files: the TNF listing them all, then the run's
     success (and the watermark of an incremental run)."""
     run = Run.objects.select_related("export__dataset", "connector").get(id=run_id)
-    Run.objects.filter(id=run.id, status=Run.Status.RUNNING).update(heartbeat_at=timezone.now())
-    files = partitions.run_files(run)
     plan = run.plan or {}
     tnf = ""
+    files = partitions.run_files(run) or _empty_file(run)
     peak = max((p.peak_rss_bytes or 0 for p in run.partitions.all()), default=0) or None
     try:
         folder, tnf = delivery.finish_parts(run, plan["folder"], files)

@@ -541,17 +541,20 @@ class Run(models.Model):
         return f"{self.export.name} run {self.id}"
 
     def save(self, *args, **kwargs) -> None:
-        # A run remembers where its files go from the moment it exists: a later change of
-        # the export's destination must not send its downloads, expiry or deletion elsewhere.
+        self.remember_destination()
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self) -> str:
+        return reverse("runs-detail", args=[self.id])
+
+    def remember_destination(self) -> None:
+        """A run remembers where its files go from the moment it exists: a later change of
+        the export's destination must not send its downloads, expiry or deletion elsewhere."""
         if not self.destination_kind:
             connector = self.export.connector
             self.destination_kind = connector.kind if connector else DESKTOP
             self.connector = connector
             self.destination = connector.location if connector else "Desktop"
-        super().save(*args, **kwargs)
-
-    def get_absolute_url(self) -> str:
-        return reverse("runs-detail", args=[self.id])
 
     @property
     def is_active(self) -> bool:

@@ -33,6 +33,7 @@ from functools import partial
 
 import django_rq
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -53,13 +54,24 @@ JOB = "exports.jobs.run_partition"
 
 def partition_key(export: Export) -> dict | None:
     """The column a large run of `export` splits on: the leading column of the
-    dataset's primary key, else the cursor column, if of a type that ranges split."""
+    dataset's primary key; for an incremental window, else its cursor. A full export
+    never splits on a cursor: partitions read at different moments, and a row whose
+    cursor moved meanwhile (`updated_at`) could leave a range not yet read for one read
+    already. A custom query isn't split (its rows may differ from one reading to the
+    next), nor a SQLite timestamp (compared as text, which no range covers for sure)."""
     dataset = export.dataset
-    names = [*(dataset.primary_key or [])[:1], export.cursor_column, dataset.cursor_column]
+    if dataset.kind == dataset.Kind.QUERY:
+        return None
+    names = list((dataset.primary_key or [])[:1])
+    if export.is_incremental:
+        names.append(export.cursor_column)
     for name in names:
         column = dataset.column(name) if name else None
-        if column is not None and column["type"] in KEY_TYPES:
-            return column
+        if column is None or column["type"] not in KEY_TYPES:
+            continue
+        if dataset.database.engine == "sqlite" and column["type"] != "integer":
+            continue
+        return column
     return None
 
 
@@ -115,7 +127,10 @@ def plan(
     low, high = reader.key_bounds(key)
     if count < 2 or low is None or high is None:
         return 0
-    points = split_points(low, high, key["type"], count, reader.key_quantiles(key))
+    try:
+        points = split_points(low, high, key["type"], count, reader.key_quantiles(key))
+    except ValidationError:
+        return 0  # a key value the filters can't take (text in an INTEGER column): read in one job
     if not points:
         return 0  # one key value: nothing to split on
     name = key["name"]
@@ -139,18 +154,19 @@ def plan(
                 filters=[*filter_specs, *bounds],
             )
         )
-    if key.get("nullable", True) and name not in (run.export.dataset.primary_key or []):
-        # The ranges' comparisons never match an empty key: its rows get their own partition.
-        partitions.append(
-            RunPartition(
-                run=run,
-                number=len(partitions) + 1,
-                key_column=name,
-                empty_keys=True,
-                columns=columns,
-                filters=[*filter_specs, {"column": name, "operator": "is_empty"}],
-            )
+    # The ranges' comparisons never match an empty key, even a primary key's (SQLite lets
+    # most hold NULL): those rows get a partition of their own, an index lookup where the
+    # key is indexed, which delivers nothing when there are none.
+    partitions.append(
+        RunPartition(
+            run=run,
+            number=len(partitions) + 1,
+            key_column=name,
+            empty_keys=True,
+            columns=columns,
+            filters=[*filter_specs, {"column": name, "operator": "is_empty"}],
         )
+    )
     with transaction.atomic():
         split = Run.objects.filter(id=run.id, status=Run.Status.RUNNING).update(
             partition_count=len(partitions),
@@ -229,19 +245,33 @@ def claim(partition_id) -> RunPartition | None:
     return RunPartition.objects.select_related("run__export__dataset__database", "run__connector").get(id=partition_id)
 
 
+def _current(partition: RunPartition):
+    """The partition's row while this attempt is the one running it: every update of an
+    attempt goes through here, so that one the reconciler gave up on (and queued again)
+    changes nothing of its successor's."""
+    return RunPartition.objects.filter(id=partition.id, attempt=partition.attempt, status=RunPartition.Status.RUNNING)
+
+
+class Superseded(Exception):
+    """This attempt was taken for lost, and another one runs (or will run) the partition."""
+
+
 def report_progress(partition: RunPartition, rows_done: int) -> bool:
     """The partition's rows, and the run's as their sum; False once the run is no
-    longer running (cancelled, or failed by another partition)."""
-    if not RunPartition.objects.filter(id=partition.id, status=RunPartition.Status.RUNNING).update(rows_done=rows_done):
-        return False
+    longer running (cancelled, or failed by another partition). Superseded when the
+    partition is no longer this attempt's."""
+    if not _current(partition).update(rows_done=rows_done):
+        raise Superseded()
     total = RunPartition.objects.filter(run_id=partition.run_id).aggregate(total=Sum("rows_done"))["total"] or 0
     return bool(Run.objects.filter(id=partition.run_id, status=Run.Status.RUNNING).update(rows_done=total))
 
 
-def beat(partition_id, run_id) -> None:
+def beat(partition: RunPartition) -> None:
     now = timezone.now()
-    RunPartition.objects.filter(id=partition_id, status=RunPartition.Status.RUNNING).update(heartbeat_at=now)
-    Run.objects.filter(id=run_id, status__in=[Run.Status.RUNNING, Run.Status.CANCELLED]).update(heartbeat_at=now)
+    if _current(partition).update(heartbeat_at=now):
+        Run.objects.filter(id=partition.run_id, status__in=[Run.Status.RUNNING, Run.Status.CANCELLED]).update(
+            heartbeat_at=now
+        )
 
 
 class TooManyParts(Exception):
@@ -253,7 +283,9 @@ def reserve_parts(partition: RunPartition, count: int) -> int:
     attempt's, when they are enough (a retry writes the same range), else the run's next."""
     with transaction.atomic():
         run = Run.objects.select_for_update().get(id=partition.run_id)
-        current = RunPartition.objects.get(id=partition.id)
+        current = _current(partition).first()
+        if current is None:
+            raise Superseded()
         if current.first_part is not None and count <= current.part_count:
             return current.first_part
         first = run.parts_reserved + 1
@@ -268,18 +300,20 @@ def reserve_parts(partition: RunPartition, count: int) -> int:
 
 
 def note(partition: RunPartition, paths: list[str]) -> None:
-    RunPartition.objects.filter(id=partition.id).update(partial_paths=paths)
+    if not _current(partition).update(partial_paths=paths):
+        raise Superseded()
 
 
 def succeed(partition: RunPartition, files: list[RunFile], peak_rss_bytes: int) -> str:
     """Record a partition's delivered files. "last" when every partition of the run has
     now succeeded (the caller delivers the run), "more" while others go on, "ended" when
-    the run ended meanwhile (the caller removes what it delivered)."""
+    the run ended meanwhile (the caller removes what it delivered); Superseded when
+    another attempt has the partition (its files have the same names: nothing goes)."""
     with transaction.atomic():
         run = Run.objects.select_for_update().get(id=partition.run_id)
         if run.status != Run.Status.RUNNING:
             return "ended"
-        updated = RunPartition.objects.filter(id=partition.id, status=RunPartition.Status.RUNNING).update(
+        updated = _current(partition).update(
             status=RunPartition.Status.SUCCEEDED,
             finished_at=timezone.now(),
             rows_done=sum(f.rows for f in files),
@@ -290,7 +324,7 @@ def succeed(partition: RunPartition, files: list[RunFile], peak_rss_bytes: int) 
             peak_rss_bytes=peak_rss_bytes,
         )
         if not updated:
-            return "ended"  # lost meanwhile (its heartbeat went stale): its retry delivers
+            raise Superseded()  # lost meanwhile (its heartbeat went stale): its retry delivers
         left = RunPartition.objects.filter(run_id=run.id).exclude(status=RunPartition.Status.SUCCEEDED).exists()
         return "more" if left else "last"
 
@@ -312,46 +346,52 @@ def run_files(run: Run) -> list[RunFile]:
     return [RunFile(**record) for record in sorted(records, key=lambda record: record["part"])]
 
 
-def put_back(partition: RunPartition, *, attempt: int | None = None) -> bool:
-    """Back in the queue (its worker stopped for a deploy, or for a retry on a new
-    attempt); its job is enqueued by the caller."""
-    fields = {
+def put_back(partition: RunPartition) -> bool:
+    """Back in the queue on the same attempt: its worker stopped for a deploy. The
+    worker enqueues it again once RQ is done with its job."""
+    return bool(_current(partition).update(**_queued_fields(timezone.now())))
+
+
+def _queued_fields(at: datetime) -> dict:
+    return {
         "status": RunPartition.Status.QUEUED,
-        "queued_at": timezone.now(),
+        "queued_at": at,
         "started_at": None,
         "heartbeat_at": None,
         "rows_done": 0,
         "partial_paths": [],
-        "error_code": "",
-        "error_message": "",
     }
-    if attempt is not None:
-        fields["attempt"] = attempt
-    return bool(
-        RunPartition.objects.filter(
-            id=partition.id, status__in=[RunPartition.Status.RUNNING, RunPartition.Status.FAILED]
-        ).update(**fields)
-    )
 
 
-def retry(partition: RunPartition) -> bool:
-    """A failed partition of a running run, queued again alone on its next attempt, while
-    attempts are left; False otherwise."""
+def retry(partition: RunPartition, *, delay: float = 0) -> bool:
+    """A failed partition of a running run, queued again alone on its next attempt while
+    attempts are left (False otherwise): at once, or after `delay` seconds (then the
+    reconciler enqueues it, `requeue_lost_jobs`)."""
     if partition.attempt >= settings.EXPORT_MAX_ATTEMPTS:
         return False
     if not Run.objects.filter(id=partition.run_id, status=Run.Status.RUNNING).exists():
         return False
-    if not put_back(partition, attempt=partition.attempt + 1):
+    at = timezone.now() + timedelta(seconds=delay)
+    moved = RunPartition.objects.filter(
+        id=partition.id, attempt=partition.attempt, status=RunPartition.Status.FAILED
+    ).update(**_queued_fields(at), attempt=partition.attempt + 1)
+    if not moved:
         return False
     partition.attempt += 1
-    enqueue(partition)
+    if not delay:
+        enqueue(partition)
     return True
 
 
+def stop(partition: RunPartition) -> None:
+    """Running → cancelled: its run ended while it read."""
+    _current(partition).update(status=RunPartition.Status.CANCELLED, finished_at=timezone.now())
+
+
 def failed(partition: RunPartition, code: str, message: str) -> bool:
-    """Running → failed; False when it was not running any more."""
+    """Running → failed; False when this attempt was not running it any more."""
     return bool(
-        RunPartition.objects.filter(id=partition.id, status=RunPartition.Status.RUNNING).update(
+        _current(partition).update(
             status=RunPartition.Status.FAILED,
             finished_at=timezone.now(),
             error_code=code,
@@ -361,21 +401,17 @@ def failed(partition: RunPartition, code: str, message: str) -> bool:
 
 
 def discard_files(run: Run) -> None:
-    """Remove from the store what the run's partitions delivered or were writing, taken
-    off them first (so that one caller removes each): a run that ended without success
-    keeps nothing. Partitions still queued are cancelled."""
-    paths: list[str] = []
-    with transaction.atomic():
-        Run.objects.select_for_update().filter(id=run.id).first()
-        RunPartition.objects.filter(run=run, status=RunPartition.Status.QUEUED).update(
-            status=RunPartition.Status.CANCELLED, finished_at=timezone.now()
-        )
-        for partition in RunPartition.objects.filter(run=run).exclude(status=RunPartition.Status.RUNNING):
-            if partition.files or partition.partial_paths:
-                paths += [*partition.partial_paths[::-1], *(record["path"] for record in partition.files)]
-                RunPartition.objects.filter(id=partition.id).update(files=[], partial_paths=[])
-    if paths:
-        delivery.remove_paths(run, list(dict.fromkeys(paths)))
+    """Remove from the store what the run's partitions delivered or were writing: a run
+    that ended without success keeps nothing. Partitions still queued are cancelled. A
+    partition's records go once its files are gone (kept when the store can't be
+    reached, for the reconciler's next try: `clear_ended`)."""
+    RunPartition.objects.filter(run=run, status=RunPartition.Status.QUEUED).update(
+        status=RunPartition.Status.CANCELLED, finished_at=timezone.now()
+    )
+    for partition in RunPartition.objects.filter(run=run).exclude(status=RunPartition.Status.RUNNING):
+        paths = [*partition.partial_paths[::-1], *(record["path"] for record in partition.files)]
+        if paths and delivery.remove_paths(run, list(dict.fromkeys(paths))):
+            RunPartition.objects.filter(id=partition.id).update(files=[], partial_paths=[])
 
 
 def stale_partitions(now: datetime):
@@ -415,13 +451,27 @@ def stranded_runs(now: datetime):
 
 def clear_ended(now: datetime) -> None:
     """Partitioned runs that ended without success in the last day: what their
-    partitions still hold goes (a cancel that no running partition saw, a failure)."""
+    partitions still hold goes (a cancel that no running partition saw, a failure, a
+    store that could not be reached at the first try)."""
     ended = Run.objects.filter(
         partition_count__gt=0,
         status__in=[Run.Status.FAILED, Run.Status.CANCELLED],
         finished_at__gte=now - timedelta(days=1),
     )
-    waiting = RunPartition.objects.filter(run__in=ended).exclude(status=RunPartition.Status.RUNNING)
-    for run_id in set(waiting.values_list("run_id", flat=True)):
-        run = Run.objects.select_related("export", "connector").get(id=run_id)
+    left = RunPartition.objects.filter(run__in=ended).exclude(status=RunPartition.Status.RUNNING)
+    holding = {
+        run_id
+        for run_id, status, files, partial in left.values_list("run_id", "status", "files", "partial_paths")
+        if status == RunPartition.Status.QUEUED or files or partial
+    }
+    for run in Run.objects.filter(id__in=holding).select_related("export", "connector"):
         discard_files(run)
+
+
+def failed_under_running(now: datetime):
+    """Partitions left failed under a running run: their worker died between failing
+    them and retrying them (or failing the run)."""
+    grace = now - timedelta(seconds=settings.EXPORT_HEARTBEAT_TIMEOUT)
+    return RunPartition.objects.filter(
+        status=RunPartition.Status.FAILED, finished_at__lt=grace, run__status=Run.Status.RUNNING
+    ).select_related("run__export", "run__connector")

@@ -20,6 +20,7 @@ retried automatically, with backoff, up to EXPORT_MAX_ATTEMPTS attempts.
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -57,13 +58,7 @@ def tick(now: datetime | None = None) -> TickReport:
     now = now or timezone.now()
     report = TickReport()
     reconcile(now, report)
-    due = Export.objects.filter(status=Export.Status.SCHEDULED, next_run_at__lte=now).values_list("id", flat=True)
-    for export_id in list(due[:500]):
-        outcome = actions.start_due_run(export_id, now, dispatch=False)  # one dispatch below, for all
-        if outcome.run is not None:
-            report.created.append(outcome.run)
-        if outcome.skipped is not None:
-            report.skipped.append(outcome.skipped)
+    start_due(now, report)
     expire_downloads(now, report)
     report.hook_calls = hooks.tick(now)
     report.refreshed = schema_watch.refresh_due(now)
@@ -71,6 +66,30 @@ def tick(now: datetime | None = None) -> TickReport:
     report.dispatched = dispatch()
     record_tick()
     return report
+
+
+DUE_BATCH = 100
+
+
+def start_due(now: datetime, report: TickReport) -> None:
+    """Every export due at `now` gets its slot's run, DUE_BATCH at a time
+    (`actions.start_due_runs`), until none is due. Another scheduler takes the batches
+    this one finds locked, so two share the work."""
+    due = Export.objects.filter(status=Export.Status.SCHEDULED, next_run_at__lte=now).order_by("next_run_at", "id")
+    seen: set = set()
+    while True:
+        ids = [export_id for export_id in due.values_list("id", flat=True)[:1000] if export_id not in seen]
+        if not ids:
+            return
+        seen.update(ids)
+        batches = [ids[i : i + DUE_BATCH] for i in range(0, len(ids), DUE_BATCH)]
+        random.shuffle(batches)  # two schedulers walk the same list from different ends
+        for batch in batches:
+            for outcome in actions.start_due_runs(batch, now):  # one dispatch in `tick`, for all
+                if outcome.run is not None:
+                    report.created.append(outcome.run)
+                if outcome.skipped is not None:
+                    report.skipped.append(outcome.skipped)
 
 
 def reconcile(now: datetime, report: TickReport | None = None) -> None:
@@ -130,6 +149,8 @@ def _reconcile_partitions(now: datetime, report: TickReport) -> None:
             f"the worker stopped reporting at {at:%Y-%m-%d %H:%M:%S} UTC (it was killed, or its machine stopped)",
         ):
             report.lost_partitions.append(partition)
+    for partition in partitions.failed_under_running(now):
+        jobs.retry_or_fail(partition)
     report.requeued_partitions = partitions.requeue_lost_jobs(now)
     for run in partitions.stranded_runs(now):
         if jobs.lose(

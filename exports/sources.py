@@ -209,7 +209,8 @@ def _sqlite_indexed(connection, table: str, columns: list[dict], key: list[tuple
         first = connection.execute(f"PRAGMA index_info({quote_identifier(index)})").fetchone()
         if first is not None and first[2] is not None:
             indexed.add(first[2])
-    return indexed
+    # Timestamps are compared as strftime(column) (exports/filters.py): no index serves that.
+    return indexed - {c["name"] for c in columns if c["type"] in {"timestamp", "datetime"}}
 
 
 def _sql_literal(text: str) -> str:
@@ -449,11 +450,27 @@ def _pg_select_expression(column: dict) -> str:
 
 
 COPY_CHUNK_BYTES = 1024 * 1024
+_NO_COPY_FORM = "exportsite: no COPY form"
+
+
+class CopyRefused(Exception):
+    """The source's COPY met a value it would not write as our contract does."""
+
+
 _PG_COPY_TEXT_TYPES = {"text", "character varying", "character"}
 
 
+def _refused_unless(condition: str, name: str, expression: str) -> str:
+    """`expression`, or a failed cast naming `_NO_COPY_FORM` for a value whose text COPY
+    would not write as the Arrow path does (the run then takes the Arrow path). It is
+    the column's own text that fails to cast, so the planner can't fold it ahead."""
+    return f"CASE WHEN {condition} THEN ('{_NO_COPY_FORM} ' || {name}::text)::int::text ELSE {expression} END"
+
+
 def _pg_copy_expression(column: dict) -> tuple[str, bool] | None:
-    """How COPY writes a column as our CSV contract does: (expression, quoted), or None."""
+    """How COPY writes a column as our CSV contract does: (expression, quoted), or None.
+    Values with no such form (infinite or BC dates and timestamps, a numeric NaN) make
+    the COPY fail with `CopyRefused`."""
     name = quote_identifier(column["name"])
     kind = column["type"]
     if kind == "text":
@@ -461,15 +478,18 @@ def _pg_copy_expression(column: dict) -> tuple[str, bool] | None:
     if kind == "integer":
         return name, False
     if kind == "decimal" and column.get("source_type") == "numeric" and column.get("precision", 39) < 38:
-        return name, False  # printed at its scale, as Arrow's decimal is
+        # Printed at its scale, as Arrow's decimal is; a declared precision holds no infinity.
+        return _refused_unless(f"{name} = 'NaN'", name, f"{name}::text"), False
     if kind == "boolean":
         return f"CASE WHEN {name} THEN 'true' WHEN NOT {name} THEN 'false' END", False
+    odd = f"NOT isfinite({name}) OR {name} < '0001-01-01'"
     if kind == "date":
-        return f"to_char({name}, 'YYYY-MM-DD')", False
+        return _refused_unless(odd, name, f"to_char({name}, 'YYYY-MM-DD')"), False
     if kind == "timestamp":
-        return f"to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')", True
+        text = f"to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        return _refused_unless(f"NOT isfinite({name}) OR {name} < '0001-01-01 00:00:00+00'", name, text), True
     if kind == "datetime":
-        return f"to_char({name}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')", True
+        return _refused_unless(odd, name, f"to_char({name}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"), True
     return None
 
 
@@ -1465,12 +1485,13 @@ class PostgresReader(DatasetReader):
 
         connection = _pg_connect_for_catalogue(self.url)
         try:
-            connection.execute("SET DateStyle = ISO")
-            connection.execute("SET client_encoding = 'UTF8'")
             if self.query:
-                # A custom dataset's own SQL: read-only, and cut after its timeout, as its ADBC reads are.
-                connection.execute("SET default_transaction_read_only = on")
+                # A custom dataset's own SQL: in a read-only transaction, and cut after its
+                # timeout, as its ADBC reads are (set before the transaction begins).
+                connection.read_only = True
                 connection.execute(f"SET statement_timeout = {settings.EXPORT_CUSTOM_QUERY_TIMEOUT * 1000}")
+            # The server's own DateStyle, as on the Arrow path: `::text` columns read the same.
+            connection.execute("SET client_encoding = 'UTF8'")
             with connection.cursor() as cursor:
                 with cursor.copy(sql) as copy:
                     buffer = bytearray()
@@ -1483,6 +1504,8 @@ class PostgresReader(DatasetReader):
                         yield bytes(buffer)
                 self.copied_rows = cursor.rowcount
         except psycopg.Error as exc:
+            if _NO_COPY_FORM in str(exc):
+                raise CopyRefused(_first_line(exc)) from None
             raise _query_failed(exc, self.label) from None
         finally:
             connection.close()

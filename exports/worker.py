@@ -53,7 +53,7 @@ class ExportWorker(Worker):
         if job.func_name == "exports.jobs.run_export":
             _in_main_process(exports.jobs.horse_died, job.id, how)
         elif job.func_name == exports.partitions.JOB:
-            _in_main_process(exports.jobs.partition_horse_died, job.args[0], how)
+            _in_main_process(exports.jobs.partition_horse_died, job.id, job.args[0], how)
         # Otherwise a hook call's attempt: the scheduler's tick closes it (exports/hooks.py).
 
     def monitor_work_horse(self, job, queue, execution) -> None:

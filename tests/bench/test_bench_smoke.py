@@ -65,3 +65,64 @@ def test_the_benchmark_runs_every_case_on_a_small_table(pg_source_url, mysql_ser
     assert "| peak RSS, MariaDB source, at 3,000 rows (MB): ≤ 250 |" in text
     assert "| csv.gz from MariaDB ÷ mysql --batch --quick \\| gzip -1 |" in text
     assert "| csv.gz from MariaDB ÷ csv.gz from PostgreSQL |" in text
+
+
+@pytest.mark.slow
+def test_the_scale_benchmark_runs_every_part_on_a_small_table(pg_source_url, tmp_path):
+    """`make bench`'s scale section on a tiny table: partitions by one and two real
+    workers read back equal to the source, an incremental run, the lists at both sizes,
+    two schedulers; every row with its target."""
+    server = pg_source_url.rsplit("/", 1)[0]
+    name = f"bench_smoke_{uuid.uuid4().hex[:8]}"
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n")
+    try:
+        finished = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.scale",
+                "--url",
+                f"{server}/{name}",
+                "--rows",
+                "20000",
+                "--partition-rows",
+                "2500",
+                "--rounds",
+                "1",
+                "--list-scale",
+                "0.002",
+                "--due",
+                "200",
+                "--lead",
+                "8",
+                "--text-rows",
+                "3000",
+                "--work",
+                str(tmp_path / "work"),
+                "--results",
+                str(results),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert finished.returncode == 0, finished.stderr[-4000:] + finished.stdout[-2000:]
+    finally:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+            for database in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", [f"{name}%"]):
+                conn.execute(f'DROP DATABASE IF EXISTS "{database[0]}" WITH (FORCE)')
+    text = results.read_text()
+    assert text.startswith("# Benchmark results")
+    for part in ("partitions", "incremental", "text", "lists", "scheduler"):
+        assert f"<!-- scale:{part} -->" in text
+    assert text.count("partition by partition equal to the source") == 4
+    assert "| SQLite: 1 pinned worker ÷ 2 pinned workers: ≥ 1.8 |" in text
+    assert "| id: ≤ 2 s |" in text
+    assert "| occurred_at: ≤ 2 s |" in text
+    assert text.count("| PostgreSQL |") >= 3
+    assert "Query counts the same at both sizes" in text
+    assert "| 200 | 0 |" in text  # every due export got its run, none twice
+    assert "| CSV ÷ psql \\copy: ≤ 1.25 |" in text
+    assert "| NDJSON.gz ÷ ours csv.gz: ≤ 1.25 |" in text

@@ -124,3 +124,31 @@ def test_a_run_copies_when_the_rows_fit_one_file_and_falls_back_when_they_did_no
     # An estimate above a file's rows: not tried.
     with open_reader(pg_edges, [], []) as reader:
         assert _copied(reader, small, 3_001, pg_edges.column_names, tmp_path / "c", progress.append) is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("moment timestamptz", "'infinity'"),
+        ("moment timestamptz", "'0044-03-15 12:00:00+00 BC'"),
+        ("day date", "'-infinity'"),
+        ("amount numeric(12,2)", "'NaN'"),
+    ],
+    ids=["infinite timestamp", "BC timestamp", "infinite date", "NaN"],
+)
+def test_a_value_without_an_exact_copy_form_sends_the_run_down_the_arrow_path(
+    pg_source_url, pg_table, db, tmp_path, column, value
+):
+    """COPY would write these as text of its own (or nothing): never silently. The run
+    takes the Arrow path, which writes them by the contract or fails saying why."""
+    with psycopg.connect(pg_source_url, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE "{pg_table}" (id bigint PRIMARY KEY, {column})')
+        conn.execute(f'INSERT INTO "{pg_table}" VALUES (1, NULL), (2, {value})')
+    database = Database.objects.create(name="PG odd", url=pg_source_url)
+    refresh_datasets(database)
+    dataset = database.datasets.get(name=pg_table)
+    with open_reader(dataset, [], []) as reader:
+        spec = FileSpec("csv", "none", 1_000, "odd")
+        assert _copied(reader, spec, 2, dataset.column_names, tmp_path / "odd", lambda rows: None) is None
+    assert not (tmp_path / "odd").exists()

@@ -90,8 +90,11 @@ def test_the_refresh_records_which_columns_lead_an_index(pg_events, tmp_path):
 
     path = tmp_path / "indexed.sqlite3"
     with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE hits (id INTEGER PRIMARY KEY, seen_at TEXT, batch INTEGER, label TEXT)")
+        conn.execute(
+            "CREATE TABLE hits (id INTEGER PRIMARY KEY, seen_at TEXT, batch INTEGER, label TEXT, at TIMESTAMP)"
+        )
         conn.execute("CREATE INDEX hits_batch_label ON hits (batch, label)")
+        conn.execute("CREATE INDEX hits_at ON hits (at)")  # compared as strftime(at): no use to a window
         conn.execute(
             "CREATE INDEX hits_recent ON hits (seen_at) WHERE seen_at > '2026'"
         )  # partial: not for every window
@@ -104,6 +107,7 @@ def test_the_refresh_records_which_columns_lead_an_index(pg_events, tmp_path):
         "seen_at": False,
         "batch": True,
         "label": False,
+        "at": False,
     }
     view = database.datasets.get(name="recent")
     assert all("indexed" not in column for column in view.columns), "a view's tables' indexes may serve it"

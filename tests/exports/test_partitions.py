@@ -14,11 +14,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import django_rq
 import pytest
 from django.conf import settings
 from django.core.files.storage import storages
+from django.utils import timezone
 from rq import Worker
 
 from exports import actions, partitions
@@ -144,10 +146,17 @@ def test_a_large_run_splits_into_ranges_that_deliver_once_with_one_tnf(users, ev
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED, run.error_message
     parts = list(run.partitions.order_by("number"))
-    assert run.partition_count == len(parts) == 4
-    assert [(p.low, p.high) for p in parts] == [("", "25001"), ("25001", "50001"), ("50001", "75000"), ("75000", "")]
+    assert run.partition_count == len(parts) == 5  # four ranges, and the rows whose key is empty
+    assert [(p.low, p.high, p.empty_keys) for p in parts] == [
+        ("", "25001", False),
+        ("25001", "50001", False),
+        ("50001", "75000", False),
+        ("75000", "", False),
+        ("", "", True),
+    ]
     assert all(p.status == RunPartition.Status.SUCCEEDED and p.attempt == 1 and p.worker for p in parts)
-    assert [p.row_count for p in parts] == [25_000, 25_000, 24_999, 25_001]
+    assert [p.row_count for p in parts] == [25_000, 25_000, 24_999, 25_001, 0]
+    assert parts[-1].files == []  # an empty range delivers no file
     assert run.row_count == run.rows_done == 100_000
     # Numbered across the run: 1..12 (three files of 10,000 and one of the rest per partition).
     files = list(run.files.order_by("part"))
@@ -168,21 +177,20 @@ def test_a_large_run_splits_into_ranges_that_deliver_once_with_one_tnf(users, ev
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_rows_whose_key_is_empty_get_a_partition_of_their_own(users, tmp_path):
-    """Split on a nullable cursor column (no primary key): the empty ones are not lost."""
-    path = tmp_path / "nokey.sqlite3"
+    """SQLite lets a primary key that is not INTEGER hold NULL: the ranges never match
+    those rows, the empty-key partition does."""
+    path = tmp_path / "nullkey.sqlite3"
     with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE hits (seen INTEGER, label TEXT)")
+        conn.execute("CREATE TABLE hits (seen BIGINT PRIMARY KEY, label TEXT)")
         conn.execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 60000) "
             "INSERT INTO hits SELECT CASE WHEN i % 100 = 0 THEN NULL ELSE i END, 'row ' || i FROM n"
         )
-    database = Database.objects.create(name="No key", url=f"sqlite:///{path}")
+    database = Database.objects.create(name="Null key", url=f"sqlite:///{path}")
     refresh_datasets(database)
     dataset = database.datasets.get(name="hits")
-    dataset.cursor_column = "seen"
-    dataset.save()
     export = Export.objects.create(
-        name="no key",
+        name="null key",
         owner=users["owner"],
         dataset=dataset,
         file_format=Export.Format.CSV,
@@ -201,6 +209,83 @@ def test_rows_whose_key_is_empty_get_a_partition_of_their_own(users, tmp_path):
         with storage.open(run_file.path, "rb") as fh:
             labels += [row["label"] for row in csv.DictReader(io.StringIO(fh.read().decode()))]
     assert sorted(labels) == sorted(f"row {i}" for i in range(1, 60_001))
+
+
+@pytest.mark.django_db
+def test_only_a_primary_key_splits_a_full_export(users, tmp_path):
+    """A cursor (an `updated_at`) may move while the partitions read at different times:
+    a full export never splits on it, an incremental window may. Nor custom queries, nor
+    SQLite timestamps (compared as text)."""
+    path = tmp_path / "keys.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, seen INTEGER, at TIMESTAMP)")
+        conn.execute("CREATE TABLE logs (seen INTEGER, at TIMESTAMP PRIMARY KEY)")
+        conn.execute("CREATE TABLE nokey (seen INTEGER)")
+    database = Database.objects.create(name="Keys", url=f"sqlite:///{path}")
+    refresh_datasets(database)
+
+    def key(table, **fields):
+        export = Export(owner=users["owner"], dataset=database.datasets.get(name=table), **fields)
+        column = partitions.partition_key(export)
+        return column["name"] if column else None
+
+    incremental = {"export_type": Export.Type.INCREMENTAL, "cursor_column": "seen"}
+    assert key("events") == "id"
+    assert key("events", **incremental) == "id"
+    assert key("nokey") is None
+    assert key("nokey", **incremental) == "seen"
+    assert key("logs") is None  # a SQLite timestamp key
+    custom = database.datasets.get(name="events")
+    custom.kind = custom.Kind.QUERY
+    assert partitions.partition_key(Export(owner=users["owner"], dataset=custom)) is None
+
+
+@pytest.mark.django_db
+def test_an_attempt_taken_for_lost_changes_nothing_of_its_successor(users, events):
+    export = Export.objects.create(name="superseded", owner=users["owner"], dataset=events)
+    run = Run.objects.create(export=export, status=Run.Status.RUNNING, partition_count=1, plan={"folder": "x"})
+    RunPartition.objects.create(run=run, number=1, key_column="id", status=RunPartition.Status.RUNNING)
+    old = RunPartition.objects.get(run=run)
+    # The reconciler: lost, then queued again on attempt 2, which a worker claims.
+    assert partitions.failed(old, Run.ErrorCode.WORKER_LOST, "stale")
+    assert partitions.retry(RunPartition.objects.get(id=old.id), delay=3600)  # later: the reconciler enqueues it
+    RunPartition.objects.filter(id=old.id).update(status=RunPartition.Status.RUNNING)
+    for step in (
+        lambda: partitions.report_progress(old, 10),
+        lambda: partitions.note(old, ["a"]),
+        lambda: partitions.reserve_parts(old, 1),
+        lambda: partitions.succeed(old, [], 0),
+    ):
+        with pytest.raises(partitions.Superseded):
+            step()
+    assert not partitions.failed(old, Run.ErrorCode.SOURCE_UNAVAILABLE, "late")
+    current = RunPartition.objects.get(id=old.id)
+    assert (current.attempt, current.status, current.rows_done, current.partial_paths) == (
+        2,
+        RunPartition.Status.RUNNING,
+        0,
+        [],
+    )
+
+
+@pytest.mark.django_db
+def test_a_partition_left_failed_under_a_running_run_is_retried_by_the_reconciler(users, events):
+    export = Export.objects.create(name="left failed", owner=users["owner"], dataset=events)
+    run = Run.objects.create(
+        export=export, status=Run.Status.RUNNING, partition_count=1, plan={"folder": "x"}, heartbeat_at=timezone.now()
+    )
+    partition = RunPartition.objects.create(
+        run=run,
+        number=1,
+        key_column="id",
+        status=RunPartition.Status.FAILED,
+        error_code=Run.ErrorCode.WORKER_LOST,
+        error_message="its worker died",
+        finished_at=timezone.now() - timedelta(minutes=5),
+    )
+    tick()
+    partition.refresh_from_db()
+    assert (partition.status, partition.attempt) == (RunPartition.Status.QUEUED, 2)
 
 
 @pytest.fixture
@@ -258,8 +343,8 @@ def test_a_killed_partition_is_retried_alone_and_the_run_delivers_each_row_once(
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED, run.error_message
     parts = {p.number: p for p in run.partitions.all()}
-    assert len(parts) == 8
-    assert sorted(p.attempt for p in parts.values()) == [1] * 7 + [2], "only the killed one ran again"
+    assert len(parts) == 9  # eight ranges, and the empty keys
+    assert sorted(p.attempt for p in parts.values()) == [1] * 8 + [2], "only the killed one ran again"
     if killed is not None:
         assert parts[killed.number].attempt == 2
     assert all(p.status == RunPartition.Status.SUCCEEDED for p in parts.values())

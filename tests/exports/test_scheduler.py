@@ -20,7 +20,7 @@ from exports import actions
 from exports.actions import queue_run
 from exports.delivery import desktop_storage
 from exports.models import Export, Profile, Run, RunFile, SkippedSlot
-from exports.scheduler import expire_downloads, tick
+from exports.scheduler import DUE_BATCH, expire_downloads, tick
 from tests.conftest import PASSWORD
 
 START = datetime(2026, 6, 1, 6, 0, tzinfo=UTC)
@@ -339,3 +339,39 @@ def test_the_clock_runs_through_a_dst_change_and_every_slot_runs_once_on_time(
         assert {later - earlier for earlier, later in pairwise(slots)} == {timedelta(hours=interval)}
         assert slots[0] == start
         assert len(slots) == 4 * 24 // interval + (1 if (4 * 24) % interval else 0)
+
+
+@pytest.mark.django_db
+def test_many_due_exports_start_in_batches_by_the_same_rules(users, demo_database):
+    """More due exports than a batch: each gets exactly one run for its slot; a busy one
+    and one whose dataset is gone are skipped and say why; a slot whose run another
+    scheduler already made sends its batch through the one-by-one path, which loses nothing."""
+    exports = [
+        repeating(users, demo_database, status=Export.Status.SCHEDULED, next_run_at=START)
+        for _ in range(DUE_BATCH * 2 + 17)
+    ]
+    busy, gone, taken = exports[0], exports[1], exports[2]
+    Run.objects.create(export=busy, status=Run.Status.RUNNING)
+    gone_dataset = demo_database.datasets.get(name="orders")
+    gone_dataset.missing_since = START
+    gone_dataset.save()
+    Export.objects.filter(id=gone.id).update(dataset=gone_dataset)
+    # Another scheduler made this slot's run and it ended, but this export's row still says it is due.
+    Run.objects.create(export=taken, status=Run.Status.SUCCEEDED, scheduled_for=START, trigger=Run.Trigger.SCHEDULE)
+
+    report = tick(START + timedelta(seconds=5))
+
+    assert len(report.created) == len(exports) - 3
+    assert {skip.export_id: skip.reason for skip in report.skipped} == {
+        busy.id: "the previous run was still in progress",
+        gone.id: "the dataset no longer exists",
+    }
+    runs = Run.objects.filter(scheduled_for=START)
+    assert runs.count() == len(exports) - 2  # the one made earlier included
+    assert set(runs.values_list("destination_kind", flat=True)) == {"desktop"}
+    assert set(runs.values_list("trigger", flat=True)) == {Run.Trigger.SCHEDULE}
+    assert not Export.objects.filter(id__in=[e.id for e in exports], next_run_at__lte=START).exists()
+    assert set(Export.objects.filter(id__in=[e.id for e in exports]).values_list("last_scheduled_for", flat=True)) == {
+        START
+    }
+    assert tick(START + timedelta(seconds=10)).created == []
