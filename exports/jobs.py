@@ -403,7 +403,9 @@ def run_partition(partition_id: str) -> str:
         try:
             with redaction.scope(_secrets(run.export)):
                 outcome = execute_partition(partition)
-                if outcome == "last":  # the heartbeat goes on: the run isn't stranded while its TNF is written
+                if outcome == "last":
+                    # The heartbeat goes on, for the run itself: it isn't stranded while its TNF is written.
+                    heartbeat.partition = None
                     finish_partitioned_run(run.id)
         finally:
             heartbeat.stop()
@@ -515,9 +517,13 @@ def _retry_or_fail(partition: RunPartition, code: str, message: str) -> str:
     doubled with each attempt), else the run fails, and everything it delivered goes."""
     run = partition.run
     delay = 0 if code == Run.ErrorCode.WORKER_LOST else settings.EXPORT_RETRY_BACKOFF * 2 ** (partition.attempt - 1)
-    if code in AUTO_RETRY and partitions.retry(partition, delay=delay):
-        logger.warning("%s failed (%s), tried again alone: %s", partition, code, message)
-        return "retried"
+    if code in AUTO_RETRY:
+        outcome = partitions.retry(partition, delay=delay)
+        if outcome == "queued":
+            logger.warning("%s failed (%s), tried again alone: %s", partition, code, message)
+            return "retried"
+        if outcome == "taken":
+            return "retried"  # another scheduler (or the worker) queued it already
     label = f"partition {partition.number} of {run.partition_count} ({partition.range_label})"
     if run.fail(code, f"{label}: {message}", peak_rss_bytes=_peak_rss_bytes()):
         partitions.discard_files(run)
@@ -576,10 +582,12 @@ def _empty_file(run: Run) -> list[RunFile]:
     Parquet file with the schema), as a run in one job does."""
     first = run.partitions.order_by("number").first()
     assert first is not None  # a partitioned run has partitions
-    columns = [column for name in first.columns if (column := run.export.dataset.column(name)) is not None]
+    columns = [run.export.dataset.column(name) for name in first.columns]
+    if None in columns:
+        raise SchemaChanged(f"a column of the export is gone from {run.export.dataset.qualified_name}")
     work_dir = settings.EXPORT_WORK_DIR / f"{run.id}-empty"
     try:
-        written = write_files([], arrow_schema(columns), partitions.file_spec(run), work_dir)
+        written = write_files([], arrow_schema([c for c in columns if c]), partitions.file_spec(run), work_dir)
         return delivery.deliver_part(run, written, (run.plan or {})["folder"], partial(delivery.note, run))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -589,11 +597,13 @@ def finish_partitioned_run(run_id: UUID) -> None:
     """Every partition delivered its files: the TNF listing them all, then the run's
     success (and the watermark of an incremental run)."""
     run = Run.objects.select_related("export__dataset", "connector").get(id=run_id)
+    Run.objects.filter(id=run.id, status=Run.Status.RUNNING).update(heartbeat_at=timezone.now())
     plan = run.plan or {}
     tnf = ""
-    files = partitions.run_files(run) or _empty_file(run)
+    files: list[RunFile] = []
     peak = max((p.peak_rss_bytes or 0 for p in run.partitions.all()), default=0) or None
     try:
+        files = partitions.run_files(run) or _empty_file(run)
         folder, tnf = delivery.finish_parts(run, plan["folder"], files)
         with transaction.atomic():
             if not run.succeed(files=files, delivery_folder=folder, tnf_path=tnf, peak_rss_bytes=peak):
@@ -610,9 +620,9 @@ def finish_partitioned_run(run_id: UUID) -> None:
             run.partition_count,
         )
     except RunCancelled:
-        delivery.remove_paths(run, [tnf])
+        delivery.discard_partial(run)  # the TNF, or the empty run's one file
         partitions.discard_files(run)
-    except delivery.DeliveryFailed as exc:
+    except (delivery.DeliveryFailed, SchemaChanged) as exc:
         if run.fail(exc.code, str(exc)):
             delivery.discard_partial(run)
             partitions.discard_files(run)
@@ -655,5 +665,5 @@ def _disk_full(run: Run, message: str) -> None:
     running = {str(run_id) for run_id in Run.objects.filter(status=Run.Status.RUNNING).values_list("id", flat=True)}
     if settings.EXPORT_WORK_DIR.is_dir():
         for folder in settings.EXPORT_WORK_DIR.iterdir():
-            if folder.name not in running and folder.name != str(run.id):
+            if folder.name[:36] not in running and folder.name[:36] != str(run.id):  # partitions: <run>-<n>
                 shutil.rmtree(folder, ignore_errors=True)

@@ -50,6 +50,8 @@ KEY_TYPES = {"integer", "timestamp", "datetime", "date"}
 # More would be a mistake in EXPORT_PARTITION_ROWS, not a plan.
 MAX_PARTITIONS = 1_000
 JOB = "exports.jobs.run_partition"
+# Runs whose leftovers one tick removes: a store that is down must not hold the tick up for long.
+CLEAR_PER_TICK = 3
 
 
 def partition_key(export: Export) -> dict | None:
@@ -363,24 +365,25 @@ def _queued_fields(at: datetime) -> dict:
     }
 
 
-def retry(partition: RunPartition, *, delay: float = 0) -> bool:
-    """A failed partition of a running run, queued again alone on its next attempt while
-    attempts are left (False otherwise): at once, or after `delay` seconds (then the
-    reconciler enqueues it, `requeue_lost_jobs`)."""
+def retry(partition: RunPartition, *, delay: float = 0) -> str:
+    """A failed partition of a running run, queued again alone on its next attempt: at
+    once, or after `delay` seconds (then the reconciler enqueues it, `requeue_lost_jobs`).
+    "queued"; "taken" when someone else moved it on meanwhile (not a reason to fail the
+    run); "no" when its attempts are used up or its run is over."""
     if partition.attempt >= settings.EXPORT_MAX_ATTEMPTS:
-        return False
+        return "no"
     if not Run.objects.filter(id=partition.run_id, status=Run.Status.RUNNING).exists():
-        return False
+        return "no"
     at = timezone.now() + timedelta(seconds=delay)
     moved = RunPartition.objects.filter(
         id=partition.id, attempt=partition.attempt, status=RunPartition.Status.FAILED
     ).update(**_queued_fields(at), attempt=partition.attempt + 1)
     if not moved:
-        return False
-    partition.attempt += 1
+        return "taken"
+    successor = RunPartition.objects.get(id=partition.id)  # a copy: the old attempt's object stays its own
     if not delay:
-        enqueue(partition)
-    return True
+        enqueue(successor)
+    return "queued"
 
 
 def stop(partition: RunPartition) -> None:
@@ -464,7 +467,7 @@ def clear_ended(now: datetime) -> None:
         for run_id, status, files, partial in left.values_list("run_id", "status", "files", "partial_paths")
         if status == RunPartition.Status.QUEUED or files or partial
     }
-    for run in Run.objects.filter(id__in=holding).select_related("export", "connector"):
+    for run in Run.objects.filter(id__in=holding).select_related("export", "connector")[:CLEAR_PER_TICK]:
         discard_files(run)
 
 
