@@ -72,6 +72,7 @@ def measure(args) -> dict:
     from django.utils import timezone
 
     from exports.models import Database, Dataset, Export, Run, SkippedSlot
+    from orgs.models import default_sandbox
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.get_or_create(username="bench")[0]
@@ -82,10 +83,12 @@ def measure(args) -> dict:
     dataset, _ = Dataset.objects.get_or_create(database=database, name="events")
     now = timezone.now()
     due = (now + timedelta(seconds=args.lead)).replace(microsecond=0)
+    sandbox = default_sandbox()
     exports = [
         Export(
             name=f"Daily {n:05d}",
             owner=user,
+            sandbox_id=sandbox,  # bulk_create skips the save that fills it
             dataset=dataset,
             status=Export.Status.SCHEDULED,
             export_type=Export.Type.PERIODIC_FULL,
