@@ -1489,7 +1489,7 @@ class PostgresReader(DatasetReader):
                 # A custom dataset's own SQL: in a read-only transaction, and cut after its
                 # timeout, as its ADBC reads are (set before the transaction begins).
                 connection.read_only = True
-                connection.execute(f"SET statement_timeout = {settings.EXPORT_CUSTOM_QUERY_TIMEOUT * 1000}")
+                connection.execute(f"SET LOCAL statement_timeout = {settings.EXPORT_CUSTOM_QUERY_TIMEOUT * 1000}")
             # The server's own DateStyle, as on the Arrow path: `::text` columns read the same.
             connection.execute("SET client_encoding = 'UTF8'")
             with connection.cursor() as cursor:
