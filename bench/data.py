@@ -9,6 +9,7 @@ an e-mail, a country code, a timestamp with time zone, a numeric amount and a
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -69,6 +70,19 @@ def ensure_database(url: str) -> None:
     with psycopg.connect(server_url(url), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def use_app_database(work: Path, database_url: str = "") -> None:
+    """The environment for a bench of the app itself (lists, scheduler), before Django is
+    set up: its own data folder, and SQLite there or the PostgreSQL database given
+    (created if missing)."""
+    os.environ["EXPORTSITE_DATA_DIR"] = str(work)
+    os.environ.pop("DATABASE_URL", None)
+    if database_url:
+        ensure_database(database_url)
+        os.environ["DATABASE_URL"] = database_url
+    os.environ["DJANGO_SETTINGS_MODULE"] = "exportsite.settings"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 
 def ensure_table(url: str, table: str, rows: int) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import time
@@ -30,15 +29,9 @@ def main() -> None:
     parser.add_argument("--database-url", default="", help="a PostgreSQL app database (default: SQLite in --work)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    os.environ["EXPORTSITE_DATA_DIR"] = str(args.work)
-    os.environ.pop("DATABASE_URL", None)
-    if args.database_url:
-        from bench.data import ensure_database
+    from bench.data import use_app_database
 
-        ensure_database(args.database_url)
-        os.environ["DATABASE_URL"] = args.database_url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "exportsite.settings"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    use_app_database(args.work, args.database_url)
     import django
 
     django.setup()

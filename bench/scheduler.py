@@ -33,15 +33,9 @@ def main() -> None:
     parser.add_argument("--lead", type=int, default=20, help="seconds the schedulers get to start before it is due")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    os.environ["EXPORTSITE_DATA_DIR"] = str(args.work)
-    os.environ.pop("DATABASE_URL", None)
-    if args.database_url:
-        from bench.data import ensure_database
+    from bench.data import use_app_database
 
-        ensure_database(args.database_url)
-        os.environ["DATABASE_URL"] = args.database_url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "exportsite.settings"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    use_app_database(args.work, args.database_url)
     from exportsite import embedded
 
     port = embedded.free_port()
