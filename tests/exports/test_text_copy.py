@@ -1,14 +1,15 @@
-"""PostgreSQL's COPY writes our CSV itself, where the column types allow the file
-contract byte for byte: the same bytes as the Arrow path, for every edge value."""
+"""PostgreSQL's COPY writes our CSV and NDJSON itself, where the column types allow the
+file contract byte for byte: the same bytes as the Arrow path, for every edge value."""
 
 from __future__ import annotations
 
 import gzip
+import json
 
 import psycopg
 import pytest
 
-from exports.engine import FileSpec, write_copied_csv, write_files
+from exports.engine import FileSpec, write_copied, write_files
 from exports.filters import validate_filters
 from exports.jobs import _copied
 from exports.models import Database, refresh_datasets
@@ -55,15 +56,13 @@ def pg_edges(pg_source_url, pg_table, db):
     return database.datasets.get(name=pg_table)
 
 
-def _both(dataset, tmp_path, *, compression="none", delimiter=",", header=True, filters=()):
-    spec = FileSpec("csv", compression, 1_000_000, "edges", csv_delimiter=delimiter, csv_header=header)
+def _both(dataset, tmp_path, *, file_format="csv", compression="none", delimiter=",", header=True, filters=()):
+    spec = FileSpec(file_format, compression, 1_000_000, "edges", csv_delimiter=delimiter, csv_header=header)
     checked = validate_filters(list(filters), dataset.columns)
     with open_reader(dataset, [], checked) as reader:
-        chunks = reader.csv_copy(delimiter)
+        chunks = reader.csv_copy(delimiter) if file_format == "csv" else reader.ndjson_copy()
         assert chunks is not None, "every column here has an exact COPY form"
-        copied = write_copied_csv(
-            chunks, dataset.column_names, spec, tmp_path / "copy", rows=lambda: reader.copied_rows
-        )
+        copied = write_copied(chunks, dataset.column_names, spec, tmp_path / "copy", rows=lambda: reader.copied_rows)
     with open_reader(dataset, [], checked) as reader:
         [arrow] = write_files(reader.batches(), reader.schema, spec, tmp_path / "arrow")
     return copied, arrow
@@ -87,6 +86,32 @@ def test_copy_writes_the_same_bytes_as_the_arrow_path(pg_edges, tmp_path, compre
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_copy_writes_the_same_ndjson_as_the_arrow_path(pg_edges, tmp_path, compression):
+    copied, arrow = _both(pg_edges, tmp_path, file_format="ndjson", compression=compression)
+    assert _text(copied.path) == _text(arrow.path)
+    assert copied.rows == arrow.rows == 3001
+    assert copied.name == arrow.name == f"edges-1.{'json.gz' if compression == 'gzip' else 'json'}"
+    lines = _text(copied.path).decode().split("\n")[:-1]
+    assert len(lines) == 3001  # a text's line break stays escaped inside its line
+    assert [json.loads(line)["id"] for line in lines[:2]] == [1, 2]
+
+
+@pytest.mark.django_db
+def test_ndjson_escapes_every_control_character_as_the_arrow_path_does(pg_source_url, pg_table, db, tmp_path):
+    texts = [chr(code) for code in range(1, 0x20)] + ["\\", '"', "\x7f", "\u2028", "a\\nb"]
+    with psycopg.connect(pg_source_url, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE "{pg_table}" (id bigint PRIMARY KEY, "k\\""ey" text, flag boolean)')
+        for number, text in enumerate(texts):
+            conn.execute(f'INSERT INTO "{pg_table}" VALUES (%s, %s, %s)', [number, text, number % 2 == 0])
+    database = Database.objects.create(name="PG controls", url=pg_source_url)
+    refresh_datasets(database)
+    copied, arrow = _both(database.datasets.get(name=pg_table), tmp_path, file_format="ndjson")
+    assert _text(copied.path) == _text(arrow.path)
+    assert [json.loads(line)['k\\"ey'] for line in _text(copied.path).decode().split("\n")[:-1]] == texts
+
+
+@pytest.mark.django_db
 def test_copy_applies_the_filters(pg_edges, tmp_path):
     filters = [
         {"column": "label", "operator": "contains", "value": "inside"},
@@ -105,19 +130,21 @@ def test_floats_keep_the_arrow_path(pg_source_url, pg_table, db):
     refresh_datasets(database)
     with open_reader(database.datasets.get(name=pg_table), [], []) as reader:
         assert reader.csv_copy(",") is None
+        assert reader.ndjson_copy() is None
 
 
 @pytest.mark.django_db
-def test_a_run_copies_when_the_rows_fit_one_file_and_falls_back_when_they_did_not(pg_edges, tmp_path):
+@pytest.mark.parametrize("file_format", ["csv", "ndjson"])
+def test_a_run_copies_when_the_rows_fit_one_file_and_falls_back_when_they_did_not(pg_edges, tmp_path, file_format):
     progress = []
-    spec = FileSpec("csv", "none", 5_000, "edges")
+    spec = FileSpec(file_format, "none", 5_000, "edges")
     with open_reader(pg_edges, [], []) as reader:
         files = _copied(reader, spec, reader.estimate_rows(), pg_edges.column_names, tmp_path / "a", progress.append)
     assert files is not None
     assert [f.rows for f in files] == [3001]
     assert progress[-1] >= 3001  # lines: a text's own line breaks count too
     # More rows than a file holds, though the estimate said fewer: nothing copied, the Arrow path writes them.
-    small = FileSpec("csv", "none", 2_000, "edges")
+    small = FileSpec(file_format, "none", 2_000, "edges")
     with open_reader(pg_edges, [], []) as reader:
         assert _copied(reader, small, 1_000, pg_edges.column_names, tmp_path / "b", progress.append) is None
     assert not (tmp_path / "b").exists()
@@ -148,7 +175,8 @@ def test_a_value_without_an_exact_copy_form_sends_the_run_down_the_arrow_path(
     database = Database.objects.create(name="PG odd", url=pg_source_url)
     refresh_datasets(database)
     dataset = database.datasets.get(name=pg_table)
-    with open_reader(dataset, [], []) as reader:
-        spec = FileSpec("csv", "none", 1_000, "odd")
-        assert _copied(reader, spec, 2, dataset.column_names, tmp_path / "odd", lambda rows: None) is None
-    assert not (tmp_path / "odd").exists()
+    for file_format in ("csv", "ndjson"):
+        with open_reader(dataset, [], []) as reader:
+            spec = FileSpec(file_format, "none", 1_000, "odd")
+            assert _copied(reader, spec, 2, dataset.column_names, tmp_path / "odd", lambda rows: None) is None
+        assert not (tmp_path / "odd").exists()
