@@ -199,7 +199,8 @@ def _pieces(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
         yield batch.slice(offset, TEXT_PIECE_ROWS)
 
 
-FORMULA_START = "^[=+\\-@\t\r]"
+FORMULA_CHARACTERS = "=+-@\t\r"  # a spreadsheet runs a cell starting so as a formula
+FORMULA_START = "^[" + FORMULA_CHARACTERS.replace("-", "\\-") + "]"
 
 
 def defuse_formulas(array: pa.Array) -> pa.Array:
@@ -477,7 +478,7 @@ def csv_header(names: list[str], delimiter: str) -> bytes:
     return (delimiter.join('"' + name.replace('"', '""') + '"' for name in names) + "\n").encode()
 
 
-def write_copied(
+def write_copied_csv(
     chunks: Iterable[bytes],
     names: list[str],
     spec: FileSpec,
@@ -486,10 +487,10 @@ def write_copied(
     rows: Callable[[], int | None],
     on_progress: Callable[[int], None] | None = None,
 ) -> WrittenFile:
-    """One CSV or NDJSON part file from text the source wrote in our contract (a
-    PostgreSQL COPY): a CSV's header, then the chunks as they come, gzip-compressed if
-    asked. `rows()` gives the exact row count once the chunks are over; progress counts
-    lines meanwhile (a CSV text value's own line breaks count too, so it may run ahead)."""
+    """One CSV part file from text the source wrote in our contract (a PostgreSQL COPY):
+    the header, then the chunks as they come, gzip-compressed if asked. `rows()` gives
+    the exact row count once the chunks are over; progress counts lines meanwhile (a
+    text value's own line breaks count too, so it may run ahead)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{spec.name_stem}-1.{file_extension(spec.file_format, spec.compression)}"
     raw = _HashingFile(path)
@@ -497,7 +498,7 @@ def write_copied(
     try:
         if spec.compression == "gzip":
             sink = ParallelGzipFile(raw)  # type: ignore[arg-type]
-        if spec.file_format == "csv" and spec.csv_header:
+        if spec.csv_header:
             sink.write(csv_header(names, spec.csv_delimiter))
         lines = 0
         for chunk in chunks:

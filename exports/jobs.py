@@ -27,7 +27,7 @@ from rq.timeouts import JobTimeoutException
 from exports import delivery, hooks, partitions, schema_watch
 from exports.actions import AUTO_RETRY
 from exports.dispatch import dispatch_quietly, no_job_will_run
-from exports.engine import FileSpec, TooManyFiles, WrittenFile, read_ahead, write_copied, write_files
+from exports.engine import FileSpec, TooManyFiles, WrittenFile, read_ahead, write_copied_csv, write_files
 from exports.filters import validate_filters
 from exports.incremental import Lookback, Window, window_for
 from exports.layout import context_for_run, delivery_folder, file_extension, render_template
@@ -336,23 +336,19 @@ def execute_run(run: Run) -> None:
 
 
 def _copied(reader, spec: FileSpec, estimate, names: list[str], work_dir: Path, progress) -> list[WrittenFile] | None:
-    """CSV or NDJSON the source writes itself (PostgreSQL's COPY), when its column types
-    allow our file contract byte for byte and the rows fit in one file; None otherwise,
-    and when there turned out to be more rows than a file holds (then the Arrow path
-    writes them)."""
-    if estimate is None or estimate > spec.rows_per_file:
+    """CSV the source writes itself (PostgreSQL's COPY), when its column types allow our
+    file contract byte for byte and the rows fit in one file; None otherwise, and when
+    there turned out to be more rows than a file holds (then the Arrow path writes them)."""
+    if spec.file_format != Export.Format.CSV or estimate is None or estimate > spec.rows_per_file:
         return None
-    if spec.file_format == Export.Format.CSV and not spec.spreadsheet_safe:
-        chunks = reader.csv_copy(spec.csv_delimiter)
-    elif spec.file_format == Export.Format.NDJSON:
-        chunks = reader.ndjson_copy()
-    else:
-        return None
+    chunks = reader.csv_copy(spec.csv_delimiter, spreadsheet_safe=spec.spreadsheet_safe)
     if chunks is None:
         return None
     try:
         with closing(chunks):  # a cancel or a stop closes the COPY, and its connection, now
-            written = write_copied(chunks, names, spec, work_dir, rows=lambda: reader.copied_rows, on_progress=progress)
+            written = write_copied_csv(
+                chunks, names, spec, work_dir, rows=lambda: reader.copied_rows, on_progress=progress
+            )
     except CopyRefused as exc:
         logger.info("COPY can't write these rows as our file contract does (%s): the Arrow path writes them", exc)
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from django.conf import settings
 
+from exports.engine import FORMULA_CHARACTERS
 from exports.filters import Filter, compile_where, mysql_text, quote_identifier
 from exportsite import outbound
 
@@ -460,32 +461,25 @@ class CopyRefused(Exception):
 _PG_COPY_TEXT_TYPES = {"text", "character varying", "character"}
 
 
-def _refused_unless(condition: str, name: str, expression: str, kind: str = "text") -> str:
-    """`expression` (of type `kind`), or a failed cast naming `_NO_COPY_FORM` for a value
-    whose text COPY would not write as the Arrow path does (the run then takes the Arrow
-    path). It is the column's own text that fails to cast, so the planner can't fold it
-    ahead."""
-    return f"CASE WHEN {condition} THEN ('{_NO_COPY_FORM} ' || {name}::text)::int::{kind} ELSE {expression} END"
+def _refused_unless(condition: str, name: str, expression: str) -> str:
+    """`expression`, or a failed cast naming `_NO_COPY_FORM` for a value whose text COPY
+    would not write as the Arrow path does (the run then takes the Arrow path). It is
+    the column's own text that fails to cast, so the planner can't fold it ahead."""
+    return f"CASE WHEN {condition} THEN ('{_NO_COPY_FORM} ' || {name}::text)::int::text ELSE {expression} END"
 
 
-def _pg_copy_expression(column: dict, *, json: bool = False) -> tuple[str, bool] | None:
+def _pg_copy_expression(column: dict) -> tuple[str, bool] | None:
     """How COPY writes a column as our CSV contract does: (expression, quoted), or None.
     Values with no such form (infinite or BC dates and timestamps, a numeric NaN) make
-    the COPY fail with `CopyRefused`. For NDJSON (`json`), a value row_to_json writes as
-    our contract does: the same text, and booleans as booleans."""
+    the COPY fail with `CopyRefused`."""
     name = quote_identifier(column["name"])
     kind = column["type"]
-    if json and kind == "boolean":
-        return name, False
     if kind == "text":
         return (name if column.get("source_type") in _PG_COPY_TEXT_TYPES else f"{name}::text"), True
     if kind == "integer":
         return name, False
     if kind == "decimal" and column.get("source_type") == "numeric" and column.get("precision", 39) < 38:
-        # Printed at its scale, as Arrow's decimal is (a JSON number in NDJSON); a declared
-        # precision holds no infinity.
-        if json:
-            return _refused_unless(f"{name} = 'NaN'", name, name, "numeric"), False
+        # Printed at its scale, as Arrow's decimal is; a declared precision holds no infinity.
         return _refused_unless(f"{name} = 'NaN'", name, f"{name}::text"), False
     if kind == "boolean":
         return f"CASE WHEN {name} THEN 'true' WHEN NOT {name} THEN 'false' END", False
@@ -1265,10 +1259,6 @@ class DatasetReader(ABC):
         can't. After the last chunk, `copied_rows` says how many rows it held."""
         return None
 
-    def ndjson_copy(self) -> Iterator[bytes] | None:
-        """The selected rows as NDJSON the source writes itself, as `csv_copy`."""
-        return None
-
     copied_rows: int | None = None
 
     def primary_key(self) -> list[str]:
@@ -1470,17 +1460,22 @@ class PostgresReader(DatasetReader):
         )
         return [text for (value,) in rows if (text := _key_text(value)) is not None]
 
-    def csv_copy(self, delimiter: str) -> Iterator[bytes] | None:
+    def csv_copy(self, delimiter: str, *, spreadsheet_safe: bool = False) -> Iterator[bytes] | None:
         """PostgreSQL's COPY ... TO STDOUT (FORMAT csv): text quoted (FORCE_QUOTE, as
         pyarrow's writer quotes every string), timestamps formatted by to_char as RFC 3339
-        in UTC with microseconds, booleans as true/false. Floats and other types keep the
-        Arrow path: their text forms differ."""
+        in UTC with microseconds, booleans as true/false; spreadsheet-safe text with a `'`
+        before a formula's first character, as `engine.defuse_formulas` does. Floats and
+        other types keep the Arrow path: their text forms differ."""
         expressions = []
         quoted = []
         for number, column in enumerate(self.columns):
             expression = _pg_copy_expression(column)
             if expression is None:
                 return None
+            if spreadsheet_safe and column["type"] == "text":
+                text = expression[0]
+                risky = f"ascii({text}) IN ({', '.join(str(ord(char)) for char in FORMULA_CHARACTERS)})"
+                expression = (f"CASE WHEN {risky} THEN '''' || {text} ELSE {text} END", True)
             expressions.append(f"{expression[0]} AS c{number}")
             if expression[1]:
                 quoted.append(f"c{number}")
@@ -1490,24 +1485,6 @@ class PostgresReader(DatasetReader):
         if quoted:
             options += f", FORCE_QUOTE ({', '.join(quoted)})"
         return self._copy(f"COPY (SELECT {', '.join(expressions)} FROM {self.source}{where}) TO STDOUT ({options})")
-
-    def ndjson_copy(self) -> Iterator[bytes] | None:
-        """NDJSON from PostgreSQL: one `row_to_json` object per row, keys in column order,
-        values as `csv_copy` writes them (timestamps through to_char, so JSON strings; text
-        escaped as our writer escapes it, raw UTF-8 with `\\u00XX` for other control
-        characters). COPY's CSV format with a quote and a delimiter that JSON text never
-        holds raw (control characters are always escaped) passes each line through as is."""
-        expressions = []
-        for column in self.columns:
-            expression = _pg_copy_expression(column, json=True)
-            if expression is None:
-                return None
-            expressions.append(f"{expression[0]} AS {quote_identifier(column['name'])}")
-        where, params = compile_where(self.filters, self.dialect)
-        assert not params, "PostgreSQL queries carry their values inline (filters._Params)"
-        rows = f"SELECT {', '.join(expressions)} FROM {self.source}{where}"
-        options = "FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02'"
-        return self._copy(f"COPY (SELECT row_to_json(r) FROM ({rows}) AS r) TO STDOUT ({options})")
 
     def _copy(self, sql: str) -> Iterator[bytes]:
         import psycopg  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
