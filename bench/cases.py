@@ -109,6 +109,21 @@ def run_bare_adbc(out_dir: Path, url: str, table: str) -> dict:
     return {"rows": rows, "bytes": path.stat().st_size, "files": [str(path)]}
 
 
+def copy_sql(app_dir: Path, table: str) -> str:
+    """The COPY our CSV case runs (a Desktop download: spreadsheet-safe), for psql to run
+    the same: what the contract's forms cost PostgreSQL itself."""
+    django_setup(app_dir)
+    from exports.models import Dataset
+    from exports.sources import open_reader
+
+    dataset = Dataset.objects.get(database__name="bench-postgresql", name=table)
+    with open_reader(dataset, [], []) as reader:
+        sql = reader.csv_copy_sql(",", spreadsheet_safe=True)
+    if sql is None:
+        raise SystemExit(f"{table}: a column has no COPY form")
+    return sql
+
+
 def main() -> None:
     case, out_dir = sys.argv[1], Path(sys.argv[2])
     url = os.environ["BENCH_POSTGRES_URL"]
@@ -117,6 +132,9 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     if case == "setup":
         setup(app_dir, url)
+        return
+    if case == "copy-sql":
+        print(copy_sql(app_dir, table))
         return
     if case == "bare-adbc-parquet":
         result = run_bare_adbc(out_dir, url, table)

@@ -39,6 +39,7 @@ CASES = {
     "ours-ndjson-gzip": ("ours → NDJSON.gz", "ndjson"),
     "psql-copy-csv": ("psql \\copy CSV", "csv"),
     "psql-copy-gzip": ("psql \\copy \\| gzip -1", "csv"),
+    "psql-copy-contract": ("psql, the COPY of our CSV (a Desktop download: spreadsheet-safe)", "csv"),
     "bare-adbc-parquet": ("bare ADBC → pyarrow ParquetWriter snappy", "parquet"),
     "dlt-parquet": ("dlt sql_database (pyarrow) → filesystem Parquet", "parquet"),
     "dlt-jsonl": ("dlt sql_database (pyarrow) → filesystem JSONL", "jsonl"),
@@ -70,6 +71,10 @@ def command(case: str, out_dir: Path, url: str, table: str, env: dict) -> list[s
         ]
     if case == "psql-copy-csv":
         return ["psql", url, "-qc", f"\\copy {table} TO '{out_dir / 'copy.csv'}' CSV HEADER"]
+    if case == "psql-copy-contract":
+        # The very COPY our CSV case runs, written by psql: the server's cost of our forms.
+        sql = shlex.quote(env["BENCH_COPY_SQL"].replace("(FORMAT csv", "(FORMAT csv, HEADER", 1))
+        return ["bash", "-c", f"set -o pipefail; psql '{url}' -qc {sql} > '{out_dir / 'contract.csv'}'"]
     if case == "psql-copy-gzip":
         return [
             "bash",
@@ -222,6 +227,15 @@ def main() -> None:
     subprocess.run(
         [sys.executable, "-m", "bench.cases", "setup", str(args.work / "out")], cwd=ROOT, env=env, check=True
     )
+    if "psql-copy-contract" in cases:
+        env["BENCH_COPY_SQL"] = subprocess.run(
+            [sys.executable, "-m", "bench.cases", "copy-sql", str(args.work / "out")],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
 
     measured: dict[str, list[dict]] = {case: [] for case in cases}
     out_root = args.work / "out"

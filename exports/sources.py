@@ -1461,11 +1461,16 @@ class PostgresReader(DatasetReader):
         return [text for (value,) in rows if (text := _key_text(value)) is not None]
 
     def csv_copy(self, delimiter: str, *, spreadsheet_safe: bool = False) -> Iterator[bytes] | None:
-        """PostgreSQL's COPY ... TO STDOUT (FORMAT csv): text quoted (FORCE_QUOTE, as
-        pyarrow's writer quotes every string), timestamps formatted by to_char as RFC 3339
-        in UTC with microseconds, booleans as true/false; spreadsheet-safe text with a `'`
-        before a formula's first character, as `engine.defuse_formulas` does. Floats and
-        other types keep the Arrow path: their text forms differ."""
+        """PostgreSQL's COPY ... TO STDOUT (FORMAT csv), by `csv_copy_sql`."""
+        sql = self.csv_copy_sql(delimiter, spreadsheet_safe=spreadsheet_safe)
+        return None if sql is None else self._copy(sql)
+
+    def csv_copy_sql(self, delimiter: str, *, spreadsheet_safe: bool = False) -> str | None:
+        """The COPY that writes our CSV: text quoted (FORCE_QUOTE, as pyarrow's writer
+        quotes every string), timestamps formatted by to_char as RFC 3339 in UTC with
+        microseconds, booleans as true/false; spreadsheet-safe text with a `'` before a
+        formula's first character, as `engine.defuse_formulas` does. None where a column
+        has no such form: floats and other types keep the Arrow path, their text differs."""
         expressions = []
         quoted = []
         for number, column in enumerate(self.columns):
@@ -1484,7 +1489,7 @@ class PostgresReader(DatasetReader):
         options = f"FORMAT csv, DELIMITER {_sql_literal(delimiter)}"
         if quoted:
             options += f", FORCE_QUOTE ({', '.join(quoted)})"
-        return self._copy(f"COPY (SELECT {', '.join(expressions)} FROM {self.source}{where}) TO STDOUT ({options})")
+        return f"COPY (SELECT {', '.join(expressions)} FROM {self.source}{where}) TO STDOUT ({options})"
 
     def _copy(self, sql: str) -> Iterator[bytes]:
         import psycopg  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
