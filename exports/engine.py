@@ -153,13 +153,20 @@ _CONTROL_CHARS = "".join(chr(code) for code in range(0x20))
 
 
 def _json_string(array: pa.Array) -> pa.Array:
-    """JSON string literals for a string array, escaped with vectorised kernels."""
-    array = pc.replace_substring(array, "\\", "\\\\")
-    array = pc.replace_substring(array, '"', '\\"')
-    if pc.any(pc.match_substring_regex(array, "[\\x00-\\x1f]")).as_py():
-        for char in _CONTROL_CHARS:
-            escaped = _CONTROL_ESCAPES.get(char, f"\\u{ord(char):04x}")
-            array = pc.replace_substring(array, char, escaped)
+    """JSON string literals for a string array, escaped with vectorised kernels; one scan
+    when nothing needs escaping (most columns: the replacements copy every string)."""
+    if pc.any(pc.match_substring_regex(array, '[\\x00-\\x1f"\\\\]')).as_py():
+        array = pc.replace_substring(array, "\\", "\\\\")
+        array = pc.replace_substring(array, '"', '\\"')
+        if pc.any(pc.match_substring_regex(array, "[\\x00-\\x1f]")).as_py():
+            for char in _CONTROL_CHARS:
+                escaped = _CONTROL_ESCAPES.get(char, f"\\u{ord(char):04x}")
+                array = pc.replace_substring(array, char, escaped)
+    return _quoted(array)
+
+
+def _quoted(array: pa.Array) -> pa.Array:
+    """Text that needs no escaping (our timestamps, dates, base64) as JSON strings."""
     return pc.binary_join_element_wise('"', array, '"', "")
 
 
@@ -175,9 +182,9 @@ def _json_values(array: pa.Array) -> pa.Array:
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
         text = _json_string(pc.cast(array, pa.string()))
     elif pa.types.is_timestamp(kind) or pa.types.is_date(kind) or pa.types.is_time(kind):
-        text = _json_string(pc.cast(_as_text(array), pa.string()))
+        text = _quoted(pc.cast(_as_text(array), pa.string()))  # digits, `-:.TZ`
     elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        text = _json_string(_base64(array))
+        text = _quoted(_base64(array))  # the base64 alphabet
     else:
         # Rare types (lists, structs): one Python value at a time.
         def encode(value):

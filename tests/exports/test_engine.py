@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from exports.engine import FileSpec, _format_timestamps, write_files
+from exports.engine import FileSpec, _format_timestamps, _json_values, write_files
 from exports.layout import file_extension
 
 SCHEMA = pa.schema(
@@ -240,3 +240,16 @@ def test_timestamps_print_like_strftime_across_the_epoch_and_centuries():
         assert _format_timestamps(array).equals(expected)
     seconds = pa.array([1_700_000_000], pa.int64()).cast(pa.timestamp("s", tz="UTC"))
     assert _format_timestamps(seconds).to_pylist() == ["2023-11-14T22:13:20.000000Z"]
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["plain", "ünïcødé ✓", "", "\u2028 kept", "\x7f"],  # nothing to escape: one scan, then quotes
+        ['a"b', "back\\slash", "line\nbreak", "".join(chr(code) for code in range(0x20)), "plain"],
+    ],
+    ids=["nothing to escape", "escapes"],
+)
+def test_ndjson_strings_are_escaped_as_json_dumps_escapes_them(texts):
+    written = _json_values(pa.array([*texts, None], pa.string())).to_pylist()
+    assert written == [json.dumps(text, ensure_ascii=False) for text in texts] + ["null"]
