@@ -33,7 +33,7 @@ from exports.incremental import Lookback, Window, window_for
 from exports.layout import context_for_run, delivery_folder, file_extension, render_template
 from exports.models import Export, IncrementalMemory, Run, RunFile, RunPartition
 from exports.notify import notify_run
-from exports.sources import CopyRefused, SchemaChanged, SourceError, arrow_schema, open_reader
+from exports.sources import CopyRefused, DatasetReader, SchemaChanged, SourceError, arrow_schema, open_reader
 from exportsite import redaction
 from exportsite.logs import run_context
 
@@ -335,7 +335,9 @@ def execute_run(run: Run) -> None:
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def _copied(reader, spec: FileSpec, estimate, names: list[str], work_dir: Path, progress) -> list[WrittenFile] | None:
+def _copied(
+    reader: DatasetReader, spec: FileSpec, estimate, names: list[str], work_dir: Path, progress
+) -> list[WrittenFile] | None:
     """CSV the source writes itself (PostgreSQL's COPY), when its column types allow our
     file contract byte for byte and the rows fit in one file; None otherwise, and when
     there turned out to be more rows than a file holds (then the Arrow path writes them)."""

@@ -14,7 +14,7 @@ import re
 import sqlite3
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -1253,7 +1253,7 @@ class DatasetReader(ABC):
         as text; none where the engine keeps none (then the ranges split evenly)."""
         return []
 
-    def csv_copy(self, delimiter: str) -> Iterator[bytes] | None:
+    def csv_copy(self, delimiter: str, *, spreadsheet_safe: bool = False) -> Generator[bytes] | None:
         """The selected rows as CSV text the source writes itself, in our file contract
         (docs/file-contract.md), byte for byte; None where the engine or a column's type
         can't. After the last chunk, `copied_rows` says how many rows it held."""
@@ -1460,7 +1460,7 @@ class PostgresReader(DatasetReader):
         )
         return [text for (value,) in rows if (text := _key_text(value)) is not None]
 
-    def csv_copy(self, delimiter: str, *, spreadsheet_safe: bool = False) -> Iterator[bytes] | None:
+    def csv_copy(self, delimiter: str, *, spreadsheet_safe: bool = False) -> Generator[bytes] | None:
         """PostgreSQL's COPY ... TO STDOUT (FORMAT csv), by `csv_copy_sql`."""
         sql = self.csv_copy_sql(delimiter, spreadsheet_safe=spreadsheet_safe)
         return None if sql is None else self._copy(sql)
@@ -1491,7 +1491,7 @@ class PostgresReader(DatasetReader):
             options += f", FORCE_QUOTE ({', '.join(quoted)})"
         return f"COPY (SELECT {', '.join(expressions)} FROM {self.source}{where}) TO STDOUT ({options})"
 
-    def _copy(self, sql: str) -> Iterator[bytes]:
+    def _copy(self, sql: str) -> Generator[bytes]:
         import psycopg  # noqa: PLC0415 - an engine's driver loads only when a source of that engine is read
 
         connection = _pg_connect_for_catalogue(self.url)
