@@ -128,7 +128,7 @@ def exports_in(sandbox_id: int) -> QuerySet[Export]:
 
 
 def runs_in(sandbox_id: int) -> RunQuerySet:
-    return Run.objects.filter(export__sandbox_id=sandbox_id)
+    return Run.objects.filter(sandbox_id=sandbox_id)
 
 
 def find_export(sandbox_id: int, export_id: Any) -> Export:
@@ -639,6 +639,7 @@ def start_due_runs(export_ids: list[UUID], now: datetime, *, trigger: str = Run.
                         trigger=trigger,
                         estimated_rows=export.dataset.estimated_rows,
                         scheduled_for=slot,
+                        queued_at=moment,
                     )
                     outcome.run.remember_destination()
                     runs.append(outcome.run)
@@ -648,11 +649,18 @@ def start_due_runs(export_ids: list[UUID], now: datetime, *, trigger: str = Run.
             # One UPDATE per next slot: exports due together mostly move on together
             # (Django's bulk_update builds a CASE per row and field: most of a tick's time).
             moved = defaultdict(list)
-            for export in exports:
-                moved[(export.last_scheduled_for, export.next_run_at, export.status)].append(export.id)
-            for (last, next_run_at, status), ids in moved.items():
+            for export, outcome in zip(exports, outcomes, strict=True):
+                moved[(export.last_scheduled_for, export.next_run_at, export.status, bool(outcome.run))].append(
+                    export.id
+                )
+            for (last, next_run_at, status, ran), ids in moved.items():
+                # A new run is the export's latest (`Export.last_run_at`, which Run.save keeps).
                 Export.objects.filter(id__in=ids).update(
-                    last_scheduled_for=last, next_run_at=next_run_at, status=status, updated_at=moment
+                    last_scheduled_for=last,
+                    next_run_at=next_run_at,
+                    status=status,
+                    updated_at=moment,
+                    **({"last_run_at": moment} if ran else {}),
                 )
             return outcomes
     except IntegrityError:

@@ -234,6 +234,9 @@ class Export(InSandbox):
     notify_on_success = models.BooleanField(default=False)
     # The last run time the scheduler handled (a run, or a recorded skip).
     last_scheduled_for = models.DateTimeField(null=True, blank=True)
+    # When its latest run was queued (the largest `Run.queued_at`), kept as runs are
+    # created: Manage Exports sorts on it without reading every export's runs.
+    last_run_at = models.DateTimeField(null=True, blank=True, editable=False)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT, db_index=True)
     next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
     copied_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="copies")
@@ -251,7 +254,14 @@ class Export(InSandbox):
 
     class Meta:
         ordering: ClassVar[list[str]] = ["-created_at"]
-        indexes: ClassVar[list[models.Index]] = [models.Index(fields=["status", "name"], name="export_status_name")]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["status", "name"], name="export_status_name"),
+            # Manage Exports' tabs and sorts, in a sandbox (exports/listing.py).
+            # The runs lists sorted on an export's column read the exports in that order too.
+            models.Index(fields=["sandbox", "name", "id"], name="export_sandbox_name"),
+            models.Index(fields=["sandbox", "last_run_at", "id"], name="export_sandbox_last_run"),
+            models.Index(fields=["sandbox", "next_run_at", "id"], name="export_sandbox_next_run"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -307,6 +317,7 @@ class Export(InSandbox):
             "schema_columns",
             "schema_problem",
             "schema_problem_at",
+            "last_run_at",
         }
     )
 
@@ -459,6 +470,9 @@ class Run(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     export = models.ForeignKey(Export, on_delete=models.CASCADE, related_name="runs")
+    # The export's sandbox, which never changes (a copy to another sandbox is a new
+    # export): the lists find a sandbox's runs by index, without joining their exports.
+    sandbox = models.ForeignKey("orgs.Sandbox", on_delete=models.PROTECT, related_name="+", editable=False)
     trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
     launched_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -523,7 +537,12 @@ class Run(models.Model):
     class Meta:
         ordering: ClassVar[list[str]] = ["-queued_at"]
         indexes: ClassVar[list[models.Index]] = [
-            models.Index(fields=["status", "-queued_at"], name="run_status_queued")
+            models.Index(fields=["status", "-queued_at"], name="run_status_queued"),
+            # Manage Exports' run tabs, their counts and the API's lists (exports/listing.py).
+            models.Index(fields=["sandbox", "status"], name="run_sandbox_status"),
+            models.Index(fields=["sandbox", "-queued_at", "id"], name="run_sandbox_queued"),
+            # An export's latest runs: its page, and the lists' last run.
+            models.Index(fields=["export", "queued_at", "id"], name="run_export_queued"),
         ]
         constraints: ClassVar[list[models.BaseConstraint]] = [
             # At most one queued or running run per export: a double click, or two
@@ -541,15 +560,23 @@ class Run(models.Model):
         return f"{self.export.name} run {self.id}"
 
     def save(self, *args, **kwargs) -> None:
+        adding = self._state.adding
         self.remember_destination()
         super().save(*args, **kwargs)
+        if adding:
+            Export.objects.filter(id=self.export_id).filter(
+                Q(last_run_at__isnull=True) | Q(last_run_at__lt=self.queued_at)
+            ).update(last_run_at=self.queued_at)
 
     def get_absolute_url(self) -> str:
         return reverse("runs-detail", args=[self.id])
 
     def remember_destination(self) -> None:
         """A run remembers where its files go from the moment it exists: a later change of
-        the export's destination must not send its downloads, expiry or deletion elsewhere."""
+        the export's destination must not send its downloads, expiry or deletion elsewhere.
+        It takes its export's sandbox too (`bulk_create` skips `save`: call this first)."""
+        if self.sandbox_id is None:
+            self.sandbox_id = self.export.sandbox_id
         if not self.destination_kind:
             connector = self.export.connector
             self.destination_kind = connector.kind if connector else DESKTOP

@@ -85,14 +85,14 @@ def exports_queryset(request: TokenRequest) -> QuerySet:
     if not is_admin(request.user, request.sandbox_scope.sandbox_id):
         # Their own, and the custom exports operators set up for the sandbox (read-only).
         visible = visible.filter(Q(owner=request.user) | Q(managed=True))
-    return listing.with_last_run(visible.select_related("dataset__database", "owner"))
+    return listing.export_rows(visible)
 
 
 def runs_queryset(request: TokenRequest) -> QuerySet:
     visible = actions.runs_in(request.sandbox_scope.sandbox_id)
     if not is_admin(request.user, request.sandbox_scope.sandbox_id):
         visible = visible.filter(Q(export__owner=request.user) | Q(export__managed=True))
-    return visible.select_related("export__dataset__database", "export__owner").prefetch_related("files")
+    return listing.run_rows(visible).prefetch_related("files")
 
 
 def _get_export(request: TokenRequest, export_id: UUID) -> Export:
@@ -126,11 +126,17 @@ class Paging(Schema):
     page_size: int = Field(50, ge=1, le=1_000_000, description="Capped at API_MAX_PAGE_SIZE (default 200)")
 
 
-def _page(queryset: QuerySet, paging: Paging, serialize: Callable[[Any], dict]) -> dict:
+def _page(
+    queryset: QuerySet, paging: Paging, serialize: Callable[[Any], dict], order: listing.Sorted | None = None
+) -> dict:
+    """A page of `queryset`, in its order or `order`'s (the lists Manage Exports shares):
+    the page's ids first, then only those rows read whole."""
     size = min(paging.page_size, settings.API_MAX_PAGE_SIZE)
-    count = queryset.count()
+    ids_in_order = order or queryset.values_list("pk", flat=True)
+    count = ids_in_order.count()
     start = (paging.page - 1) * size
-    rows = list(queryset[start : start + size]) if start < count else []
+    ids = list(ids_in_order[start : start + size]) if start < count else []
+    rows = listing.in_order(ids, queryset)
     return {
         "Items": [serialize(row) for row in rows],
         "Count": count,
@@ -196,8 +202,7 @@ def list_exports(request: TokenRequest, filters: Query[ExportFilters]) -> dict:
     queryset = exports_queryset(request).filter(query.export_filter())
     if filters.status:
         queryset = queryset.filter(status__in=[EXPORT_STATUS_VALUES[status] for status in filters.status])
-    queryset = listing.order_rows(queryset, query.sort, name="name", last_run="last_run_at", next_run="next_run_at")
-    return _page(queryset, filters, export_out)
+    return _page(queryset, filters, export_out, listing.Sorted(queryset, query.sort, listing.EXPORT_SORT_COLUMNS))
 
 
 @api.post("/exports", response={201: s.ExportOut, **ERRORS}, tags=["exports"])
@@ -316,13 +321,10 @@ class RunFilters(ManageFilters):
 
 def _runs(queryset: QuerySet, filters: RunFilters, request: TokenRequest) -> dict:
     query = _manage_query(request, filters, filters.sort)
-    queryset = queryset.filter(query.export_filter("export__"))
+    queryset = queryset.filter(query.run_filter())
     if filters.status:
         queryset = queryset.filter(status__in=[RUN_STATUS_VALUES[status] for status in filters.status])
-    queryset = listing.order_rows(
-        queryset, query.sort, name="export__name", last_run="queued_at", next_run="export__next_run_at"
-    )
-    return _page(queryset, filters, run_out)
+    return _page(queryset, filters, run_out, listing.Sorted(queryset, query.sort, listing.RUN_SORT_COLUMNS))
 
 
 @api.get("/runs", response={200: s.RunPage, **ERRORS}, tags=["runs"])

@@ -46,6 +46,8 @@ def exports_list(request: HtmxHttpRequest) -> HttpResponse:
         "query": query,
         "tabs": TABS,
         "counts": counts,
+        "count_limit": listing.COUNT_LIMIT,
+        "capped": counts[query.tab] > listing.COUNT_LIMIT,  # "Page 3", not "Page 3 of 401"
         "page": page,
         "choices": listing.sidebar_choices(sandbox_id),
         "base_query": query_string(request.GET, drop=("tab", "page")),
