@@ -25,7 +25,12 @@ AZURITE := .node/node_modules/.bin/azurite-blob
 $(AZURITE):
 	npm install --prefix .node --no-audit --no-fund --loglevel=error azurite@3.35.0
 
-install-test: $(TEST_INSTALLED) chromium $(AZURITE)
+# axe-core, run inside the browser tests to check every page's accessibility.
+AXE := .node/node_modules/axe-core/axe.min.js
+$(AXE): $(AZURITE)
+	npm install --prefix .node --no-audit --no-fund --loglevel=error axe-core@4.14.1
+
+install-test: $(TEST_INSTALLED) chromium $(AZURITE) $(AXE)
 
 # Browser tests drive Debian's Chromium (Playwright can't download its own here).
 chromium:

@@ -90,6 +90,21 @@ def parse_value(raw: str, logical_type: str, column: str) -> FilterValue:
     return raw
 
 
+def operator_refusal(operator: str, logical_type: str, column: str) -> str | None:
+    """Why `operator` can't filter a column of this type, or None: the one rule the
+    validation and the wizard's filter builder (`operators_for`) both follow."""
+    if operator in TEXT_ONLY and logical_type != "text":
+        return f"{OPERATORS[operator]!r} only applies to text columns; {column!r} is {logical_type}"
+    if operator in ORDERED and logical_type in {"boolean", "binary"}:
+        return f"{OPERATORS[operator]!r} does not apply to {logical_type} column {column!r}"
+    return None
+
+
+def operators_for(logical_type: str) -> dict[str, str]:
+    """The operators a column of this type takes, with their labels, in OPERATORS' order."""
+    return {op: label for op, label in OPERATORS.items() if operator_refusal(op, logical_type, "") is None}
+
+
 def validate_filter(spec: dict, columns: dict[str, dict]) -> Filter:
     """Check one stored filter ({column, operator, value, value_to}) against the columns."""
     column = spec.get("column") or ""
@@ -99,10 +114,9 @@ def validate_filter(spec: dict, columns: dict[str, dict]) -> Filter:
     if operator not in OPERATORS:
         raise ValidationError(f"unknown operator {operator!r}")
     logical_type = columns[column]["type"]
-    if operator in TEXT_ONLY and logical_type != "text":
-        raise ValidationError(f"{OPERATORS[operator]!r} only applies to text columns; {column!r} is {logical_type}")
-    if operator in ORDERED and logical_type in {"boolean", "binary"}:
-        raise ValidationError(f"{OPERATORS[operator]!r} does not apply to {logical_type} column {column!r}")
+    refusal = operator_refusal(operator, logical_type, column)
+    if refusal:
+        raise ValidationError(refusal)
     if operator in NO_VALUE:
         return Filter(column, operator, (), logical_type)
     raw = str(spec.get("value") or "")

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import math
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, cast
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
 from django.conf import settings
@@ -308,22 +311,123 @@ class ScheduleStepForm(forms.ModelForm):
         return export
 
 
+def _value_widget(logical_type: str | None, operator: str) -> forms.Widget:
+    """The input a filter's value takes: a number box, a date or date-time picker,
+    true/false, a list for "is one of", text otherwise."""
+    if operator == "in":
+        return forms.Textarea(attrs={"rows": 2, "placeholder": "one value per line"})
+    if logical_type == "integer":
+        return forms.NumberInput(attrs={"step": "1"})
+    if logical_type in {"float", "decimal"}:
+        return forms.NumberInput(attrs={"step": "any"})
+    if logical_type in {"timestamp", "datetime"}:
+        return forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"})
+    if logical_type == "date":
+        return forms.DateInput(attrs={"type": "date"})
+    if logical_type == "boolean":
+        return forms.Select(choices=[("", "—"), ("true", "true"), ("false", "false")])
+    return forms.TextInput()
+
+
 class FilterForm(forms.Form):
-    column = forms.CharField(required=False, max_length=200, widget=forms.TextInput(attrs={"list": "dataset-columns"}))
-    operator = forms.ChoiceField(choices=[("", "—"), *export_filters.OPERATORS.items()], required=False)
-    value = forms.CharField(required=False, max_length=2000, help_text="For 'is one of': comma-separated values.")
+    """One row of the filter builder: a column of the dataset (with its type), an
+    operator that fits the type, and a value input that fits both. Every field stays
+    text, so a value that doesn't fit gets the validation's own message
+    (exports/filters.py), whichever input sent it."""
+
+    column = forms.CharField(required=False, max_length=200, widget=forms.Select(attrs={"class": "refit"}))
+    operator = forms.CharField(required=False, max_length=20, widget=forms.Select(attrs={"class": "refit"}))
+    value = forms.CharField(required=False, max_length=2000)
     value_to = forms.CharField(required=False, max_length=2000, label="and")
+
+    def __init__(self, *args, columns: list[dict] | None = None, time_zone: str = "UTC", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.columns = {column["name"]: column for column in columns or []}
+        self.zone = _zone(time_zone)
+        if not self.is_bound:  # a saved filter: its times shown in the user's time zone
+            for name in ("value", "value_to"):
+                if self.initial.get(name) and self._type(self.initial.get("column")) == "timestamp":
+                    self.initial[name] = _local_text(str(self.initial[name]), self.zone)
+        column, operator = self._current("column"), self._current("operator")
+        self.logical_type = self._type(column)
+        choices = [("", "Choose a column")] + [
+            (name, f"{name} ({described['type']})") for name, described in self.columns.items()
+        ]
+        if column and column not in self.columns:  # kept, so the error shows and nothing is lost
+            choices.append((column, f"{column} (not in this dataset)"))
+        cast(forms.Select, self.fields["column"].widget).choices = choices
+        operators = export_filters.operators_for(self.logical_type) if self.logical_type else export_filters.OPERATORS
+        operator_choices = [("", "—"), *operators.items()]
+        if operator and operator not in operators and operator in export_filters.OPERATORS:
+            operator_choices.append((operator, export_filters.OPERATORS[operator]))
+        cast(forms.Select, self.fields["operator"].widget).choices = operator_choices
+        self.fields["value"].widget = _value_widget(self.logical_type, operator)
+        self.fields["value_to"].widget = _value_widget(self.logical_type, "between")
+        for name, label in (("column", "Column"), ("operator", "Operator"), ("value", "Value"), ("value_to", "and")):
+            self.fields[name].widget.attrs["aria-label"] = f"Filter {label.lower()}" if name != "value_to" else "and"
+        self.needs_second_value = operator == "between" or not operator
+
+    def _current(self, name: str) -> str:
+        if self.is_bound:
+            return str(self.data.get(self.add_prefix(name)) or "")
+        return str(self.initial.get(name) or "")
+
+    def _type(self, column: object) -> str | None:
+        described = self.columns.get(str(column or ""))
+        return described["type"] if described else None
 
     def as_spec(self) -> dict | None:
         data = self.cleaned_data
         if not data.get("column") and not data.get("operator"):
             return None
+        # A textarea ("is one of") sends its lines with CRLF.
+        value, value_to = (data.get(name, "").replace("\r\n", "\n") for name in ("value", "value_to"))
+        if self.logical_type == "timestamp":  # typed in the user's time zone: stored in UTC
+            value, value_to = _utc_text(value, self.zone), _utc_text(value_to, self.zone)
         return {
             "column": data.get("column", "").strip(),
             "operator": data.get("operator", ""),
-            "value": data.get("value", ""),
-            "value_to": data.get("value_to", ""),
+            "value": value,
+            "value_to": value_to,
         }
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _utc_text(text: str, zone: ZoneInfo) -> str:
+    """Each date-time in `text` ("is one of": one per line or comma) that names no zone,
+    read in `zone` and written in UTC; anything else as it was, for the validation."""
+
+    def one(item: str) -> str:
+        stripped = item.strip()
+        try:
+            moment = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
+        except ValueError:
+            return item
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=zone)
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+    return "\n".join(one(item) for item in re.split(r"[,\n]", text)) if re.search(r"[,\n]", text) else one(text)
+
+
+def _local_text(text: str, zone: ZoneInfo) -> str:
+    """A stored date-time (UTC when it names no zone) as the picker shows it: in `zone`."""
+    items = [item.strip() for item in re.split(r"[,\n]", text) if item.strip()]
+    shown = []
+    for item in items:
+        try:
+            moment = datetime.fromisoformat(item.replace("Z", "+00:00"))
+        except ValueError:
+            return text
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        shown.append(moment.astimezone(zone).replace(tzinfo=None).isoformat(timespec="seconds"))
+    return "\n".join(shown)
 
 
 MAX_FILTERS = export_filters.MAX_FILTERS
@@ -340,6 +444,16 @@ class _FilterRows(forms.BaseFormSet):
 FilterFormSet = forms.formset_factory(
     FilterForm, formset=_FilterRows, extra=3, max_num=MAX_FILTERS, validate_max=True, absolute_max=MAX_FILTERS
 )
+
+
+def filter_formset(data, dataset: Dataset | None, time_zone: str, initial: list[dict] | None = None):
+    """The wizard's filter rows, knowing the dataset's columns and the user's time zone."""
+    return FilterFormSet(
+        data,
+        prefix="filters",
+        initial=initial,
+        form_kwargs={"columns": dataset.columns if dataset else [], "time_zone": time_zone},
+    )
 
 
 def clean_filters(formset, dataset: Dataset | None) -> list[dict] | None:

@@ -687,8 +687,13 @@ class Run(models.Model):
         return True
 
     # After a fix (credentials, a bucket, a confirmed host key) a relaunch delivers.
+    # A relaunch can help once the cause is fixed: at the source (a query's timeout, a
+    # value the source refused, a permission), at the destination, or in the settings
+    # (an address allowed). Not when the definition itself must change first.
     RELAUNCHABLE: ClassVar[set[str]] = {
         ErrorCode.SOURCE_UNAVAILABLE,
+        ErrorCode.SOURCE_QUERY_FAILED,
+        ErrorCode.DESTINATION_NOT_ALLOWED,
         ErrorCode.DESTINATION_AUTH_FAILED,
         ErrorCode.DESTINATION_NOT_FOUND,
         ErrorCode.DESTINATION_PERMISSION_DENIED,

@@ -6,6 +6,7 @@ urlpatterns = [
     path("exports/", listing.exports_list, name="exports-list"),
     path("exports/new/", wizard.exports_new, name="exports-new"),
     path("exports/columns/", wizard.exports_columns, name="exports-columns"),
+    path("exports/filter-row/", wizard.exports_filter_row, name="exports-filter-row"),
     path("exports/<uuid:export_id>/", listing.exports_detail, name="exports-detail"),
     path("exports/<uuid:export_id>/launch/", listing.exports_launch, name="exports-launch"),
     path("exports/<uuid:export_id>/edit/", wizard.exports_edit, name="exports-edit"),

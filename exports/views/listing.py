@@ -15,9 +15,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from connectors.models import Connector
-from exports import actions, listing
+from exports import actions, charts, listing
 from exports.actions import ActionRefused
-from exports.charts import run_history
 from exports.listing import TABS, ManageQuery
 from exports.models import Export, Hook, Run
 from exports.permissions import can_change, can_create, can_download
@@ -87,7 +86,7 @@ def detail_page(request: HtmxHttpRequest, export: Export, **extra) -> HttpRespon
             "hooks_refusal": actions.hooks_refusal(request.user, export),
             "hook_event_choices": Hook.Events.choices,
             "runs": runs,
-            "chart": run_history(list(reversed(runs[:40]))),
+            "chart": charts.run_history(list(reversed(runs[: charts.LAST_RUNS * 2]))),  # the finished among them
             "can_change": can_change(request.user, export),
             "custom_offers": actions.custom_offers(request.user, export) if export.managed else None,
             "definition_refusal": actions.custom_refusal(request.user, export, "view the definition of"),

@@ -28,10 +28,11 @@ from exports.forms import (
     MAX_FILTERS,
     DestinationStepForm,
     FileStepForm,
-    FilterFormSet,
+    FilterForm,
     ScheduleStepForm,
     SourceStepForm,
     clean_filters,
+    filter_formset,
 )
 from exports.layout import UNSCHEDULED, context_for, file_extension, render_template, tnf_name, validate_template
 from exports.models import Export, time_zone_of
@@ -109,9 +110,11 @@ def _no_extra(request: HtmxHttpRequest, export: Export | None, form: Any) -> dic
 
 
 def _source_screen(request: HtmxHttpRequest, export: Export | None, form: Any) -> dict:
+    time_zone = time_zone_of(request.user)
     if request.method == "POST":
-        return {"formset": FilterFormSet(request.POST, prefix="filters")}
-    return {"formset": FilterFormSet(prefix="filters", initial=export.filters if export else None)}
+        return {"formset": filter_formset(request.POST, form.chosen_dataset(), time_zone), "time_zone": time_zone}
+    initial = export.filters if export else None
+    return {"formset": filter_formset(None, form.chosen_dataset(), time_zone, initial), "time_zone": time_zone}
 
 
 def _add_filter_row(request: HtmxHttpRequest, export: Export | None, step: Step) -> dict:
@@ -122,7 +125,9 @@ def _add_filter_row(request: HtmxHttpRequest, export: Export | None, step: Step)
     except ValueError:
         rows = 3
     data["filters-TOTAL_FORMS"] = str(min(max(rows, 0) + 1, MAX_FILTERS))
-    return {"form": step.form(request, export, data), "formset": FilterFormSet(data, prefix="filters")}
+    form = step.form(request, export, data)
+    time_zone = time_zone_of(request.user)
+    return {"form": form, "formset": filter_formset(data, form.chosen_dataset(), time_zone), "time_zone": time_zone}
 
 
 def _destination_screen(request: HtmxHttpRequest, export: Export | None, form: Any) -> dict:
@@ -338,7 +343,30 @@ def exports_folder_preview(request: HtmxHttpRequest, export_id: UUID) -> HttpRes
 
 @login_required
 def exports_columns(request: HtmxHttpRequest) -> HttpResponse:
-    """htmx: the column picker of the dataset chosen in the form."""
+    """htmx: the column picker of the dataset chosen in the form, and the filter rows
+    again (out of band) with that dataset's columns, keeping what was typed in them."""
     form = SourceStepForm(data={"dataset": request.GET.get("dataset", "")}, sandbox_id=scope_of(request).sandbox_id)
     dataset = form.chosen_dataset()
-    return render(request, "exports/_columns.html", {"form": form, "dataset": dataset})
+    time_zone = time_zone_of(request.user)
+    rows = request.GET if "filters-TOTAL_FORMS" in request.GET else None
+    formset = filter_formset(rows, dataset, time_zone)
+    context = {"form": form, "dataset": dataset, "formset": formset, "time_zone": time_zone, "oob": True}
+    return render(request, "exports/_columns.html", context)
+
+
+@login_required
+def exports_filter_row(request: HtmxHttpRequest) -> HttpResponse:
+    """htmx: one filter row again, after its column or operator changed: the operators
+    that fit the column's type, and the value inputs that fit both."""
+    form = SourceStepForm(data={"dataset": request.GET.get("dataset", "")}, sandbox_id=scope_of(request).sandbox_id)
+    dataset = form.chosen_dataset()
+    number = request.GET.get("row", "")
+    if not number.isascii() or not number.isdigit() or int(number) >= MAX_FILTERS:
+        return HttpResponse("No such filter row.", status=400)
+    row = FilterForm(
+        request.GET,
+        prefix=f"filters-{int(number)}",
+        columns=dataset.columns if dataset else [],
+        time_zone=time_zone_of(request.user),
+    )
+    return render(request, "exports/_filter_row.html", {"f": row, "number": int(number)})

@@ -10,3 +10,42 @@ document.addEventListener("click", (event) => {
     select.select();
   }
 });
+
+// On a narrow screen the filters sidebar starts folded; it is open everywhere else
+// (and, without JavaScript, open at every width).
+const narrow = window.matchMedia("(max-width: 800px)");
+const foldFilters = () => {
+  for (const panel of document.querySelectorAll("details.filters-panel")) {
+    panel.open = !narrow.matches;
+  }
+};
+// Copy buttons do nothing without JavaScript: they show only with it.
+const revealCopyButtons = (root) => {
+  for (const button of root.querySelectorAll("[data-copy][hidden]")) {
+    button.hidden = false;
+  }
+};
+document.addEventListener("DOMContentLoaded", () => {
+  foldFilters();
+  revealCopyButtons(document);
+});
+document.addEventListener("htmx:load", (event) => revealCopyButtons(event.target));
+narrow.addEventListener("change", foldFilters);
+
+// Copy buttons: data-copy names the element whose text goes to the clipboard.
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("[data-copy]");
+  if (!button) {
+    return;
+  }
+  const source = document.querySelector(button.dataset.copy);
+  const text = source.value ?? source.textContent;
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    source.select?.();
+    document.execCommand("copy");
+  }
+  button.textContent = "Copied";
+  setTimeout(() => { button.textContent = "Copy"; }, 2000);
+});

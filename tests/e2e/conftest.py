@@ -63,3 +63,9 @@ def log_in(page, base_url: str, username: str) -> None:
     page.fill("#id_password", PASSWORD)
     page.click("main button[type=submit]")  # not the header's Log out, when someone is signed in
     page.wait_for_url("**/exports/")
+
+
+def open_menu(row):
+    """Open a list row's More menu (a <details>), where its secondary actions are."""
+    row.locator("details.menu > summary").click()
+    return row

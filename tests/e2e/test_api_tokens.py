@@ -33,6 +33,10 @@ def test_a_user_creates_uses_and_revokes_an_api_token(page, live_server, users):
     page.click("button:has-text('Create token')")
     secret = page.input_value("#new-token")
     assert secret.startswith("exs_")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.click("button[data-copy='#new-token']")  # hidden without JavaScript, shown with it
+    page.wait_for_selector("button[data-copy='#new-token']:has-text('Copied')")
+    assert page.evaluate("() => navigator.clipboard.readText()") == secret
 
     status, body = call_api(base, secret)
     assert status == 200, body

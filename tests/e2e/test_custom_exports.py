@@ -8,7 +8,7 @@ import pytest
 
 from exports.models import Export
 from tests.custom_exports import incremental_custom_export
-from tests.e2e.conftest import log_in
+from tests.e2e.conftest import log_in, open_menu
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,14 +32,14 @@ def test_a_marketer_copies_an_incremental_custom_export_and_an_admin_unschedules
     assert row.locator("text=Unschedule").count() == 0  # an admin's, as for any export
     page.screenshot(path=str(tmp_path / "scheduled-marketer.png"), full_page=True)
 
-    row.locator("a", has_text="View definition").click()
+    open_menu(row).locator("a", has_text="View definition").click()
     page.wait_for_selector("#modal #custom-definition")
     assert "Some of their customisations may not show" in page.inner_text("#modal")
     assert "country_code" in page.inner_text("#modal")
     page.screenshot(path=str(tmp_path / "definition.png"), full_page=True)
     page.goto(f"{base}/exports/?tab=scheduled")
 
-    page.locator("#results tr", has_text="Clicks for the client").locator("a", has_text="Copy").click()
+    open_menu(page.locator("#results tr", has_text="Clicks for the client")).locator("a", has_text="Copy").click()
     page.wait_for_selector("#modal input[name=name]")
     page.fill("#modal input[name=name]", "My clicks")
     page.click("#modal button[type=submit]")
@@ -55,7 +55,9 @@ def test_a_marketer_copies_an_incremental_custom_export_and_an_admin_unschedules
     admin = browser.new_page()
     log_in(admin, base, users["admin"].username)
     admin.goto(f"{base}/exports/?tab=scheduled")
-    admin.locator("#results tr", has_text="Clicks for the client").locator("a", has_text="Unschedule").click()
+    open_menu(admin.locator("#results tr", has_text="Clicks for the client")).locator(
+        "a", has_text="Unschedule"
+    ).click()
     admin.wait_for_selector("#modal #custom-warning")
     warning = admin.inner_text("#modal")
     assert "becomes a standard export" in warning

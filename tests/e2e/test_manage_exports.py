@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from exports.models import Export, Run
 from tests.conftest import run_worker
-from tests.e2e.conftest import log_in
+from tests.e2e.conftest import log_in, open_menu
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,14 +58,14 @@ def test_a_marketer_manages_exports_from_draft_to_finished(page, live_server, us
     page.click("button[name=next]")
     page.wait_for_url("**/wizard/file/")
     page.goto(f"{base}/exports/")
-    page.locator("tr", has_text="Weekly orders").get_by_role("link", name="Copy", exact=True).click()
+    open_menu(page.locator("tr", has_text="Weekly orders")).get_by_role("link", name="Copy", exact=True).click()
     page.wait_for_selector("dialog #copy-name")
     page.fill("#copy-name", "Weekly orders copy")
     page.click("dialog button[type=submit]")
     page.wait_for_url("**/wizard/source/")
     assert Export.objects.filter(name="Weekly orders copy", copied_from__name="Weekly orders").exists()
     page.goto(f"{base}/exports/")
-    page.locator("tr", has_text="Weekly orders copy").locator("text=Delete").click()
+    open_menu(page.locator("tr", has_text="Weekly orders copy")).locator("text=Delete").click()
     page.wait_for_selector("dialog >> text=can't be undone")
     page.click("dialog button.danger")
     page.wait_for_selector("text=Deleted the draft")
@@ -90,7 +90,7 @@ def test_a_marketer_manages_exports_from_draft_to_finished(page, live_server, us
 
     # Launch the original, see it in progress, then finished.
     page.goto(f"{base}/exports/?tab=draft")
-    page.locator("tr", has_text="Weekly orders").locator("button:has-text('Launch')").click()
+    open_menu(page.locator("tr", has_text="Weekly orders")).locator("button:has-text('Launch')").click()
     page.wait_for_url("**/runs/**")
     page.goto(f"{base}/exports/?tab=in_progress")
     assert page.locator("#results progress").count() == 1
@@ -102,7 +102,7 @@ def test_a_marketer_manages_exports_from_draft_to_finished(page, live_server, us
     page.click("#tab-finished")
     page.wait_for_selector("#results >> text=Weekly orders")
     page.screenshot(path=str(tmp_path / "tab-finished.png"), full_page=True)
-    page.locator("tr", has_text="Weekly orders").locator("text=View report").click()
+    open_menu(page.locator("tr", has_text="Weekly orders")).locator("text=View report").click()
     page.wait_for_selector("#run-status:has-text('Succeeded')")
     with page.expect_download() as caught:
         page.click("#download")

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from exports.models import Database, Export, refresh_datasets
 from tests.conftest import member
-from tests.e2e.conftest import log_in
+from tests.e2e.conftest import log_in, open_menu
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,7 +44,7 @@ def test_switching_organisation_and_sandbox_and_promoting_a_draft(page, live_ser
     expect(page).to_have_url(re.compile(r"/o/acme/test/exports/$"))
     expect(header).to_have_text("Acme / Test")
     row = page.locator("tr", has_text="Spring promo")
-    row.get_by_role("link", name="Copy to sandbox").click()
+    open_menu(row).get_by_role("link", name="Copy to sandbox").click()
     expect(page).to_have_url(re.compile(r"/o/acme/test/exports/[-0-9a-f]+/copy-to-sandbox/$"))
     page.select_option("#copy-sandbox", "production")
     page.get_by_role("button", name="Show its destinations").click()

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from exports import actions
 from exports.models import Export, Run
-from tests.e2e.conftest import log_in
+from tests.e2e.conftest import log_in, open_menu
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,7 +58,7 @@ def test_the_rules_read_the_same_in_the_browser(page, live_server, users, demo_d
     Run.objects.create(export=feed, status=Run.Status.RUNNING, started_at=timezone.now())
     page.goto(f"{live_server.url}/exports/?tab=draft")
     row = page.locator("#results tr", has_text="Hourly feed")
-    assert row.locator("button:has-text('Delete')").is_disabled()
+    assert open_menu(row).locator("button:has-text('Delete')").is_disabled()
     assert "queued or running" in row.inner_text()
     page.screenshot(path=str(tmp_path / "delete-disabled.png"), full_page=True)
 

@@ -125,7 +125,7 @@ def test_a_custom_export_runs_on_schedule_into_hosted_sftp_and_its_client_only_w
         browser = signed_in(users[who])
         scheduled = browser.get(reverse("exports-list") + "?tab=scheduled").content.decode()
         assert "Client feed" in scheduled
-        assert "<td>Custom</td>" in scheduled
+        assert '<td data-label="Type">Custom</td>' in scheduled
         assert "Custom export: operators manage it" in scheduled
         for link in ("exports-edit", "exports-delete", "exports-copy", "exports-definition"):
             assert reverse(link, args=[export.id]) not in scheduled, (who, link)
@@ -180,7 +180,7 @@ def test_an_incremental_custom_export_is_copied_into_a_standard_draft(users, inc
     marketer = signed_in(users["owner"])
     scheduled = marketer.get(reverse("exports-list") + "?tab=scheduled&export_type=incremental_custom").content
     assert b"Clicks by country" in scheduled
-    assert b"<td>Incremental custom</td>" in scheduled
+    assert b'<td data-label="Type">Incremental custom</td>' in scheduled
     assert reverse("exports-definition", args=[export.id]).encode() in scheduled
     assert reverse("exports-copy", args=[export.id]).encode() in scheduled
     assert reverse("exports-edit", args=[export.id]).encode() not in scheduled
