@@ -49,3 +49,19 @@ document.addEventListener("click", async (event) => {
   button.textContent = "Copied";
   setTimeout(() => { button.textContent = "Copy"; }, 2000);
 });
+
+// The filter builder: a new column or operator fetches its row again, with the operators
+// and value inputs that fit (exports-filter-row). One listener on the document, so a row
+// just swapped in is never missed; without JavaScript, the step's buttons do it.
+document.addEventListener("change", (event) => {
+  const select = event.target.closest("select.refit");
+  const row = select?.closest("tr[data-refit-url]");
+  if (!row || !window.htmx) {
+    return;
+  }
+  const values = { dataset: document.querySelector("#id_dataset")?.value ?? "" };
+  for (const field of row.querySelectorAll("[name]")) {
+    values[field.name] = field.value;
+  }
+  htmx.ajax("GET", row.dataset.refitUrl, { source: row, target: row, swap: "outerHTML", values });
+});
