@@ -345,6 +345,7 @@ class FilterForm(forms.Form):
         self.columns = {column["name"]: column for column in columns or []}
         self.zone = _zone(time_zone)
         if not self.is_bound:  # a saved filter: its times shown in the user's time zone
+            self.initial = {**self.initial}  # a copy: the formset's initial is the export's own list
             for name in ("value", "value_to"):
                 if self.initial.get(name) and self._type(self.initial.get("column")) == "timestamp":
                     self.initial[name] = _local_text(str(self.initial[name]), self.zone)

@@ -77,10 +77,7 @@ def test_a_filter_row_fits_its_column():
     gone = row("shipped_at")
     assert ("shipped_at", "shipped_at (not in this dataset)") in gone.fields["column"].widget.choices
     # A saved timestamp comes back in the user's time zone.
-    saved = FilterForm(
-        prefix="f",
-        columns=columns,
-        time_zone="Europe/Paris",
-        initial={"column": "occurred_at", "operator": "gte", "value": "2025-02-28T23:00:00Z"},
-    )
+    stored = {"column": "occurred_at", "operator": "gte", "value": "2025-02-28T23:00:00Z"}
+    saved = FilterForm(prefix="f", columns=columns, time_zone="Europe/Paris", initial=stored)
     assert saved.initial["value"] == "2025-03-01T00:00:00"
+    assert stored["value"] == "2025-02-28T23:00:00Z"  # the export's own filter is left as it is
