@@ -46,6 +46,11 @@ class Filter:
 MAX_FILTERS = 50
 
 
+def parse_moment(text: str) -> datetime:
+    """An ISO 8601 date or date-time, "Z" for UTC included; ValueError if it isn't one."""
+    return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+
+
 def parse_value(raw: str, logical_type: str, column: str) -> FilterValue:
     """Parse one filter value typed by a user into the column's type, or say why not."""
     text = raw.strip()
@@ -70,7 +75,7 @@ def parse_value(raw: str, logical_type: str, column: str) -> FilterValue:
                 return False
             raise ValueError
         if logical_type in {"timestamp", "datetime"}:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = parse_moment(text)
             if logical_type == "timestamp" and moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
             return moment

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any, ClassVar, cast
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
@@ -405,9 +405,8 @@ def _utc_text(text: str, zone: ZoneInfo) -> str:
     read in `zone` and written in UTC; anything else as it was, for the validation."""
 
     def one(item: str) -> str:
-        stripped = item.strip()
         try:
-            moment = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
+            moment = export_filters.parse_moment(item)
         except ValueError:
             return item
         if moment.tzinfo is None:
@@ -423,7 +422,7 @@ def _local_text(text: str, zone: ZoneInfo) -> str:
     shown = []
     for item in items:
         try:
-            moment = datetime.fromisoformat(item.replace("Z", "+00:00"))
+            moment = export_filters.parse_moment(item)
         except ValueError:
             return text
         moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)

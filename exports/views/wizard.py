@@ -341,11 +341,16 @@ def exports_folder_preview(request: HtmxHttpRequest, export_id: UUID) -> HttpRes
     return render(request, "exports/_folder_preview.html", {"preview": preview})
 
 
+def _dataset_form(request: HtmxHttpRequest) -> SourceStepForm:
+    """The source step with only the dataset the query string names, in the request's sandbox."""
+    return SourceStepForm(data={"dataset": request.GET.get("dataset", "")}, sandbox_id=scope_of(request).sandbox_id)
+
+
 @login_required
 def exports_columns(request: HtmxHttpRequest) -> HttpResponse:
     """htmx: the column picker of the dataset chosen in the form, and the filter rows
     again (out of band) with that dataset's columns, keeping what was typed in them."""
-    form = SourceStepForm(data={"dataset": request.GET.get("dataset", "")}, sandbox_id=scope_of(request).sandbox_id)
+    form = _dataset_form(request)
     dataset = form.chosen_dataset()
     time_zone = time_zone_of(request.user)
     rows = request.GET if "filters-TOTAL_FORMS" in request.GET else None
@@ -358,8 +363,7 @@ def exports_columns(request: HtmxHttpRequest) -> HttpResponse:
 def exports_filter_row(request: HtmxHttpRequest) -> HttpResponse:
     """htmx: one filter row again, after its column or operator changed: the operators
     that fit the column's type, and the value inputs that fit both."""
-    form = SourceStepForm(data={"dataset": request.GET.get("dataset", "")}, sandbox_id=scope_of(request).sandbox_id)
-    dataset = form.chosen_dataset()
+    dataset = _dataset_form(request).chosen_dataset()
     number = request.GET.get("row", "")
     if not number.isascii() or not number.isdigit() or int(number) >= MAX_FILTERS:
         return HttpResponse("No such filter row.", status=400)
